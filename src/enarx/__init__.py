@@ -1,0 +1,1 @@
+"""Enarx for Python."""
