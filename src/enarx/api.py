@@ -1,0 +1,121 @@
+"""The Python API: configure and run a keep, and read how it ended. The CLI is a thin layer over this."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from enarx.config import Config, load_config
+from enarx.config.model import StdioFile
+from enarx.host.supervisor import Sink, Source, Stdio, Supervisor
+from enarx.protocol import LaunchRequest
+from enarx.workload import load_workload
+
+log = logging.getLogger("enarx")
+
+
+@dataclass
+class KeepResult:
+    """How a keep ended. ``status`` is the process exit status; ``error`` explains anything but a clean exit.
+
+    ``kind`` is ``exit`` (the workload's own status), ``trap``, ``timeout``, ``memory``, ``signal``,
+    ``error`` (the keep could not run the workload) or ``crash``.
+    """
+
+    status: int
+    kind: str = "exit"
+    error: str | None = None
+    started: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+
+@dataclass
+class KeepOptions:
+    """Everything that shapes one run besides the workload itself."""
+
+    args: Sequence[str] = ()
+    env: Sequence[tuple[str, str]] = ()
+    dirs: Sequence[tuple[str, str, bool]] = ()  # (host path, guest path, writable)
+    config_path: str | os.PathLike[str] | None = None  # an Enarx.toml; overrides a package's own
+    backend: str | None = None
+    memory_limit: int | None = None
+    timeout: float | None = None
+    cache: bool = True
+    log_level: str | None = None
+
+
+def run(
+    module: str | os.PathLike[str],
+    options: KeepOptions | None = None,
+    *,
+    stdin: Source = 0,
+    stdout: Sink = 1,
+    stderr: Sink = 2,
+    on_started: Callable[[dict], None] | None = None,
+) -> KeepResult:
+    """Run a workload (a ``.wasm`` file or a package directory) in a keep and wait for it to end.
+
+    ``stdin`` may be a file descriptor, a binary file, ``bytes`` or ``None`` (EOF); ``stdout`` and
+    ``stderr`` a file descriptor, a binary file, a callable taking ``bytes``, or ``None`` (discard).
+    Raises :class:`enarx.errors.EnarxError` when the keep cannot be started.
+    """
+    from enarx.backends import pick_backend
+    from enarx.runtime.engine import default_cache_dir
+
+    options = options or KeepOptions()
+    workload = load_workload(module)
+    config_path = options.config_path or workload.config_path
+    config: Config | None = None
+    config_text: str | None = None
+    if config_path is not None:
+        config = load_config(config_path)  # validate on the host for a fast, clear error…
+        config_text = Path(config_path).read_text()  # …but the keep parses it again itself
+        for entry in config.files:
+            if entry.kind == "dir":
+                _check_dir(entry.path)  # type: ignore[union-attr]
+    for host, _guest, _writable in options.dirs:
+        _check_dir(host)
+
+    backend = pick_backend(options.backend)
+    log.debug("using the %s backend", backend.name)
+    request = LaunchRequest(
+        module_name=workload.name,
+        config_toml=config_text,
+        config_source=str(config_path) if config_path is not None else None,
+        args=list(options.args),
+        env=[(k, v) for k, v in options.env],
+        dirs=[(os.path.abspath(h), g, w) for h, g, w in options.dirs],
+        memory_limit=options.memory_limit,
+        timeout=options.timeout,
+        cache_dir=str(default_cache_dir()) if options.cache and backend.name == "nil" else None,
+        log_level=options.log_level,
+    )
+    if config is None:
+        relay_stdin = True
+    else:
+        relay_stdin = bool(config.files) and isinstance(config.files[0], StdioFile) and config.files[0].kind == "stdin"
+    started: dict = {}
+
+    def note_started(info: dict) -> None:
+        started.update(info)
+        if on_started is not None:
+            on_started(info)
+
+    keep = backend.launch()
+    supervisor = Supervisor(keep, Stdio(stdin=stdin if relay_stdin else None, stdout=stdout, stderr=stderr),
+                            on_started=note_started)
+    report = supervisor.run(request, workload.wasm, relay_stdin=relay_stdin)
+    return KeepResult(status=report.status, kind=report.kind, error=report.error, started=started)
+
+
+def _check_dir(path: str) -> None:
+    from enarx.errors import ConfigError
+
+    if not os.path.isdir(path):
+        raise ConfigError(f"directory {path!r} does not exist (needed for a preopen)")

@@ -1,0 +1,1 @@
+"""The ``enarx`` command line: a thin shell over the library. Subcommands are imported lazily."""

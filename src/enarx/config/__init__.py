@@ -1,0 +1,31 @@
+"""Enarx.toml: the typed model, the parser and the ``config init`` template."""
+
+from enarx.config.model import (
+    Config,
+    ConnectFile,
+    DirFile,
+    FileEntry,
+    Limits,
+    ListenFile,
+    NullFile,
+    StdioFile,
+    default_config,
+)
+from enarx.config.parse import load_config, parse_config, parse_size
+from enarx.config.template import TEMPLATE
+
+__all__ = [
+    "Config",
+    "ConnectFile",
+    "DirFile",
+    "FileEntry",
+    "Limits",
+    "ListenFile",
+    "NullFile",
+    "StdioFile",
+    "TEMPLATE",
+    "default_config",
+    "load_config",
+    "parse_config",
+    "parse_size",
+]

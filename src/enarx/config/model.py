@@ -1,0 +1,126 @@
+"""The typed form of an Enarx.toml, code-accurate to Enarx's ``enarx-config`` crate plus documented extensions.
+
+Extensions beyond Enarx: ``[[files]] kind = "dir"``, ``[limits]``, and the TLS fields ``ca`` (connect)
+and ``client_ca`` (listen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+Protocol = Literal["tcp", "tls"]
+StdioKind = Literal["stdin", "stdout", "stderr"]
+
+DEFAULT_PORTS: dict[str, int] = {"tcp": 80, "tls": 443}
+
+
+@dataclass(frozen=True)
+class NullFile:
+    """Reads give EOF, writes are swallowed."""
+
+    name: str = "null"
+    kind: Literal["null"] = "null"
+
+
+@dataclass(frozen=True)
+class StdioFile:
+    """The host's stdin, stdout or stderr (the host sees this data: it is not protected)."""
+
+    kind: StdioKind
+    name: str
+
+
+@dataclass(frozen=True)
+class ListenFile:
+    """A socket bound before the workload starts; the workload accepts on it."""
+
+    name: str
+    prot: Protocol
+    addr: str = "::"
+    port: int = 80
+    client_ca: str | None = None  # extension: PEM bundle; only clients with a cert from it are served
+    kind: Literal["listen"] = "listen"
+
+
+@dataclass(frozen=True)
+class ConnectFile:
+    """A connection opened before the workload starts."""
+
+    host: str
+    prot: Protocol
+    name: str
+    port: int = 80
+    ca: str | None = None  # extension: PEM bundle trusted besides the system roots
+    kind: Literal["connect"] = "connect"
+
+
+@dataclass(frozen=True)
+class DirFile:
+    """Extension: a host directory preopened for the workload. The host can read and change it."""
+
+    path: str
+    name: str
+    writable: bool = False
+    kind: Literal["dir"] = "dir"
+
+
+FileEntry = Union[NullFile, StdioFile, ListenFile, ConnectFile, DirFile]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Extension: resource limits. ``None`` means unlimited."""
+
+    memory: int | None = None  # bytes of linear memory
+    timeout: float | None = None  # seconds of wall time
+
+
+@dataclass(frozen=True)
+class Config:
+    """An Enarx.toml in effect. ``source`` is the file it came from (for messages), or ``None``."""
+
+    files: tuple[FileEntry, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    steward: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    source: str | None = None
+
+    def fd_names(self) -> list[str]:
+        return [f.name for f in self.files]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The effective configuration as plain data (what ``enarx config check`` prints)."""
+        out: dict[str, Any] = {}
+        if self.steward is not None:
+            out["steward"] = self.steward
+        out["args"] = list(self.args)
+        out["env"] = dict(self.env)
+        files = []
+        for entry in self.files:
+            item: dict[str, Any] = {"kind": entry.kind}
+            for key, value in entry.__dict__.items():
+                if key != "kind" and value is not None:
+                    item[key] = value
+            files.append(item)
+        out["files"] = files
+        limits: dict[str, Any] = {}
+        if self.limits.memory is not None:
+            limits["memory"] = self.limits.memory
+        if self.limits.timeout is not None:
+            limits["timeout"] = self.limits.timeout
+        if limits:
+            out["limits"] = limits
+        return out
+
+
+def default_config() -> Config:
+    """What Enarx uses for a package without an Enarx.toml: stdin, stdout and stderr, nothing else."""
+    return Config(
+        files=(
+            StdioFile("stdin", "stdin"),
+            StdioFile("stdout", "stdout"),
+            StdioFile("stderr", "stderr"),
+        )
+    )

@@ -1,0 +1,190 @@
+"""Supervise one keep: send the package, relay stdio in order, forward Ctrl-C/SIGTERM, report the end.
+
+The host never hangs on a keep: a keep that closes its channel without an EXIT frame (a crash) is
+reported with its exit status or signal, and a keep that ignores a stop request is killed after a grace
+period.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from typing import IO, Callable, Union
+
+from enarx.backends.base import KeepProcess
+from enarx.protocol import (
+    MAX_KEEP_TO_HOST,
+    Channel,
+    ExitReport,
+    FrameType,
+    LaunchRequest,
+    ProtocolError,
+)
+
+log = logging.getLogger("enarx.host")
+keep_log = logging.getLogger("enarx.keep")
+
+STOP_GRACE_SECONDS = 3.0
+Sink = Union[int, IO[bytes], Callable[[bytes], object], None]
+Source = Union[int, IO[bytes], bytes, None]
+
+
+@dataclass
+class Stdio:
+    """Where the workload's stdio goes. An int is a file descriptor; ``None`` discards (or gives EOF)."""
+
+    stdin: Source = 0
+    stdout: Sink = 1
+    stderr: Sink = 2
+
+
+def _writer(sink: Sink) -> Callable[[bytes], None]:
+    if sink is None:
+        return lambda data: None
+    if isinstance(sink, int):
+        fd = sink
+
+        def write_fd(data: bytes) -> None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+
+        return write_fd
+    if callable(sink) and not hasattr(sink, "write"):
+        return sink  # type: ignore[return-value]
+
+    def write_file(data: bytes) -> None:
+        sink.write(data)  # type: ignore[union-attr]
+        sink.flush()  # type: ignore[union-attr]
+
+    return write_file
+
+
+class Supervisor:
+    def __init__(self, keep: KeepProcess, stdio: Stdio, *, on_started: Callable[[dict], None] | None = None):
+        self.keep = keep
+        self.stdio = stdio
+        self.channel = Channel(keep.channel, max_incoming=MAX_KEEP_TO_HOST)
+        self.on_started = on_started
+        self._stop_timer: threading.Timer | None = None
+        self._stdout_broken = False
+
+    def run(self, request: LaunchRequest, module: bytes, *, relay_stdin: bool) -> ExitReport:
+        previous = self._install_signal_handlers()
+        try:
+            try:
+                self.channel.send(FrameType.LAUNCH, request.encode(module))
+            except OSError:
+                pass  # the keep died before reading; reported below from its exit status
+            if relay_stdin:
+                self._start_stdin_relay()
+            return self._relay()
+        finally:
+            self._restore_signal_handlers(previous)
+            if self._stop_timer is not None:
+                self._stop_timer.cancel()
+            self.keep.wait()
+            self.channel.close()
+
+    # -- stdio --------------------------------------------------------------------------------------
+    def _start_stdin_relay(self) -> None:
+        source = self.stdio.stdin
+
+        def pump() -> None:
+            try:
+                if isinstance(source, bytes):
+                    for i in range(0, len(source), 1 << 20):
+                        self.channel.send(FrameType.STDIN, source[i:i + (1 << 20)])
+                elif isinstance(source, int):
+                    while data := os.read(source, 1 << 16):
+                        self.channel.send(FrameType.STDIN, data)
+                elif source is not None:
+                    while data := source.read(1 << 16):
+                        self.channel.send(FrameType.STDIN, data)
+                self.channel.send(FrameType.STDIN, b"")
+            except OSError:
+                pass  # the keep is gone; the relay loop reports how it ended
+
+        threading.Thread(target=pump, name="stdin-relay", daemon=True).start()
+
+    def _relay(self) -> ExitReport:
+        out = _writer(self.stdio.stdout)
+        err = _writer(self.stdio.stderr)
+        try:
+            while (frame := self.channel.recv()) is not None:
+                if frame.type == FrameType.STDOUT:
+                    if not self._stdout_broken:
+                        try:
+                            out(frame.payload)
+                        except BrokenPipeError:
+                            self._stdout_broken = True  # like SIGPIPE for a native program
+                            self.stop("SIGPIPE")
+                elif frame.type == FrameType.STDERR:
+                    try:
+                        err(frame.payload)
+                    except BrokenPipeError:
+                        pass
+                elif frame.type == FrameType.LOG:
+                    keep_log.info("%s", frame.payload.decode("utf-8", "replace"))
+                elif frame.type == FrameType.STARTED:
+                    if self.on_started is not None:
+                        self.on_started(_json_object(frame.payload))
+                elif frame.type == FrameType.EXIT:
+                    report = ExitReport.decode(frame.payload)
+                    if self._stdout_broken:
+                        report = ExitReport(141, "signal", None)
+                    return report
+                else:
+                    raise ProtocolError(f"unexpected {frame.type.name} frame from the keep")
+        except ProtocolError as exc:
+            self.keep.kill()
+            return ExitReport(1, "error", f"keep broke the protocol: {exc}")
+        except OSError as exc:
+            log.debug("channel error: %s", exc)
+        return self._crashed()
+
+    def _crashed(self) -> ExitReport:
+        status = self.keep.wait()
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+            return ExitReport(1, "crash", f"keep crashed: killed by {name}")
+        code = os.waitstatus_to_exitcode(status)
+        return ExitReport(1, "crash", f"keep ended without reporting an exit status (process status {code})")
+
+    # -- signals ------------------------------------------------------------------------------------
+    def stop(self, signame: str) -> None:
+        """Ask the keep to stop; kill it if it has not ended after a grace period."""
+        try:
+            self.channel.send(FrameType.STOP, json.dumps({"signal": signame}).encode())
+        except OSError:
+            pass
+        if self._stop_timer is None:
+            self._stop_timer = threading.Timer(STOP_GRACE_SECONDS, self.keep.kill)
+            self._stop_timer.daemon = True
+            self._stop_timer.start()
+
+    def _install_signal_handlers(self) -> dict[int, object]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda s, _f: self.stop(signal.Signals(s).name))
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, object]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _json_object(payload: bytes) -> dict:
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}

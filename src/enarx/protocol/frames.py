@@ -1,0 +1,95 @@
+"""Framing: ``type (u8) | length (u32, big-endian) | payload``. Nothing else travels on the channel."""
+
+from __future__ import annotations
+
+import enum
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct(">BI")
+MAX_HOST_TO_KEEP = 128 * 1024 * 1024  # a launch frame carries the module (Enarx caps wasm at 100 MB)
+MAX_KEEP_TO_HOST = 16 * 1024 * 1024  # keeps send stdio in chunks far below this
+
+
+class FrameType(enum.IntEnum):
+    # host → keep
+    LAUNCH = 0x01  # u32 json length | JSON LaunchRequest | module bytes
+    STDIN = 0x02  # bytes for the workload's stdin; an empty payload means end of file
+    STOP = 0x03  # JSON {"signal": "SIGINT"|"SIGTERM"}: stop the workload now
+    # keep → host
+    STARTED = 0x10  # JSON {"protocol": 1, "backend": ..., "listening": [...]}: the workload is about to run
+    STDOUT = 0x11  # bytes the workload wrote to stdout
+    STDERR = 0x12  # bytes the workload wrote to stderr
+    LOG = 0x13  # one UTF-8 log line from the keep runtime
+    EXIT = 0x14  # JSON ExitReport; the last frame a keep sends
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame sequence."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: FrameType
+    payload: bytes
+
+
+class Channel:
+    """A framed channel over a connected stream socket. Sends are thread-safe; receive from one thread."""
+
+    def __init__(self, sock: socket.socket, *, max_incoming: int):
+        self.sock = sock
+        self.max_incoming = max_incoming
+        self._send_lock = threading.Lock()
+
+    def send(self, ftype: FrameType, payload: bytes | bytearray | memoryview = b"") -> None:
+        header = HEADER.pack(int(ftype), len(payload))
+        with self._send_lock:
+            if len(payload) < 4096:
+                self.sock.sendall(header + bytes(payload))
+                return
+            view = memoryview(payload)
+            sent = self.sock.sendmsg([header, view])
+            if sent < len(header):
+                self.sock.sendall(header[sent:])
+                sent = len(header)
+            if sent - len(header) < len(view):
+                self.sock.sendall(view[sent - len(header):])
+
+    def recv(self) -> Frame | None:
+        """The next frame, or ``None`` on a clean end of stream between frames."""
+        header = self._recv_exact(HEADER.size, eof_ok=True)
+        if header is None:
+            return None
+        code, length = HEADER.unpack(header)
+        try:
+            ftype = FrameType(code)
+        except ValueError:
+            raise ProtocolError(f"unknown frame type 0x{code:02x}") from None
+        if length > self.max_incoming:
+            raise ProtocolError(f"{ftype.name} frame of {length} bytes exceeds the limit of {self.max_incoming}")
+        payload = self._recv_exact(length, eof_ok=False) if length else b""
+        assert payload is not None
+        return Frame(ftype, payload)
+
+    def _recv_exact(self, n: int, *, eof_ok: bool) -> bytes | None:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.sock.recv_into(view[got:])
+            if k == 0:
+                if got == 0 and eof_ok:
+                    return None
+                raise ProtocolError(f"channel closed in the middle of a frame ({got} of {n} bytes)")
+            got += k
+        return bytes(buf)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,137 @@
+"""The JSON messages carried by LAUNCH and EXIT frames, with strict validation on decode."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from enarx.protocol.frames import PROTOCOL_VERSION, ProtocolError
+
+_U32 = struct.Struct(">I")
+
+
+@dataclass
+class LaunchRequest:
+    """What the host asks a keep to run: the package (module + Enarx.toml text) plus host-side options.
+
+    The keep, not the host, interprets the Enarx.toml: in a hardware keep the host is untrusted, so the
+    host only relays the package and the user's command-line additions.
+    """
+
+    module_name: str
+    config_toml: str | None = None  # Enarx.toml text; None = plain WASI semantics
+    config_source: str | None = None  # where the Enarx.toml came from, for messages
+    args: list[str] = field(default_factory=list)  # appended after the config's args
+    env: list[tuple[str, str]] = field(default_factory=list)  # --env additions
+    dirs: list[tuple[str, str, bool]] = field(default_factory=list)  # --dir (host, guest, writable)
+    memory_limit: int | None = None
+    timeout: float | None = None
+    cache_dir: str | None = None
+    log_level: str | None = None
+    protocol: int = PROTOCOL_VERSION
+
+    def encode(self, module: bytes) -> bytes:
+        header = json.dumps(asdict(self), separators=(",", ":")).encode()
+        return _U32.pack(len(header)) + header + module
+
+    @classmethod
+    def decode(cls, payload: bytes) -> tuple[LaunchRequest, memoryview]:
+        if len(payload) < 4:
+            raise ProtocolError("LAUNCH frame too short")
+        (n,) = _U32.unpack_from(payload)
+        if n > len(payload) - 4:
+            raise ProtocolError("LAUNCH header length exceeds the frame")
+        try:
+            doc = json.loads(payload[4 : 4 + n])
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise ProtocolError(f"LAUNCH header is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ProtocolError("LAUNCH header must be a JSON object")
+        if doc.get("protocol") != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"unsupported protocol version {doc.get('protocol')!r}; this keep speaks {PROTOCOL_VERSION}"
+            )
+        try:
+            req = cls(
+                module_name=_typed(doc, "module_name", str),
+                config_toml=_typed(doc, "config_toml", str, optional=True),
+                config_source=_typed(doc, "config_source", str, optional=True),
+                args=_str_list(doc.get("args", [])),
+                env=[tuple(_str_list(p, 2)) for p in _list(doc.get("env", []))],  # type: ignore[misc]
+                dirs=[_dir(d) for d in _list(doc.get("dirs", []))],
+                memory_limit=_typed(doc, "memory_limit", int, optional=True),
+                timeout=_number(doc.get("timeout")),
+                cache_dir=_typed(doc, "cache_dir", str, optional=True),
+                log_level=_typed(doc, "log_level", str, optional=True),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed LAUNCH header: {exc}") from None
+        return req, memoryview(payload)[4 + n :]
+
+
+@dataclass
+class ExitReport:
+    """How the workload ended. ``kind``: exit, trap, timeout, signal, error."""
+
+    status: int
+    kind: str = "exit"
+    error: str | None = None
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> ExitReport:
+        try:
+            doc = json.loads(payload)
+            status = doc["status"]
+            kind = doc.get("kind", "exit")
+            error = doc.get("error")
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise ProtocolError(f"malformed EXIT frame: {exc}") from None
+        if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status <= 255:
+            raise ProtocolError(f"malformed EXIT frame: status {status!r}")
+        if not isinstance(kind, str) or not (error is None or isinstance(error, str)):
+            raise ProtocolError("malformed EXIT frame: kind/error types")
+        return cls(status=status, kind=kind, error=error)
+
+
+def _typed(doc: dict[str, Any], key: str, typ: type, optional: bool = False) -> Any:
+    value = doc.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, typ) or isinstance(value, bool):
+        raise TypeError(f"{key} must be {typ.__name__}")
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("timeout must be a number")
+    return float(value)
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError("expected a list")
+    return value
+
+
+def _str_list(value: Any, length: int | None = None) -> list[str]:
+    items = _list(value)
+    if not all(isinstance(v, str) for v in items) or (length is not None and len(items) != length):
+        raise TypeError("expected a list of strings")
+    return items
+
+
+def _dir(value: Any) -> tuple[str, str, bool]:
+    items = _list(value)
+    if len(items) != 3 or not isinstance(items[0], str) or not isinstance(items[1], str):
+        raise TypeError("dirs entries are [host, guest, writable]")
+    if not isinstance(items[2], bool):
+        raise TypeError("dirs writable must be a boolean")
+    return items[0], items[1], items[2]

@@ -1,0 +1,287 @@
+"""The keep's main loop: read LAUNCH, run the workload, report stdio and the exit status.
+
+Threads: the main thread runs wasm (wasmtime releases the GIL); one thread reads control frames
+(STDIN, STOP); one pump per output stream. A stop request or the wall-clock limit ends the keep from
+the control side: buffered output is flushed, an EXIT frame is sent, and the process exits at once —
+so a runaway loop is stopped without the per-instruction cost of epoch or fuel interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from typing import Callable
+
+from enarx.errors import ConfigError
+from enarx.protocol import (
+    MAX_HOST_TO_KEEP,
+    PROTOCOL_VERSION,
+    Channel,
+    ExitReport,
+    FrameType,
+    LaunchRequest,
+    ProtocolError,
+)
+from enarx.runtime.plan import WorkloadPlan, plan_workload
+from enarx.runtime.stdio import OutputPump, StdinFeeder, make_pipe
+
+log = logging.getLogger("enarx.keep")
+
+STATUS_TRAP = 134  # like wasmtime's CLI: a trap is an abort
+STATUS_TIMEOUT = 124  # like timeout(1)
+STATUS_SIGNAL = {"SIGINT": 130, "SIGTERM": 143, "SIGPIPE": 141}
+STATUS_ERROR = 1
+
+_TRAP_NAMES = {
+    "STACK_OVERFLOW": "stack overflow",
+    "MEMORY_OUT_OF_BOUNDS": "out-of-bounds memory access",
+    "HEAP_MISALIGNED": "misaligned memory access",
+    "TABLE_OUT_OF_BOUNDS": "out-of-bounds table access",
+    "INDIRECT_CALL_TO_NULL": "indirect call to a null table entry",
+    "BAD_SIGNATURE": "indirect call signature mismatch",
+    "INTEGER_OVERFLOW": "integer overflow",
+    "INTEGER_DIVISION_BY_ZERO": "integer division by zero",
+    "BAD_CONVERSION_TO_INTEGER": "invalid conversion to integer",
+    "UNREACHABLE": "unreachable instruction executed",
+    "INTERRUPT": "interrupted",
+    "OUT_OF_FUEL": "out of fuel",
+}
+
+
+class _ChannelLogHandler(logging.Handler):
+    """Sends the keep runtime's log records to the host as LOG frames."""
+
+    def __init__(self, channel: Channel):
+        super().__init__()
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.channel.send(FrameType.LOG, self.format(record).encode("utf-8", "replace"))
+        except OSError:
+            pass
+
+
+class Keep:
+    def __init__(self, sock: socket.socket):
+        self.channel = Channel(sock, max_incoming=MAX_HOST_TO_KEEP)
+        self.pumps: list[OutputPump] = []
+        self.stdin: StdinFeeder | None = None
+        self._finish_lock = threading.Lock()
+        self._finished = False
+        self._memory_probe: Callable[[], int] | None = None
+
+    # -- ending -------------------------------------------------------------------------------------
+    def finish(self, report: ExitReport, *, abrupt: bool) -> None:
+        """Send the one EXIT frame and end the process. Safe to call from any thread, once."""
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._finished = True
+            for pump in self.pumps:
+                if pump.ident is None:
+                    continue
+                if abrupt:
+                    pump.drain()
+                else:
+                    pump.join()
+            try:
+                self.channel.send(FrameType.EXIT, report.encode())
+                self.channel.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            os._exit(report.status)
+
+    # -- control ------------------------------------------------------------------------------------
+    def _control_loop(self) -> None:
+        try:
+            while frame := self.channel.recv():
+                if frame.type == FrameType.STDIN:
+                    if self.stdin is not None:
+                        self.stdin.queue.put(frame.payload)
+                elif frame.type == FrameType.STOP:
+                    signal = _json(frame.payload).get("signal", "SIGTERM")
+                    status = STATUS_SIGNAL.get(signal, 143)
+                    self.finish(ExitReport(status, "signal", f"keep stopped by {signal}"), abrupt=True)
+                else:
+                    raise ProtocolError(f"unexpected {frame.type.name} frame from the host")
+        except (ProtocolError, OSError) as exc:
+            self.finish(ExitReport(STATUS_ERROR, "error", f"keep channel failed: {exc}"), abrupt=True)
+        # The host closed the channel: nobody is left to report to.
+        self.finish(ExitReport(STATUS_ERROR, "error", "host closed the channel"), abrupt=True)
+
+    def _start_timer(self, seconds: float) -> None:
+        def expire() -> None:
+            self.finish(
+                ExitReport(STATUS_TIMEOUT, "timeout", f"workload exceeded its time limit of {seconds:g} s"),
+                abrupt=True,
+            )
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+
+    # -- main ---------------------------------------------------------------------------------------
+    def serve(self) -> None:
+        try:
+            frame = self.channel.recv()
+            if frame is None or frame.type != FrameType.LAUNCH:
+                raise ProtocolError("expected a LAUNCH frame first")
+            req, module_bytes = LaunchRequest.decode(frame.payload)
+        except (ProtocolError, OSError) as exc:
+            self.finish(ExitReport(STATUS_ERROR, "error", f"keep launch failed: {exc}"), abrupt=True)
+            return
+        threading.Thread(target=self._control_loop, name="control", daemon=True).start()
+        if req.log_level:
+            handler = _ChannelLogHandler(self.channel)
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            root = logging.getLogger("enarx")
+            root.handlers[:] = [handler]
+            root.setLevel(req.log_level.upper())
+        try:
+            plan = plan_workload(req)
+        except ConfigError as exc:
+            self.finish(ExitReport(STATUS_ERROR, "error", str(exc)), abrupt=True)
+            return
+        self.finish(self._run(req, plan, module_bytes), abrupt=False)
+
+    def _run(self, req: LaunchRequest, plan: WorkloadPlan, module_bytes: memoryview) -> ExitReport:
+        import wasmtime
+
+        from enarx.runtime.engine import load_module, make_engine
+
+        engine = make_engine()
+        try:
+            module = load_module(engine, module_bytes, req.cache_dir)
+        except wasmtime.WasmtimeError as exc:
+            return ExitReport(STATUS_ERROR, "error", f"{req.module_name}: not a valid WebAssembly module: "
+                              f"{_first_line(exc)}")
+        entry = _entry_point(module)
+        if entry is None:
+            return ExitReport(STATUS_ERROR, "error",
+                              f"{req.module_name}: no `_start` or default export to call (is it a WASI command?)")
+
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = plan.argv
+        wasi.env = [list(pair) for pair in plan.env]
+        to_close: list[int] = []
+        if plan.stdin:
+            r, w = make_pipe()
+            wasi.stdin_file = f"/dev/fd/{r}"
+            to_close.append(r)
+            self.stdin = StdinFeeder(w)
+            self.stdin.start()
+        for name, ftype in (("stdout", FrameType.STDOUT), ("stderr", FrameType.STDERR)):
+            if getattr(plan, name):
+                r, w = make_pipe()
+                setattr(wasi, f"{name}_file", f"/dev/fd/{w}")
+                to_close.append(w)
+                self.pumps.append(OutputPump(r, self.channel, ftype))
+        for pre in plan.preopens:
+            if not os.path.isdir(pre.host):
+                return ExitReport(STATUS_ERROR, "error",
+                                  f"directory {pre.host!r} (guest {pre.guest!r}) does not exist")
+            try:
+                wasi.preopen_dir(pre.host, pre.guest, fs_mutable=pre.writable)
+            except wasmtime.WasmtimeError as exc:
+                return ExitReport(STATUS_ERROR, "error", f"cannot preopen {pre.host!r}: {_first_line(exc)}")
+
+        store = wasmtime.Store(engine)
+        if plan.memory_limit is not None:
+            store.set_limits(memory_size=plan.memory_limit)
+        store.set_wasi(wasi)
+        for fd in to_close:  # wasmtime holds its own descriptors now
+            os.close(fd)
+        del wasi
+        for pump in self.pumps:
+            pump.start()
+
+        linker = wasmtime.Linker(engine)
+        linker.define_wasi()
+        report: ExitReport
+        try:
+            instance = linker.instantiate(store, module)
+        except wasmtime.WasmtimeError as exc:
+            return self._close(store, ExitReport(STATUS_ERROR, "error", _instantiate_error(exc, plan)))
+        memory = instance.exports(store).get("memory")
+        if plan.timeout is not None:
+            self._start_timer(plan.timeout)
+        self.channel.send(FrameType.STARTED, json.dumps({"protocol": PROTOCOL_VERSION}).encode())
+        try:
+            instance.exports(store)[entry](store)
+            report = ExitReport(0)
+        except wasmtime.ExitTrap as exc:
+            report = ExitReport(exc.code & 0xFF)
+        except wasmtime.Trap as exc:
+            code = exc.trap_code.name if exc.trap_code is not None else ""
+            name = _TRAP_NAMES.get(code, _first_line(exc))
+            report = ExitReport(STATUS_TRAP, "trap", f"workload trapped: {name}")
+        except wasmtime.WasmtimeError as exc:
+            report = ExitReport(STATUS_TRAP, "trap", f"workload failed: {_first_line(exc)}")
+        if plan.memory_limit is not None and report.status != 0 and isinstance(memory, wasmtime.Memory):
+            if memory.data_len(store) + 65536 > plan.memory_limit:
+                limit = _size(plan.memory_limit)
+                if report.kind == "exit":
+                    report = ExitReport(report.status, "memory",
+                                        f"workload exited with status {report.status} after reaching "
+                                        f"its memory limit of {limit}")
+                else:
+                    report.error = f"{report.error} after reaching its memory limit of {limit}"
+        return self._close(store, report)
+
+    @staticmethod
+    def _close(store: object, report: ExitReport) -> ExitReport:
+        store.close()  # type: ignore[attr-defined]  # closes wasmtime's stdio, so the pumps see EOF
+        return report
+
+
+def _entry_point(module: object) -> str | None:
+    import wasmtime
+
+    names = {e.name: e.type for e in module.exports}  # type: ignore[attr-defined]
+    for name in ("_start", ""):
+        typ = names.get(name)
+        if isinstance(typ, wasmtime.FuncType) and not typ.params:
+            return name
+    return None
+
+
+def _instantiate_error(exc: Exception, plan: WorkloadPlan) -> str:
+    text = _first_line(exc)
+    if "memory" in text and "limit" in text and plan.memory_limit is not None:
+        return f"memory limit of {_size(plan.memory_limit)} is below the module's initial memory ({text})"
+    if "unknown import" in text:
+        return f"the module imports something this runtime does not provide: {text}"
+    return f"cannot instantiate the module: {text}"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # wasmtime errors read "error while executing at wasm backtrace: ... Caused by: <reason>"
+    for i, line in enumerate(lines):
+        if line.startswith("Caused by"):
+            return lines[i + 1] if i + 1 < len(lines) else line
+    return lines[0] if lines else type(exc).__name__
+
+
+def _json(payload: bytes) -> dict:
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def serve(sock: socket.socket) -> None:
+    """Entry point of a keep process: never returns."""
+    Keep(sock).serve()

@@ -1,0 +1,87 @@
+"""Turn a launch request (package + host additions) into the WASI view the workload gets.
+
+Two semantics, as the docs promise:
+
+* **Plain WASI** (no Enarx.toml): argv = [module name, *args]; environment = exactly the ``--env``
+  pairs; stdio relayed; ``--dir`` preopens.
+* **Enarx** (an Enarx.toml in effect): argv = ["main.wasm", *config.args, *args]; environment =
+  FD_COUNT, FD_NAMES, then the config's env, then ``--env``; file descriptors in ``[[files]]`` order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from enarx.config import Config, ConnectFile, DirFile, ListenFile, NullFile, StdioFile, parse_config
+from enarx.errors import ConfigError
+from enarx.protocol import LaunchRequest
+
+_STD_FD = {"stdin": 0, "stdout": 1, "stderr": 2}
+
+
+@dataclass
+class Preopen:
+    host: str
+    guest: str
+    writable: bool
+
+
+@dataclass
+class WorkloadPlan:
+    argv: list[str]
+    env: list[tuple[str, str]]
+    stdin: bool = True  # relay the host's stdin
+    stdout: bool = True
+    stderr: bool = True
+    preopens: list[Preopen] = field(default_factory=list)
+    memory_limit: int | None = None
+    timeout: float | None = None
+    config: Config | None = None
+
+
+def plan_workload(req: LaunchRequest) -> WorkloadPlan:
+    """Raises :class:`ConfigError` for an Enarx.toml this runtime cannot honour."""
+    if req.config_toml is None:
+        return WorkloadPlan(
+            argv=[req.module_name, *req.args],
+            env=list(req.env),
+            preopens=[Preopen(h, g, w) for h, g, w in req.dirs],
+            memory_limit=req.memory_limit,
+            timeout=req.timeout,
+        )
+
+    source = req.config_source or "Enarx.toml"
+    config = parse_config(req.config_toml, source=source)
+    plan = WorkloadPlan(
+        argv=["main.wasm", *config.args, *req.args],
+        env=[("FD_COUNT", str(len(config.files))), ("FD_NAMES", ":".join(config.fd_names()))],
+        stdin=False,
+        stdout=False,
+        stderr=False,
+        memory_limit=req.memory_limit if req.memory_limit is not None else config.limits.memory,
+        timeout=req.timeout if req.timeout is not None else config.limits.timeout,
+        config=config,
+    )
+    plan.env.extend(config.env)
+    plan.env.extend(req.env)
+
+    for fd, entry in enumerate(config.files):
+        where = f"{source}: files[{fd}]"
+        if fd < 3:
+            if isinstance(entry, NullFile):
+                continue
+            if isinstance(entry, StdioFile) and _STD_FD[entry.kind] == fd:
+                setattr(plan, entry.kind, True)
+                continue
+            raise ConfigError(
+                f"{where}: kind {entry.kind!r} cannot be fd {fd} in this runtime; "
+                "fds 0-2 take stdin, stdout, stderr (or null) in that order"
+            )
+        if isinstance(entry, DirFile):
+            plan.preopens.append(Preopen(entry.path, entry.name, entry.writable))
+        elif isinstance(entry, (ListenFile, ConnectFile)):
+            raise ConfigError(f"{where}: {entry.kind} sockets are not supported by this runtime yet")
+        else:
+            raise ConfigError(f"{where}: kind {entry.kind!r} is only supported as fd 0, 1 or 2")
+    plan.preopens.extend(Preopen(h, g, w) for h, g, w in req.dirs)
+    return plan
