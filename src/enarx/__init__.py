@@ -8,8 +8,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
 __version__ = "0.1.0"
 __all__ = ["KeepOptions", "KeepResult", "run", "__version__"]
 
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
     from enarx.api import KeepOptions, KeepResult, run
 
 
-def __getattr__(name: str) -> Any:  # lazy, so that `enarx --version` stays fast
+def __getattr__(name: str) -> object:  # lazy, so that `enarx --version` stays fast
     if name in ("KeepOptions", "KeepResult", "run"):
         from enarx import api
 

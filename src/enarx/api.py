@@ -65,8 +65,8 @@ def run(
     ``stderr`` a file descriptor, a binary file, a callable taking ``bytes``, or ``None`` (discard).
     Raises :class:`enarx.errors.EnarxError` when the keep cannot be started.
     """
-    from enarx.backends import pick_backend
-    from enarx.runtime.engine import default_cache_dir
+    from enarx.backends.registry import pick_backend
+    from enarx.runtime.cachedir import default_cache_dir
 
     options = options or KeepOptions()
     workload = load_workload(module)

@@ -6,30 +6,10 @@ It speaks to the host only through the protocol channel: its stdin and stdout ar
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-
 from enarx.backends.base import Backend, KeepProcess, Probe
+from enarx.runtime.process import ForkedKeep, fork_keep, take_preforked
 
-
-class ForkedKeep(KeepProcess):
-    def __init__(self, pid: int, channel: socket.socket):
-        self.pid = pid
-        self.channel = channel
-        self._status: int | None = None
-
-    def wait(self) -> int:
-        if self._status is None:
-            _, self._status = os.waitpid(self.pid, 0)
-        return self._status
-
-    def kill(self) -> None:
-        if self._status is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+KeepProcess.register(ForkedKeep)
 
 
 class NilBackend(Backend):
@@ -41,22 +21,4 @@ class NilBackend(Backend):
         return []
 
     def launch(self) -> KeepProcess:
-        host_end, keep_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
-        if pid == 0:  # the keep
-            status = 70
-            try:
-                host_end.close()
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides how to stop us
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                devnull = os.open(os.devnull, os.O_RDWR)
-                os.dup2(devnull, 0)
-                os.dup2(devnull, 1)
-                os.close(devnull)
-                from enarx.runtime.keep import serve
-
-                serve(keep_end)
-            finally:
-                os._exit(status)
-        keep_end.close()
-        return ForkedKeep(pid, host_end)
+        return take_preforked() or fork_keep(preload=False)

@@ -30,14 +30,6 @@ def make_engine() -> wasmtime.Engine:
     return wasmtime.Engine(config)
 
 
-def default_cache_dir() -> Path:
-    """``$ENARX_CACHE_DIR``, else ``$XDG_CACHE_HOME/enarx``, else ``~/.cache/enarx``."""
-    if env := os.environ.get("ENARX_CACHE_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "enarx"
-
-
 def _engine_fingerprint() -> str:
     """Identify the wasmtime build and settings, so that an upgrade never loads stale native code."""
     lib_dir = Path(wasmtime.__file__).parent

@@ -85,9 +85,8 @@ class Keep:
                 if pump.ident is None:
                     continue
                 if abrupt:
-                    pump.drain()
-                else:
-                    pump.join()
+                    pump.stop()
+                pump.join(timeout=5)
             try:
                 self.channel.send(FrameType.EXIT, report.encode())
                 self.channel.sock.shutdown(socket.SHUT_WR)
@@ -134,7 +133,6 @@ class Keep:
         except (ProtocolError, OSError) as exc:
             self.finish(ExitReport(STATUS_ERROR, "error", f"keep launch failed: {exc}"), abrupt=True)
             return
-        threading.Thread(target=self._control_loop, name="control", daemon=True).start()
         if req.log_level:
             handler = _ChannelLogHandler(self.channel)
             handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -146,9 +144,16 @@ class Keep:
         except ConfigError as exc:
             self.finish(ExitReport(STATUS_ERROR, "error", str(exc)), abrupt=True)
             return
-        self.finish(self._run(req, plan, module_bytes), abrupt=False)
+        stdin_read_fd: int | None = None
+        if plan.stdin:  # before the control loop starts, so that no STDIN frame can be missed
+            stdin_read_fd, w = make_pipe()
+            self.stdin = StdinFeeder(w)
+            self.stdin.start()
+        threading.Thread(target=self._control_loop, name="control", daemon=True).start()
+        self.finish(self._run(req, plan, module_bytes, stdin_read_fd), abrupt=False)
 
-    def _run(self, req: LaunchRequest, plan: WorkloadPlan, module_bytes: memoryview) -> ExitReport:
+    def _run(self, req: LaunchRequest, plan: WorkloadPlan, module_bytes: memoryview,
+             stdin_read_fd: int | None) -> ExitReport:
         import wasmtime
 
         from enarx.runtime.engine import load_module, make_engine
@@ -168,12 +173,9 @@ class Keep:
         wasi.argv = plan.argv
         wasi.env = [list(pair) for pair in plan.env]
         to_close: list[int] = []
-        if plan.stdin:
-            r, w = make_pipe()
-            wasi.stdin_file = f"/dev/fd/{r}"
-            to_close.append(r)
-            self.stdin = StdinFeeder(w)
-            self.stdin.start()
+        if stdin_read_fd is not None:
+            wasi.stdin_file = f"/dev/fd/{stdin_read_fd}"
+            to_close.append(stdin_read_fd)
         for name, ftype in (("stdout", FrameType.STDOUT), ("stderr", FrameType.STDERR)):
             if getattr(plan, name):
                 r, w = make_pipe()
@@ -222,14 +224,14 @@ class Keep:
         except wasmtime.WasmtimeError as exc:
             report = ExitReport(STATUS_TRAP, "trap", f"workload failed: {_first_line(exc)}")
         if plan.memory_limit is not None and report.status != 0 and isinstance(memory, wasmtime.Memory):
-            if memory.data_len(store) + 65536 > plan.memory_limit:
-                limit = _size(plan.memory_limit)
+            used = memory.data_len(store)
+            if used >= plan.memory_limit * 0.9:  # a memory.grow was (almost certainly) refused
+                note = f"it had used {_size(used)} of its {_size(plan.memory_limit)} memory limit"
                 if report.kind == "exit":
                     report = ExitReport(report.status, "memory",
-                                        f"workload exited with status {report.status} after reaching "
-                                        f"its memory limit of {limit}")
+                                        f"workload exited with status {report.status}; {note}")
                 else:
-                    report.error = f"{report.error} after reaching its memory limit of {limit}"
+                    report.error = f"{report.error}; {note}"
         return self._close(store, report)
 
     @staticmethod
@@ -260,8 +262,8 @@ def _instantiate_error(exc: Exception, plan: WorkloadPlan) -> str:
 
 def _size(n: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
+        if n >= scale:
+            return f"{n / scale:.4g} {unit}"
     return f"{n} bytes"
 
 

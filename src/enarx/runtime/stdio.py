@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import queue
+import select
 import threading
 
 from enarx.protocol import Channel, FrameType
@@ -28,32 +29,44 @@ def make_pipe() -> tuple[int, int]:
 
 
 class OutputPump(threading.Thread):
-    """Copies one pipe to the channel as frames of ``ftype`` until the pipe's writers are all closed."""
+    """Copies one pipe to the channel as frames of ``ftype`` until the pipe's writers are all closed.
+
+    ``stop()`` makes it send what is buffered now and end without waiting for the writers (used when
+    the keep is stopped while the workload still runs); bytes are never reordered or duplicated.
+    """
 
     def __init__(self, read_fd: int, channel: Channel, ftype: FrameType):
         super().__init__(name=f"pump-{ftype.name.lower()}", daemon=True)
         self.read_fd = read_fd
         self.channel = channel
         self.ftype = ftype
-        self.lock = threading.Lock()  # held while a chunk is in flight, so drain() never reorders bytes
+        self._wake_r, self._wake_w = os.pipe()
 
     def run(self) -> None:
-        while True:
-            with self.lock:
-                data = os.read(self.read_fd, CHUNK)
+        os.set_blocking(self.read_fd, False)
+        poller = select.poll()
+        poller.register(self.read_fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        stopping = False
+        try:
+            while True:
+                events = dict(poller.poll(0 if stopping else None))
+                if self._wake_r in events:
+                    stopping = True
+                try:
+                    data = os.read(self.read_fd, CHUNK)
+                except BlockingIOError:
+                    if stopping:
+                        return
+                    continue
                 if not data:
                     return
                 self.channel.send(self.ftype, data)
+        except OSError:
+            return  # the host is gone
 
-    def drain(self) -> None:
-        """Send whatever is buffered now, without waiting for writers (used when stopping abruptly)."""
-        with self.lock:
-            os.set_blocking(self.read_fd, False)
-            try:
-                while data := os.read(self.read_fd, CHUNK):
-                    self.channel.send(self.ftype, data)
-            except (BlockingIOError, OSError):
-                pass
+    def stop(self) -> None:
+        os.write(self._wake_w, b"x")
 
 
 class StdinFeeder(threading.Thread):

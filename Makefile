@@ -1,0 +1,40 @@
+# Every target bootstraps its own tooling on a fresh Debian machine: uv (installed with pip when missing),
+# the locked virtual environment, and the example workloads.
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+STAMP := $(VENV)/.synced
+export UV_PYTHON_PREFERENCE := only-system
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: all setup examples demo test bench lint clean
+
+all: test
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet "uv==0.13.8" || $(PYTHON) -m pip install --quiet "uv==0.13.8"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+setup: $(STAMP)
+
+examples: setup
+	VENV=$(VENV) bash examples/build.sh
+
+demo: examples
+	bash scripts/demo.sh
+
+test: examples
+	ENARX_REQUIRE_EXAMPLES=1 $(UV) run --frozen --no-sync pytest -q
+
+bench: examples
+	$(UV) run --frozen --no-sync python bench/run.py
+
+lint: setup
+	$(UV) run --frozen --no-sync ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) examples/build .pytest_cache

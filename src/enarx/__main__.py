@@ -1,0 +1,3 @@
+from enarx.cli.entry import main
+
+main()

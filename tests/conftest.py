@@ -1,0 +1,73 @@
+"""Shared fixtures: the real `enarx` CLI as a subprocess, the built examples, the shared corpora."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "build"
+ENARX = [sys.executable, "-m", "enarx"]
+LANGUAGES = ["c", "rust", "go", "zig"]
+
+
+def corpora_dir() -> Path | None:
+    path = Path(os.environ.get("ENARX_CORPORA", ROOT.parent / "shared" / "corpora"))
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def corpora() -> Path:
+    path = corpora_dir()
+    if path is None:
+        pytest.skip("shared corpora not found: set ENARX_CORPORA or place ../shared/corpora")
+    return path
+
+
+def example(lang: str, name: str) -> Path:
+    """Path of a built example; skips (or fails under `make test`) when it has not been built."""
+    path = EXAMPLES / lang / f"{name}.wasm"
+    if not path.is_file():
+        message = f"example {lang}/{name}.wasm not built: run `make examples`"
+        if os.environ.get("ENARX_REQUIRE_EXAMPLES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Share one module cache per test session (fast) but never touch the user's real cache."""
+    cache = tmp_path_factory.getbasetemp() / "enarx-cache"
+    monkeypatch.setenv("ENARX_CACHE_DIR", str(cache))
+    monkeypatch.delenv("ENARX_BACKEND", raising=False)
+    monkeypatch.delenv("ENARX_WASMCFGFILE", raising=False)
+    monkeypatch.delenv("ENARX_LOG", raising=False)
+
+
+def enarx(*args: str | os.PathLike[str], input: bytes | None = None, timeout: float = 120,
+          cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
+          ) -> subprocess.CompletedProcess[bytes]:
+    """Run the real CLI; stdout and stderr captured as bytes."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run([*ENARX, *map(str, args)], input=input, capture_output=True, timeout=timeout,
+                          cwd=cwd, env=full_env, stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[bytes], *fragments: str) -> str:
+    """A user error: non-zero status, exactly one `Error: …` line on stderr, no traceback."""
+    assert proc.returncode != 0, proc
+    err = proc.stderr.decode()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got: {err!r}"
+    assert lines[0].startswith("Error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
