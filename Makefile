@@ -16,7 +16,8 @@ $(UV):
 	$(PYTHON) -m pip install --user --quiet "uv==0.13.8" || $(PYTHON) -m pip install --quiet "uv==0.13.8"
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
+	$(VENV)/bin/python -m compileall -q src
 	@touch $@
 
 setup: $(STAMP)
@@ -28,7 +29,7 @@ demo: examples
 	bash scripts/demo.sh
 
 test: examples
-	ENARX_REQUIRE_EXAMPLES=1 $(UV) run --frozen --no-sync pytest -q
+	ENARX_REQUIRE_EXAMPLES=1 $(UV) run --frozen --no-sync pytest -q -n 2
 
 bench: examples
 	$(UV) run --frozen --no-sync python bench/run.py

@@ -71,3 +71,17 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[bytes], *fragments: 
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the WASI conformance tally (works with xdist: it counts the forwarded reports)."""
+    counts = {"passed": 0, "failed": 0, "xfailed": 0}
+    for outcome in counts:
+        for report in terminalreporter.stats.get(outcome, []):
+            if "test_wasi_testsuite.py::test_wasi[" in getattr(report, "nodeid", "") and report.when in (
+                "call", "setup"):
+                counts[outcome] += 1
+    if any(counts.values()):
+        terminalreporter.write_line(
+            f"WASI testsuite: {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['xfailed']} known failures (wasmtime list)")

@@ -11,6 +11,7 @@ Two semantics, as the docs promise:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from enarx.config import Config, ConnectFile, DirFile, ListenFile, NullFile, StdioFile, parse_config
 from enarx.errors import ConfigError
@@ -51,7 +52,9 @@ def plan_workload(req: LaunchRequest) -> WorkloadPlan:
         )
 
     source = req.config_source or "Enarx.toml"
-    config = parse_config(req.config_toml, source=source)
+    # Relative paths in the file (dir preopens, CA bundles) are relative to the file, as on the host.
+    base_dir = Path(req.config_source).parent if req.config_source else None
+    config = parse_config(req.config_toml, source=source, base_dir=base_dir)
     plan = WorkloadPlan(
         argv=["main.wasm", *config.args, *req.args],
         env=[("FD_COUNT", str(len(config.files))), ("FD_NAMES", ":".join(config.fd_names()))],

@@ -1,0 +1,69 @@
+"""CLI surfaces other than `run`: version, config init/check, platform info (text and JSON)."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import assert_one_line_error, enarx
+
+
+def test_version():
+    proc = enarx("--version")
+    assert proc.returncode == 0 and proc.stdout.decode().startswith("enarx ")
+
+
+def test_config_init_writes_valid_template_and_refuses_overwrite(tmp_path):
+    proc = enarx("config", "init", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert (tmp_path / "Enarx.toml").is_file()
+    check = enarx("config", "check", "--json", cwd=tmp_path)
+    doc = json.loads(check.stdout)
+    assert [f["kind"] for f in doc["config"]["files"]] == ["stdin", "stdout", "stderr"]
+    assert doc["injected_env"] == {"FD_COUNT": "3", "FD_NAMES": "stdin:stdout:stderr"}
+    assert_one_line_error(enarx("config", "init", cwd=tmp_path), "does already exist")
+
+
+def test_config_check_prints_effective_defaults(tmp_path):
+    cfg = tmp_path / "Enarx.toml"
+    cfg.write_text('[[files]]\nkind = "listen"\nname = "ingest"\nprot = "tls"\n')
+    proc = enarx("config", "check", cfg)
+    assert proc.returncode == 0
+    out = proc.stdout.decode()
+    assert 'addr = "::"' in out and "port = 443" in out and "FD_NAMES=ingest" in out
+
+
+def test_config_check_reports_errors(tmp_path):
+    cfg = tmp_path / "Enarx.toml"
+    cfg.write_text('[[files]]\nkind = "stdin"\nname = "a:b"\n')
+    assert_one_line_error(enarx("config", "check", cfg), "files[0].name", "must not contain ':'")
+
+
+def test_platform_info_json_shape():
+    proc = enarx("platform", "info", "--json")
+    doc = json.loads(proc.stdout)
+    assert doc["version"] and doc["system_info"]
+    names = [b["backend"] for b in doc["backends"]]
+    assert set(names) == {"nil", "kvm", "sev", "sgx", "tdx"}
+    kvm = next(b for b in doc["backends"] if b["backend"] == "kvm")
+    driver = kvm["data"][0]
+    assert set(driver) == {"name", "pass", "info", "mesg", "data"}
+    assert all(isinstance(row["mesg"], str) for row in kvm["data"])  # absent → the string "null"
+    assert driver["data"], "rows nest"
+
+
+def test_platform_info_text_marks_nil_available():
+    out = enarx("platform", "info").stdout.decode()
+    assert out.startswith("Enarx version ")
+    assert "✔ Backend: nil" in out
+    assert "✗ Backend: sev" in out  # no SEV-SNP hardware on this machine
+    assert "visible to the host" in out
+
+
+def test_unknown_command_is_one_line():
+    proc = enarx("frobnicate")
+    assert proc.returncode != 0 and b"Traceback" not in proc.stderr
+
+
+def test_log_target_validation():
+    proc = enarx("--log-target", "syslog", "platform", "info")
+    assert proc.returncode != 0 and b"Traceback" not in proc.stderr
