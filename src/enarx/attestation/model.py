@@ -150,6 +150,23 @@ class CollateralSet:
     crls: list[Any] = field(default_factory=list)  # cryptography.x509.CertificateRevocationList
     json_documents: list[tuple[str, bytes]] = field(default_factory=list)  # (source name, raw bytes)
     sources: list[str] = field(default_factory=list)  # where each item came from, for messages
+    # DER of certificates / CRLs that ``cryptography`` refuses to load (e.g. a future release rejecting
+    # AMD's serial-0 VCEKs); verifiers that parse DER themselves read these as well as the lists above.
+    raw_certificates: list[bytes] = field(default_factory=list)
+    raw_crls: list[bytes] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. files in a directory that were skipped
+
+    def merge(self, other: CollateralSet) -> CollateralSet:
+        """A new set holding the items of both (no de-duplication beyond identity of sources)."""
+        return CollateralSet(
+            certificates=[*self.certificates, *other.certificates],
+            crls=[*self.crls, *other.crls],
+            json_documents=[*self.json_documents, *other.json_documents],
+            sources=[*self.sources, *other.sources],
+            raw_certificates=[*self.raw_certificates, *other.raw_certificates],
+            raw_crls=[*self.raw_crls, *other.raw_crls],
+            warnings=[*self.warnings, *other.warnings],
+        )
 
 
 @dataclass
