@@ -55,7 +55,7 @@ def _writer(sink: Sink) -> Callable[[bytes], None]:
 
         return write_fd
     if callable(sink) and not hasattr(sink, "write"):
-        return sink  # type: ignore[return-value]
+        return lambda data: sink(bytes(data))  # type: ignore[operator]
 
     def write_file(data: bytes) -> None:
         sink.write(data)  # type: ignore[union-attr]

@@ -34,7 +34,7 @@ class ProtocolError(Exception):
 @dataclass(frozen=True)
 class Frame:
     type: FrameType
-    payload: bytes
+    payload: bytes | bytearray  # received payloads are bytearrays (no extra copy); treat as read-only
 
 
 class Channel:
@@ -42,6 +42,11 @@ class Channel:
 
     def __init__(self, sock: socket.socket, *, max_incoming: int):
         self.sock = sock
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+            except OSError:
+                pass
         self.max_incoming = max_incoming
         self._send_lock = threading.Lock()
 
@@ -75,7 +80,7 @@ class Channel:
         assert payload is not None
         return Frame(ftype, payload)
 
-    def _recv_exact(self, n: int, *, eof_ok: bool) -> bytes | None:
+    def _recv_exact(self, n: int, *, eof_ok: bool) -> bytearray | None:
         buf = bytearray(n)
         view = memoryview(buf)
         got = 0
@@ -86,7 +91,7 @@ class Channel:
                     return None
                 raise ProtocolError(f"channel closed in the middle of a frame ({got} of {n} bytes)")
             got += k
-        return bytes(buf)
+        return buf
 
     def close(self) -> None:
         try:
