@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +12,6 @@ from enarx.config.model import StdioFile
 from enarx.host.supervisor import Sink, Source, Stdio, Supervisor
 from enarx.protocol import LaunchRequest
 from enarx.workload import load_workload
-
-log = logging.getLogger("enarx")
 
 
 @dataclass
@@ -83,7 +80,10 @@ def run(
         _check_dir(host)
 
     backend = pick_backend(options.backend)
-    log.debug("using the %s backend", backend.name)
+    if options.log_level:
+        import logging
+
+        logging.getLogger("enarx").debug("using the %s backend", backend.name)
     request = LaunchRequest(
         module_name=workload.name,
         config_toml=config_text,

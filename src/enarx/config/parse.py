@@ -8,11 +8,9 @@ that omits ``[[files]]`` gets no file descriptors at all.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,6 @@ from enarx.config.model import (
 )
 from enarx.errors import ConfigError
 
-log = logging.getLogger("enarx.config")
 
 MAX_CONFIG_BYTES = 1_000_000  # Enarx's limit for an Enarx.toml
 KNOWN_TOP_LEVEL = {"steward", "args", "env", "files", "limits"}
@@ -78,6 +75,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def parse_config(text: str, *, source: str = "Enarx.toml", base_dir: Path | None = None) -> Config:
     """Parse Enarx.toml text. Relative ``dir`` paths and CA bundles resolve against ``base_dir``."""
+    import tomllib
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -87,7 +86,9 @@ def parse_config(text: str, *, source: str = "Enarx.toml", base_dir: Path | None
 
     for key in doc:
         if key not in KNOWN_TOP_LEVEL:
-            log.warning("%s: unknown top-level key %r ignored", source, key)
+            import logging
+
+            logging.getLogger("enarx.config").warning("%s: unknown top-level key %r ignored", source, key)
 
     steward = doc.get("steward")
     if steward is not None:

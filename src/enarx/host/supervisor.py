@@ -8,7 +8,6 @@ period.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import threading
@@ -25,8 +24,13 @@ from enarx.protocol import (
     ProtocolError,
 )
 
-log = logging.getLogger("enarx.host")
-keep_log = logging.getLogger("enarx.keep")
+
+
+def _log(name: str):  # logging is imported only when there is something to log (start-up time)
+    import logging
+
+    return logging.getLogger(name)
+
 
 STOP_GRACE_SECONDS = 3.0
 Sink = Union[int, IO[bytes], Callable[[bytes], object], None]
@@ -129,7 +133,7 @@ class Supervisor:
                     except BrokenPipeError:
                         pass
                 elif frame.type == FrameType.LOG:
-                    keep_log.info("%s", frame.payload.decode("utf-8", "replace"))
+                    _log("enarx.keep").info("%s", frame.payload.decode("utf-8", "replace"))
                 elif frame.type == FrameType.STARTED:
                     if self.on_started is not None:
                         self.on_started(_json_object(frame.payload))
@@ -144,7 +148,7 @@ class Supervisor:
             self.keep.kill()
             return ExitReport(1, "error", f"keep broke the protocol: {exc}")
         except OSError as exc:
-            log.debug("channel error: %s", exc)
+            _log("enarx.host").debug("channel error: %s", exc)
         return self._crashed()
 
     def _crashed(self) -> ExitReport:

@@ -1,0 +1,79 @@
+"""The body of ``enarx run``, free of click so that the fast path (``enarx.cli.fastrun``) can use it too."""
+
+from __future__ import annotations
+
+import sys
+
+from enarx.errors import ConfigError
+
+
+def _parse_env(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    env = []
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env {item!r}: expected KEY=VALUE")
+        env.append((key, value))
+    return env
+
+
+def _parse_dirs(values: tuple[str, ...]) -> list[tuple[str, str, bool]]:
+    dirs = []
+    for item in values:
+        host, sep, guest = item.partition("::")
+        if not host:
+            raise ConfigError(f"--dir {item!r}: expected HOST[::GUEST]")
+        dirs.append((host, guest if sep else host, True))
+    return dirs
+
+
+def execute(*, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...], dirs: tuple[str, ...],
+            memory_limit: str | None, timeout: str | None, no_cache: bool, module: str, args: list[str],
+            log_filter: str | None = None) -> None:
+    """Run the keep and exit with its status (shared by the click command and the fast path)."""
+    from enarx.api import KeepOptions
+    from enarx.api import run as run_keep
+    from enarx.config.parse import parse_size, parse_timeout
+
+    try:
+        memory = parse_size(memory_limit) if memory_limit is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"--memory-limit: {exc}") from None
+    try:
+        seconds = parse_timeout(timeout) if timeout is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"--timeout: {exc}") from None
+    options = KeepOptions(
+        args=list(args),
+        env=_parse_env(env),
+        dirs=_parse_dirs(dirs),
+        config_path=wasmcfgfile,
+        backend=backend,
+        memory_limit=memory,
+        timeout=seconds,
+        cache=not no_cache,
+        log_level="debug" if log_filter and "debug" in log_filter.lower() else None,
+    )
+    result = run_keep(module, options)
+    if result.error:
+        sys.stderr.write(f"Error: {result.error}\n")
+        sys.stderr.flush()
+    sys.exit(result.status)
+
+
+def run_fast(opts: dict) -> None:
+    """Execute a command line parsed by the fast path, with the CLI's error conventions."""
+    from enarx.errors import EnarxError
+
+    try:
+        execute(**opts)
+    except EnarxError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        sys.exit(exc.exit_status)
+    except KeyboardInterrupt:
+        sys.stderr.write("Error: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line
+        sys.stderr.write(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --log-filter debug "
+                         "for details)\n")
+        sys.exit(1)
