@@ -141,13 +141,6 @@ def test_bad_option_values(option, value):
     assert_one_line_error(enarx("run", option, value, example("c", "hello")), option)
 
 
-def test_socket_entries_not_yet_supported_is_clear(tmp_path):
-    cfg = tmp_path / "Enarx.toml"
-    cfg.write_text('[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
-                   '[[files]]\nkind = "listen"\nname = "l"\nprot = "tcp"\nport = 0\n')
-    assert_one_line_error(enarx("run", "--wasmcfgfile", cfg, example("c", "hello")), "listen")
-
-
 def test_debug_logging_shows_details_on_stderr():
     proc = enarx("--log-filter", "debug", "run", example("c", "hello"))
     assert proc.returncode == 0 and proc.stdout == b"Hello, world!\n"

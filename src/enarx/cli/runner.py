@@ -54,11 +54,22 @@ def execute(*, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...
         cache=not no_cache,
         log_level="debug" if log_filter and "debug" in log_filter.lower() else None,
     )
-    result = run_keep(module, options)
+    result = run_keep(module, options, on_started=report_listening)
     if result.error:
         sys.stderr.write(f"Error: {result.error}\n")
         sys.stderr.flush()
     sys.exit(result.status)
+
+
+def report_listening(info: dict) -> None:
+    """Tell the user where each listener is bound (the port matters with ``port = 0``)."""
+    for item in info.get("listening", []):
+        if isinstance(item, dict):
+            addr = str(item.get("addr", ""))
+            host = f"[{addr}]" if ":" in addr else addr
+            sys.stderr.write(f"enarx: {item.get('name')} ({item.get('prot')}) listening on "
+                             f"{host}:{item.get('port')}\n")
+    sys.stderr.flush()
 
 
 def run_fast(opts: dict) -> None:

@@ -73,6 +73,7 @@ class Keep:
         self._finish_lock = threading.Lock()
         self._finished = False
         self._memory_probe: Callable[[], int] | None = None
+        self.identity = None  # KeepIdentity: made when TLS needs it (or filled by the Steward flow)
 
     # -- ending -------------------------------------------------------------------------------------
     def finish(self, report: ExitReport, *, abrupt: bool) -> None:
@@ -159,6 +160,23 @@ class Keep:
         from enarx.runtime.engine import load_module, make_engine
 
         engine = make_engine()
+        sockets = None
+        if plan.sockets:  # bound and connected before anything else, so that failures stop us early
+            from enarx.errors import KeepError
+            from enarx.runtime.identity import KeepIdentity
+            from enarx.runtime.net.sockets import open_sockets
+            from enarx.runtime.net.wasmedit import WasmEditError, import_memory
+
+            if plan.needs_identity and self.identity is None:
+                self.identity = KeepIdentity.generate().self_sign()
+            try:
+                sockets = open_sockets(plan.sockets, self.identity, req.config_source or "Enarx.toml")
+            except KeepError as exc:
+                return ExitReport(STATUS_ERROR, "error", str(exc))
+            try:
+                module_bytes, mem_module, mem_name, mem_limits = import_memory(bytes(module_bytes))
+            except (WasmEditError, IndexError) as exc:
+                return ExitReport(STATUS_ERROR, "error", f"{req.module_name}: cannot attach sockets: {exc}")
         try:
             module = load_module(engine, module_bytes, req.cache_dir)
         except wasmtime.WasmtimeError as exc:
@@ -191,12 +209,25 @@ class Keep:
             except wasmtime.WasmtimeError as exc:
                 return ExitReport(STATUS_ERROR, "error", f"cannot preopen {pre.host!r}: {_first_line(exc)}")
 
+        placeholder = None
+        if sockets is not None:
+            # Reserve each socket's fd number in wasmtime's table with an empty read-only directory, so
+            # that wasmtime never hands that number out; the dispatcher routes the fd to Python first.
+            import tempfile
+
+            placeholder = tempfile.mkdtemp(prefix="enarx-socket-")
+            for fd, _entry in plan.sockets:
+                wasi.preopen_dir(placeholder, f"/.enarx-socket-{fd}", fs_mutable=False)
+        stdin_poll_fd = os.dup(stdin_read_fd) if sockets is not None and stdin_read_fd is not None else None
+
         store = wasmtime.Store(engine)
         if plan.memory_limit is not None:
             store.set_limits(memory_size=plan.memory_limit)
         store.set_wasi(wasi)
         for fd in to_close:  # wasmtime holds its own descriptors now
             os.close(fd)
+        if placeholder is not None:
+            os.rmdir(placeholder)
         del wasi
         for pump in self.pumps:
             pump.start()
@@ -205,13 +236,17 @@ class Keep:
         linker.define_wasi()
         report: ExitReport
         try:
+            if sockets is not None:
+                self._attach_sockets(engine, store, linker, sockets, mem_module, mem_name, mem_limits,
+                                     stdin_poll_fd, req.cache_dir)
             instance = linker.instantiate(store, module)
         except wasmtime.WasmtimeError as exc:
             return self._close(store, ExitReport(STATUS_ERROR, "error", _instantiate_error(exc, plan)))
         memory = instance.exports(store).get("memory")
         if plan.timeout is not None:
             self._start_timer(plan.timeout)
-        self.channel.send(FrameType.STARTED, json.dumps({"protocol": PROTOCOL_VERSION}).encode())
+        started = {"protocol": PROTOCOL_VERSION, "listening": sockets.listening if sockets else []}
+        self.channel.send(FrameType.STARTED, json.dumps(started).encode())
         try:
             instance.exports(store)[entry](store)
             report = ExitReport(0)
@@ -233,6 +268,32 @@ class Keep:
                 else:
                     report.error = f"{report.error}; {note}"
         return self._close(store, report)
+
+    @staticmethod
+    def _attach_sockets(engine, store, linker, sockets, mem_module: str, mem_name: str, limits,  # noqa: ANN001
+                        stdin_poll_fd: int | None, cache_dir: str | None) -> None:
+        """Create the shared memory, the Python socket calls and the dispatcher; shadow WASI with it."""
+        import wasmtime
+
+        from enarx.runtime.engine import load_module
+        from enarx.runtime.net.abi import SocketCalls
+        from enarx.runtime.net.dispatcher import dispatcher_wat
+        from enarx.runtime.net.wasmedit import IMPORT_MODULE
+
+        memory = wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(limits.minimum, limits.maximum)))
+        linker.define(store, mem_module, mem_name, memory)
+        if mem_module != IMPORT_MODULE or mem_name != "memory":
+            linker.define(store, IMPORT_MODULE, "memory", memory)
+        fds = [fd for fd in sockets.entries]
+        i32 = wasmtime.GlobalType(wasmtime.ValType.i32(), False)
+        linker.define(store, IMPORT_MODULE, "sock_lo", wasmtime.Global(store, i32, min(fds)))
+        linker.define(store, IMPORT_MODULE, "sock_hi", wasmtime.Global(store, i32, max(fds) + 1))
+        SocketCalls(sockets, memory, store, stdin_poll_fd).define(linker)
+        dispatcher = linker.instantiate(store, load_module(engine, wasmtime.wat2wasm(dispatcher_wat()), cache_dir))
+        linker.allow_shadowing = True
+        for name, item in dispatcher.exports(store).items():
+            if name != "memory":
+                linker.define(store, "wasi_snapshot_preview1", name, item)
 
     @staticmethod
     def _close(store: object, report: ExitReport) -> ExitReport:

@@ -38,6 +38,11 @@ class WorkloadPlan:
     memory_limit: int | None = None
     timeout: float | None = None
     config: Config | None = None
+    sockets: list[tuple[int, ListenFile | ConnectFile]] = field(default_factory=list)  # (guest fd, entry)
+
+    @property
+    def needs_identity(self) -> bool:
+        return any(entry.prot == "tls" for _fd, entry in self.sockets)
 
 
 def plan_workload(req: LaunchRequest) -> WorkloadPlan:
@@ -81,10 +86,17 @@ def plan_workload(req: LaunchRequest) -> WorkloadPlan:
                 "fds 0-2 take stdin, stdout, stderr (or null) in that order"
             )
         if isinstance(entry, DirFile):
+            if plan.sockets:
+                raise ConfigError(
+                    f"{where}: `dir` entries must come before `listen`/`connect` entries (workloads find "
+                    "their directories by scanning fds upwards from 3 until the first non-directory)")
             plan.preopens.append(Preopen(entry.path, entry.name, entry.writable))
         elif isinstance(entry, (ListenFile, ConnectFile)):
-            raise ConfigError(f"{where}: {entry.kind} sockets are not supported by this runtime yet")
+            plan.sockets.append((fd, entry))
         else:
             raise ConfigError(f"{where}: kind {entry.kind!r} is only supported as fd 0, 1 or 2")
+    if plan.sockets and req.dirs:
+        raise ConfigError("--dir cannot be combined with listen/connect sockets (their fd numbers are fixed by "
+                          f"{source}); add a `dir` entry before the sockets instead")
     plan.preopens.extend(Preopen(h, g, w) for h, g, w in req.dirs)
     return plan
