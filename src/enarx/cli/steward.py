@@ -1,0 +1,87 @@
+"""``enarx steward``: the attestation CA server."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def steward() -> None:
+    """Steward: issue certificates to keeps whose attestation evidence verifies."""
+
+
+@steward.command()
+@click.option("--addr", default="::", show_default=True, help="Address to listen on.")
+@click.option("--port", default=3000, show_default=True, type=int, help="Plain HTTP port (0: any free port).")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="CA private key (PEM).")
+@click.option("--crt", type=click.Path(exists=True, dir_okay=False), help="CA certificate (PEM).")
+@click.option("--generate-ca", "generate_ca", metavar="NAME", help="Generate a P-256 CA CN=NAME at start-up.")
+@click.option("--write-ca", type=click.Path(file_okay=False), help="With --generate-ca: save ca.key/ca.crt here.")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
+              help="Attestation policy TOML (enarx.attestation.policy format); default: the safe default.")
+@click.option("--san", multiple=True, help="DNS SubjectAltName put in every issued certificate (repeatable).")
+@click.option("--validity", default=28.0, show_default=True, type=float,
+              help="Days an issued certificate is valid (never beyond the evidence collateral's validity).")
+@click.option("--verify-at", help="Evaluate evidence as of this time (ISO 8601), e.g. to replay recordings.")
+@click.option("--tls-crt", type=click.Path(exists=True, dir_okay=False), help="Server TLS certificate (PEM).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Server TLS key (PEM).")
+@click.option("--tls-port", default=8443, show_default=True, type=int, help="TLS listener port.")
+@click.option("--no-plain", is_flag=True, help="With --tls-crt: serve only the TLS listener.")
+@click.option("--insecure-accept-kvm", is_flag=True, help="INSECURE: certify KVM/nil keeps (no hardware).")
+@click.option("--insecure-trust-anchor", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="INSECURE: extra root(s) (and intermediates) e.g. the simulator's; repeatable.")
+def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: str | None, write_ca: str | None,
+          policy_file: str | None, san: tuple[str, ...], validity: float, verify_at: str | None,
+          tls_crt: str | None, tls_key: str | None, tls_port: int, no_plain: bool, insecure_accept_kvm: bool,
+          insecure_trust_anchor: tuple[str, ...]) -> None:
+    """Serve the Steward protocol (POST / with a CSR, GET /ca, GET /metrics)."""
+    from enarx.attestation.model import AttestationError
+    from enarx.attestation.policy import Policy
+    from enarx.attestation.verifier import parse_time
+    from enarx.steward.issuer import CaError, CertificateAuthority
+    from enarx.steward.server import Listener, configure_logging
+    from enarx.steward.server import serve as run
+    from enarx.steward.service import Steward, StewardConfig, load_insecure_anchors
+
+    if bool(key) != bool(crt):
+        raise click.UsageError("--key and --crt go together")
+    if bool(key) == bool(generate_ca):
+        raise click.UsageError("give either --key/--crt or --generate-ca NAME")
+    if bool(tls_crt) != bool(tls_key):
+        raise click.UsageError("--tls-crt and --tls-key go together")
+    if no_plain and not tls_crt:
+        raise click.UsageError("--no-plain needs --tls-crt/--tls-key")
+    if validity <= 0:
+        raise click.UsageError("--validity must be positive")
+    try:
+        at = parse_time(verify_at) if verify_at else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--verify-at") from None
+    try:
+        if generate_ca:
+            ca = CertificateAuthority.generate(generate_ca, not_before=at)
+            if write_ca:
+                Path(write_ca).mkdir(parents=True, exist_ok=True)
+                ca.write(Path(write_ca) / "ca.key", Path(write_ca) / "ca.crt")
+        else:
+            assert key and crt
+            ca = CertificateAuthority.load(key, crt)
+        policy = Policy.from_file(policy_file) if policy_file else Policy.default()
+        anchors, intermediates = load_insecure_anchors(list(insecure_trust_anchor))
+    except (CaError, AttestationError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    configure_logging()
+    config = StewardConfig(ca=ca, policy=policy, policy_name=Path(policy_file).stem if policy_file else "default",
+                           validity=timedelta(days=validity), sans=list(san), verify_at=at,
+                           accept_kvm=insecure_accept_kvm, insecure_anchors=anchors,
+                           insecure_intermediates=intermediates)
+    listeners = [] if no_plain else [Listener(addr, port)]
+    if tls_crt:
+        listeners.append(Listener(addr, tls_port, tls_crt, tls_key))
+    if insecure_accept_kvm or anchors:
+        click.echo("warning: insecure options given: certificates may be issued without hardware attestation",
+                   err=True)
+    run(Steward(config), listeners)

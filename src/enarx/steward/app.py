@@ -1,0 +1,149 @@
+"""The Steward as an ASGI application (Starlette).
+
+Routes: ``GET /`` health (200, empty); ``POST /`` with ``application/pkcs10`` (DER CSR → DER
+``SEQUENCE OF Certificate`` = [CA, issued]) or ``application/vnd.steward.pkcs10-bundle.v1`` (DER
+``SEQUENCE OF CertificationRequest`` → DER ``SEQUENCE { chain SEQUENCE OF Certificate, issued SEQUENCE
+OF Certificate }``); ``GET /ca`` the CA certificate (PEM, or DER when ``Accept: application/pkix-cert``);
+``GET /metrics`` Prometheus. Refusals are RFC 9457 ``application/problem+json``: ``type``, ``title``,
+``status``, ``detail``, plus ``reason`` (stable token), ``checks`` (failed checks) and ``warnings``.
+Other content types → 415, bodies over ``max_body`` → 413. One JSON log line per decision on the
+``enarx.steward.decision`` logger (no keys: only the SHA-256 of the CSR's SubjectPublicKeyInfo).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from enarx.attestation.der import seq
+from enarx.steward.service import Issued, Refusal, Steward
+
+CT_PKCS10 = "application/pkcs10"
+CT_BUNDLE = "application/vnd.steward.pkcs10-bundle.v1"
+CT_CHAIN = "application/pkix-pkipath"
+CT_PROBLEM = "application/problem+json"
+MAX_BODY = 1 << 20
+PROBLEM_BASE = "urn:enarx:steward:problem:"
+TITLES = {400: "Bad Request", 401: "No attestation evidence", 403: "Attestation refused",
+          413: "Request too large", 415: "Unsupported content type", 500: "Internal error"}
+
+log = logging.getLogger("enarx.steward.decision")
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.decisions = Counter("steward_decisions", "Attestation decisions", ["outcome", "tee", "reason"],
+                                 registry=self.registry)
+        self.latency = Histogram("steward_request_seconds", "Time to decide on a POST", ["outcome"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem response."""
+    body = {"type": PROBLEM_BASE + reason, "title": TITLES.get(status, "Refused"), "status": status,
+            "detail": detail, "reason": reason, **extra}
+    return JSONResponse(body, status_code=status, media_type=CT_PROBLEM)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Refusal(413, "too-large", f"request body of {declared} bytes exceeds {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refusal(413, "too-large", f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(steward: Steward, *, max_body: int = MAX_BODY) -> Starlette:
+    """The ASGI app; ``steward`` holds the CA, verifier and policy."""
+    metrics = _Metrics()
+    ca_der = steward.config.ca.der
+
+    def record(request: Request, started: float, outcome: str, status: int, *, reason: str, tee: str | None,
+               issued: list[Issued] = (), refusal: Refusal | None = None) -> None:
+        elapsed = time.perf_counter() - started
+        metrics.decisions.labels(outcome, tee or "none", reason).inc()
+        metrics.latency.labels(outcome).observe(elapsed)
+        line: dict[str, Any] = {
+            "event": "steward.decision", "outcome": outcome, "status": status, "reason": reason, "tee": tee,
+            "client": request.client.host if request.client else None,
+            "content_type": request.headers.get("content-type"), "ms": round(elapsed * 1000, 3),
+            "policy": steward.config.policy_name,
+        }
+        if issued:
+            line["certs"] = [{"serial": f"{i.cert.serial_number:032x}", "spki_sha256": i.spki_sha256,
+                              "not_after": i.cert.not_valid_after_utc.isoformat(),
+                              "tcb_status": i.claims["tcb_status"]} for i in issued]
+        if refusal is not None:
+            line["detail"] = refusal.detail
+            line["failed_checks"] = [c.name for c in refusal.checks]
+            if refusal.index is not None:
+                line["index"] = refusal.index
+        log.info(json.dumps(line, sort_keys=True))
+
+    async def health(request: Request) -> Response:
+        return Response(b"", status_code=200)
+
+    async def ca(request: Request) -> Response:
+        if "application/pkix-cert" in request.headers.get("accept", ""):
+            return Response(ca_der, media_type="application/pkix-cert")
+        return Response(steward.config.ca.pem, media_type="application/x-pem-file")
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def submit(request: Request) -> Response:
+        started = time.perf_counter()
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if ctype not in (CT_PKCS10, CT_BUNDLE):
+                raise Refusal(415, "content-type", f"content type {ctype or '(none)'!r} is not {CT_PKCS10} "
+                              f"or {CT_BUNDLE}")
+            body = await _read_body(request, max_body)
+            if ctype == CT_PKCS10:
+                issued = [await run_in_threadpool(steward.attest, body)]
+                payload = seq(ca_der, issued[0].der)
+            else:
+                issued = await run_in_threadpool(steward.attest_bundle, body)
+                payload = seq(seq(ca_der), seq(*(i.der for i in issued)))
+        except Refusal as refusal:
+            record(request, started, "refused", refusal.status, reason=refusal.reason, tee=refusal.tee,
+                   refusal=refusal)
+            extra: dict[str, Any] = {"checks": [c.to_json() for c in refusal.checks]}
+            if refusal.warnings:
+                extra["warnings"] = refusal.warnings
+            if refusal.index is not None:
+                extra["index"] = refusal.index
+            return problem(refusal.status, refusal.reason, refusal.detail, **extra)
+        except Exception:
+            logging.getLogger("enarx.steward").exception("internal error while deciding")
+            record(request, started, "error", 500, reason="internal", tee=None)
+            return problem(500, "internal", "internal error")
+        record(request, started, "issued", 200, reason="ok", tee=issued[0].claims["tee"], issued=issued)
+        return Response(payload, media_type=CT_CHAIN)
+
+    routes = [
+        Route("/", health, methods=["GET"]),
+        Route("/", submit, methods=["POST"]),
+        Route("/ca", ca, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.steward = steward
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,266 @@
+"""Decode a Steward CSR: PKCS#10 self-signature, then the evidence extension per OID.
+
+Wire formats (all DER; the first three are Enarx's, the TDX one is ours)::
+
+    1.3.6.1.4.1.58270.1.1  KVM/nil  empty value (accepted only with --insecure-accept-kvm)
+    1.3.6.1.4.1.58270.1.2  SGX      SEQUENCE { quote OCTET STRING, crls CrlList, tcb TcbPackage }
+    1.3.6.1.4.1.58270.1.3  SEV-SNP  SEQUENCE { SEQUENCE { vcek Certificate, crls CrlList },
+                                               report OCTET STRING (1184 bytes) }
+    1.3.6.1.4.1.58270.1.4  TDX      SEQUENCE { quote OCTET STRING, crls CrlList, tcb TcbPackage,
+                                               qeIdentity OCTET STRING OPTIONAL (Intel QE identity JSON) }
+
+    CrlList    ::= SEQUENCE { crls SEQUENCE OF SEQUENCE { url UTF8String, crl CertificateList } }
+    TcbPackage ::= SEQUENCE { certs SEQUENCE OF Certificate, tcbInfo OCTET STRING (JSON as served) }
+
+Every decoding problem raises :class:`CsrError` (a typed error with an HTTP status and a reason
+token); nothing else escapes :func:`decode_csr`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from asn1crypto import core
+from asn1crypto import crl as asn1_crl
+from asn1crypto import csr as asn1_csr
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from enarx.attestation.collateral import add_bytes, from_ders
+from enarx.attestation.model import AttestationError, CollateralSet, Tee
+from enarx.attestation.pki import _sig_alg, verify_signed
+
+ARC = "1.3.6.1.4.1.58270"
+OID_KVM = f"{ARC}.1.1"
+OID_SGX = f"{ARC}.1.2"
+OID_SNP = f"{ARC}.1.3"
+OID_TDX = f"{ARC}.1.4"
+OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
+EVIDENCE_OIDS = {OID_KVM: Tee.KVM, OID_SGX: Tee.SGX, OID_SNP: Tee.SNP, OID_TDX: Tee.TDX}
+SNP_REPORT_SIZE = 1184
+MAX_CRLS = 64
+MAX_CERTS = 64
+
+
+class CsrError(AttestationError):
+    """A request the Steward cannot decode or accept before verification; carries an HTTP status."""
+
+    def __init__(self, message: str, *, reason: str, status: int = 400):
+        super().__init__(message, reason=reason)
+        self.status = status
+
+
+# --- ASN.1 specs for the evidence containers ------------------------------------------------------
+
+
+class _CrlEntry(core.Sequence):
+    _fields = [("url", core.UTF8String), ("crl", asn1_crl.CertificateList)]  # noqa: RUF012
+
+
+class _CrlEntries(core.SequenceOf):
+    _child_spec = _CrlEntry
+
+
+class _CrlList(core.Sequence):
+    _fields = [("crls", _CrlEntries)]  # noqa: RUF012
+
+
+class _Certs(core.SequenceOf):
+    _child_spec = asn1_x509.Certificate
+
+
+class _TcbPackage(core.Sequence):
+    _fields = [("certs", _Certs), ("report", core.OctetString)]  # noqa: RUF012
+
+
+class _SgxEvidence(core.Sequence):
+    _fields = [("quote", core.OctetString), ("crls", _CrlList), ("tcb", _TcbPackage)]  # noqa: RUF012
+
+
+class _TdxEvidence(core.Sequence):
+    _fields = [("quote", core.OctetString), ("crls", _CrlList), ("tcb", _TcbPackage),  # noqa: RUF012
+               ("qe_identity", core.OctetString, {"optional": True})]
+
+
+class _VcekBundle(core.Sequence):
+    _fields = [("vcek", asn1_x509.Certificate), ("crls", _CrlList)]  # noqa: RUF012
+
+
+class _SnpEvidence(core.Sequence):
+    _fields = [("vcek", _VcekBundle), ("report", core.OctetString)]  # noqa: RUF012
+
+
+class _LegacySnpEvidence(core.Sequence):
+    _fields = [("vcek", asn1_x509.Certificate), ("report", core.OctetString)]  # noqa: RUF012
+
+
+class CertReqs(core.SequenceOf):
+    """The bundle body: ``SEQUENCE OF CertificationRequest``."""
+
+    _child_spec = asn1_csr.CertificationRequest
+
+
+# --- decoded request ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Evidence:
+    """One attesting extension: the TEE it claims, the raw evidence bytes and its collateral."""
+
+    oid: str
+    tee: Tee
+    evidence: bytes
+    collateral: CollateralSet = field(default_factory=CollateralSet)
+    extension_der: bytes = b""  # the whole Extension, for copying (KVM only, as Enarx does)
+
+
+@dataclass
+class DecodedCsr:
+    public_key: Any
+    spki_der: bytes
+    signature_algorithm: str
+    evidence: list[Evidence]
+
+    @property
+    def spki_sha256(self) -> str:
+        return hashlib.sha256(self.spki_der).hexdigest()
+
+    def key_kind(self) -> str:
+        """``P-256``, ``P-384``, ``P-521``, ``RSA-<bits>`` or the key class name."""
+        key = self.public_key
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            return {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(key.curve.name,
+                                                                                         key.curve.name)
+        if isinstance(key, rsa.RSAPublicKey):
+            return f"RSA-{key.key_size}"
+        return type(key).__name__
+
+
+def _load(spec: type[core.Asn1Value], data: bytes, what: str, reason: str = "malformed-evidence") -> Any:
+    """Parse ``data`` fully (asn1crypto is lazy) with no trailing bytes; :class:`CsrError` otherwise."""
+    try:
+        value = spec.load(data, strict=True)
+        value.native  # noqa: B018 - forces every nested value to parse now
+        return value
+    except CsrError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises ValueError, TypeError, KeyError, …
+        raise CsrError(f"{what} is not valid DER: {_short(exc)}", reason=reason) from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def _crl_ders(crl_list: Any) -> list[bytes]:
+    entries = crl_list["crls"]
+    if len(entries) > MAX_CRLS:
+        raise CsrError(f"{len(entries)} CRLs is more than {MAX_CRLS}", reason="malformed-evidence")
+    return [entry["crl"].dump() for entry in entries]
+
+
+def _collateral(certs: list[bytes], crls: list[bytes], what: str) -> CollateralSet:
+    if len(certs) > MAX_CERTS:
+        raise CsrError(f"{len(certs)} certificates is more than {MAX_CERTS}", reason="malformed-evidence")
+    try:
+        return from_ders(certs, crls, source=what)
+    except AttestationError as exc:
+        raise CsrError(f"{what}: {exc}", reason="malformed-evidence") from None
+
+
+def _add_json(out: CollateralSet, raw: bytes, what: str) -> None:
+    try:
+        ok = add_bytes(out, raw, what)
+    except AttestationError:
+        ok = False
+    if not ok or not out.json_documents:
+        raise CsrError(f"{what} is not JSON", reason="malformed-evidence")
+
+
+def decode_evidence(oid: str, value: bytes, critical: bool) -> Evidence:
+    """The evidence and collateral carried by one extension; :class:`CsrError` when undecodable."""
+    tee = EVIDENCE_OIDS.get(oid)
+    if tee is None:
+        raise CsrError(f"unknown extension {oid} in the CSR", reason="unknown-extension")
+    if critical:
+        raise CsrError(f"evidence extension {oid} must not be critical", reason="malformed-evidence")
+    if tee is Tee.KVM:
+        if value:
+            raise CsrError("KVM/nil evidence must be empty", reason="malformed-evidence")
+        return Evidence(oid, tee, b"")
+    if tee is Tee.SNP:
+        return _decode_snp(value)
+    spec = _SgxEvidence if tee is Tee.SGX else _TdxEvidence
+    parsed = _load(spec, value, f"{tee.value} evidence")
+    quote = parsed["quote"].native
+    certs = [c.dump() for c in parsed["tcb"]["certs"]]
+    collateral = _collateral(certs, _crl_ders(parsed["crls"]), f"{tee.value} evidence")
+    _add_json(collateral, parsed["tcb"]["report"].native, "TcbPackage tcbInfo")
+    if tee is Tee.TDX and parsed["qe_identity"].native is not None:
+        before = len(collateral.json_documents)
+        _add_json(collateral, parsed["qe_identity"].native, "qeIdentity")
+        if len(collateral.json_documents) == before:
+            raise CsrError("qeIdentity is not JSON", reason="malformed-evidence")
+    return Evidence(oid, tee, quote, collateral)
+
+
+def _decode_snp(value: bytes) -> Evidence:
+    try:
+        parsed = _load(_SnpEvidence, value, "SEV-SNP evidence")
+    except CsrError:
+        try:
+            _load(_LegacySnpEvidence, value, "SEV-SNP evidence")
+        except CsrError:
+            raise CsrError("SEV-SNP evidence is not SEQUENCE { SEQUENCE { VCEK, CrlList }, OCTET STRING report }",
+                           reason="malformed-evidence") from None
+        raise CsrError("legacy Steward SEV-SNP container SEQUENCE { VCEK, report } without a CrlList: "
+                       "revocation of the VCEK chain cannot be checked; the keep must send "
+                       "SEQUENCE { SEQUENCE { VCEK, CrlList }, report }", reason="legacy-evidence") from None
+    report = parsed["report"].native
+    if len(report) != SNP_REPORT_SIZE:
+        raise CsrError(f"SEV-SNP report is {len(report)} bytes, not {SNP_REPORT_SIZE}", reason="malformed-evidence")
+    vcek = parsed["vcek"]
+    collateral = _collateral([vcek["vcek"].dump()], _crl_ders(vcek["crls"]), "SEV-SNP evidence")
+    return Evidence(OID_SNP, Tee.SNP, report, collateral)
+
+
+def decode_csr(body: bytes) -> DecodedCsr:
+    """Parse a DER PKCS#10 request, verify its self-signature, and decode every evidence extension."""
+    req = _load(asn1_csr.CertificationRequest, body, "CSR", "malformed-csr")
+    return decode_request(req)
+
+
+def decode_request(req: Any) -> DecodedCsr:
+    """Like :func:`decode_csr` for an already parsed ``asn1crypto`` request (bundles)."""
+    try:
+        info = req["certification_request_info"]
+        if info["version"].native != "v1":
+            raise CsrError(f"CSR version {info['version'].native} is not v1", reason="malformed-csr")
+        spki = info["subject_pk_info"].dump()
+        try:
+            public_key = serialization.load_der_public_key(spki)
+        except (ValueError, TypeError) as exc:
+            raise CsrError(f"CSR public key not usable: {_short(exc)}", reason="malformed-csr") from None
+        algorithm = _sig_alg(req["signature_algorithm"])
+        if not verify_signed(public_key, algorithm, info.dump(), req["signature"].native):
+            raise CsrError("CSR signature does not verify with its own public key", reason="csr-signature")
+        evidence: list[Evidence] = []
+        for attr in info["attributes"]:
+            oid = attr["type"].dotted
+            if oid != OID_EXTENSION_REQUEST:
+                raise CsrError(f"CSR attribute {oid} is not extensionRequest", reason="malformed-csr")
+            for extensions in attr["values"]:
+                for ext in extensions:
+                    item = decode_evidence(ext["extn_id"].dotted, ext["extn_value"].contents,
+                                           bool(ext["critical"].native))
+                    item.extension_der = ext.dump()
+                    evidence.append(item)
+        return DecodedCsr(public_key, spki, algorithm.oid, evidence)
+    except CsrError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - lazy asn1crypto parsing errors surface here
+        raise CsrError(f"CSR is not valid: {_short(exc)}", reason="malformed-csr") from None

@@ -1,0 +1,104 @@
+"""Run the Steward app under uvicorn: a plain listener and, with a server certificate, a TLS one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from enarx.steward.app import create_app
+from enarx.steward.service import Steward
+
+
+class _JsonPassthrough(logging.Formatter):
+    """Decision lines are already JSON; anything else is wrapped as ``{"level", "logger", "message"}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.name == "enarx.steward.decision":
+            return message
+        out: dict[str, Any] = {"level": record.levelname.lower(), "logger": record.name, "message": message}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def configure_logging(stream: Any = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_JsonPassthrough())
+    logger = logging.getLogger("enarx.steward")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+@dataclass
+class Listener:
+    host: str
+    port: int
+    tls_crt: str | None = None
+    tls_key: str | None = None
+
+
+class _GroupServer(uvicorn.Server):
+    """A uvicorn server whose exit signal stops every server of its group (plain + TLS listeners)."""
+
+    group: list[uvicorn.Server]
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        for server in getattr(self, "group", [self]):
+            uvicorn.Server.handle_exit(server, sig, frame)
+
+
+def _server(app: Any, listener: Listener) -> uvicorn.Server:
+    config = uvicorn.Config(app, host=listener.host, port=listener.port, ssl_certfile=listener.tls_crt,
+                            ssl_keyfile=listener.tls_key, log_config=None, access_log=False,
+                            lifespan="off", timeout_keep_alive=30, backlog=2048)
+    return _GroupServer(config)
+
+
+def serve(steward: Steward, listeners: list[Listener]) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM)."""
+    app = create_app(steward)
+    servers = [_server(app, lst) for lst in listeners]
+    for server in servers:
+        server.group = servers  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        await asyncio.gather(*(s.serve() for s in servers))
+
+    asyncio.run(main())
+
+
+class BackgroundServer:
+    """A uvicorn server on a thread (tests, embedding); ``port`` is known once :meth:`start` returns."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, tls_crt: str | None = None,
+                 tls_key: str | None = None):
+        self.server = _server(app, Listener(host, port, tls_crt, tls_key))
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name="steward-uvicorn")
+
+    def start(self, timeout: float = 10.0) -> BackgroundServer:
+        self.thread.start()
+        deadline = threading.Event()
+        for _ in range(int(timeout * 100)):
+            if self.server.started:
+                return self
+            if not self.thread.is_alive():
+                raise RuntimeError("uvicorn exited during startup")
+            deadline.wait(0.01)
+        raise TimeoutError("uvicorn did not start")
+
+    @property
+    def port(self) -> int:
+        return self.server.servers[0].sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -1,0 +1,223 @@
+"""The Steward's decision: CSR → verified claims → certificate, or a typed :class:`Refusal`.
+
+HTTP statuses: 400 undecodable request / bad CSR signature / unknown OID / wrong key type,
+401 no attesting extension, 403 evidence not genuine, not current, refused by policy or not bound to
+the CSR key (and KVM/nil without ``--insecure-accept-kvm``). Every refusal names the failed checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from enarx.attestation import roots
+from enarx.attestation.binding import binding_check
+from enarx.attestation.collateral import from_ders
+from enarx.attestation.model import Check, Claims, CollateralSet, TcbStatus, Tee
+from enarx.attestation.pki import Cert, split_pem
+from enarx.attestation.policy import Policy
+from enarx.attestation.verifier import Verifier
+from enarx.steward.csr import CertReqs, CsrError, DecodedCsr, Evidence, _load, decode_csr, decode_request
+from enarx.steward.issuer import DEFAULT_VALIDITY, CertificateAuthority
+
+KEY_FOR_TEE = {Tee.SNP: "P-384", Tee.SGX: "P-256", Tee.TDX: "P-256"}
+FORMAT_FOR_TEE = {Tee.SNP: "snp", Tee.SGX: "sgx", Tee.TDX: "tdx"}
+MAX_BUNDLE = 16
+
+
+@dataclass
+class Refusal(Exception):
+    """A decision to refuse: HTTP status, stable reason token, human detail and the failed checks."""
+
+    status: int
+    reason: str
+    detail: str
+    checks: list[Check] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    tee: str | None = None
+    index: int | None = None  # position in a bundle
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}: {self.detail}"
+
+
+@dataclass
+class Issued:
+    """A successful decision."""
+
+    cert: x509.Certificate
+    claims: dict[str, Any]
+    spki_sha256: str
+    warnings: list[str]
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+
+def _refusal(exc: CsrError) -> Refusal:
+    return Refusal(exc.status, exc.reason, str(exc), [Check(f"csr.{exc.reason}", False, str(exc))])
+
+
+def load_insecure_anchors(paths: list[str | Path]) -> tuple[list[Any], list[bytes]]:
+    """Self-signed certificates in ``paths`` become extra anchors; the others (e.g. a test ASK) only help
+    build chains. Returns (anchors as ``cryptography`` certificates, intermediate DERs)."""
+    anchors: list[Any] = []
+    intermediates: list[bytes] = []
+    for path in paths:
+        data = Path(path).read_bytes()
+        ders = [d for label, d in split_pem(data) if label == "CERTIFICATE"] if b"-----BEGIN" in data else [data]
+        for der in ders:
+            cert = Cert.from_der(der)
+            if cert.self_issued and cert.signed_by(cert):
+                anchors.append(cert.to_cryptography())
+            else:
+                intermediates.append(cert.der)
+    return anchors, intermediates
+
+
+def builtin_intermediates() -> list[bytes]:
+    """AMD ASK/ASVK per product: Enarx keeps send only the VCEK."""
+    out = []
+    for product in roots.PRODUCTS:
+        for getter in (roots.ask, roots.asvk):
+            try:
+                out.append(getter(product).der)
+            except Exception:  # noqa: BLE001, S112 - a product without that intermediate
+                continue
+    return out
+
+
+@dataclass
+class StewardConfig:
+    ca: CertificateAuthority
+    policy: Policy = field(default_factory=Policy.default)
+    policy_name: str = "default"
+    validity: timedelta = DEFAULT_VALIDITY
+    sans: list[str] = field(default_factory=list)
+    verify_at: datetime | None = None
+    accept_kvm: bool = False
+    insecure_anchors: list[Any] = field(default_factory=list)
+    insecure_intermediates: list[bytes] = field(default_factory=list)
+
+
+class Steward:
+    """Thread-safe: one instance answers every request."""
+
+    def __init__(self, config: StewardConfig):
+        self.config = config
+        self.verifier = Verifier(anchors=roots.builtin_anchors(config.insecure_anchors), policy=config.policy)
+        self.pool: CollateralSet = from_ders([*builtin_intermediates(), *config.insecure_intermediates],
+                                             source="steward")
+
+    def now(self) -> datetime:
+        return self.config.verify_at or datetime.now(UTC)
+
+    # -- single CSR ---------------------------------------------------------------------------------
+    def attest(self, body: bytes) -> Issued:
+        """Decide on one DER CSR; raises :class:`Refusal`."""
+        try:
+            csr = decode_csr(body)
+        except CsrError as exc:
+            raise _refusal(exc) from None
+        return self._decide(csr)
+
+    def attest_bundle(self, body: bytes) -> list[Issued]:
+        """Decide on a ``SEQUENCE OF CertificationRequest``; all must pass (the refusal names the index)."""
+        try:
+            reqs = _load(CertReqs, body, "CSR bundle", "malformed-csr")
+        except CsrError as exc:
+            raise Refusal(400, "malformed-csr", str(exc)) from None
+        if not 1 <= len(reqs) <= MAX_BUNDLE:
+            raise Refusal(400, "malformed-csr", f"a bundle holds 1 to {MAX_BUNDLE} CSRs, not {len(reqs)}")
+        out = []
+        for i, req in enumerate(reqs):
+            try:
+                try:
+                    csr = decode_request(req)
+                except CsrError as exc:
+                    raise _refusal(exc) from None
+                out.append(self._decide(csr))
+            except Refusal as refusal:
+                refusal.index = i
+                refusal.detail = f"CSR #{i}: {refusal.detail}"
+                raise
+        return out
+
+    # -- the decision -------------------------------------------------------------------------------
+    def _decide(self, csr: DecodedCsr) -> Issued:
+        if not csr.evidence:
+            raise Refusal(401, "no-evidence", "the CSR carries no attesting extension")
+        if len(csr.evidence) > 1:
+            raise Refusal(400, "malformed-csr", "the CSR carries more than one attesting extension")
+        ev = csr.evidence[0]
+        at = self.now()
+        if ev.tee is Tee.KVM:
+            return self._kvm(csr, ev, at)
+        expected_key = KEY_FOR_TEE[ev.tee]
+        if csr.key_kind() != expected_key:
+            raise Refusal(400, "key-type", f"{ev.tee.value} evidence requires a {expected_key} CSR key, "
+                          f"not {csr.key_kind()}", [Check("csr.key-type", False, "", expected_key, csr.key_kind())],
+                          tee=ev.tee.value)
+        verdict = self.verifier.verify(ev.evidence, ev.collateral.merge(self.pool), at=at,
+                                       format=FORMAT_FOR_TEE[ev.tee])
+        checks = list(verdict.checks)
+        claims = verdict.claims
+        if claims is not None and claims.tee is not ev.tee:
+            checks.append(Check("steward.tee-matches-oid", False, "evidence TEE differs from the extension OID",
+                                ev.tee.value, claims.tee.value))
+        if claims is not None:
+            checks.append(binding_check(claims, csr.spki_der))
+        failed = [c for c in checks if not c.passed]
+        if verdict.status != "trusted" or failed:
+            reason = verdict.reason if verdict.status != "trusted" else (
+                "binding" if any(c.name == "binding.report-data" for c in failed) else "tee-mismatch")
+            detail = "; ".join(c.detail or c.name for c in failed if c.name != "verify") or verdict.reason
+            what = "not genuine or not current" if verdict.status == "failed" else "refused"
+            raise Refusal(403, reason, f"{ev.tee.value} evidence {what}: {detail}", failed, verdict.warnings,
+                          tee=ev.tee.value)
+        assert claims is not None
+        not_after = self.config.ca.not_after_for(at, self.config.validity, claims.collateral_expiry)
+        if not_after <= at:
+            raise Refusal(403, "collateral-expired", "collateral expires before a certificate could be valid",
+                          tee=ev.tee.value)
+        insecure = bool(claims.platform.get("test_anchor"))
+        document = self._claims(claims, at, insecure)
+        cert = self.config.ca.issue(csr.public_key, at=at, not_after=not_after, claims=document,
+                                    sans=self.config.sans)
+        return Issued(cert, document, csr.spki_sha256, verdict.warnings)
+
+    def _kvm(self, csr: DecodedCsr, ev: Evidence, at: datetime) -> Issued:
+        if not self.config.accept_kvm:
+            raise Refusal(403, "kvm-refused", "KVM/nil keeps have no hardware attestation; the Steward was not "
+                          "started with --insecure-accept-kvm",
+                          [Check("steward.insecure-accept-kvm", False, "KVM/nil evidence refused", "set", "unset")],
+                          tee=Tee.KVM.value)
+        claims = Claims(Tee.KVM, tcb_status=TcbStatus.UNKNOWN)
+        document = self._claims(claims, at, True)
+        not_after = self.config.ca.not_after_for(at, self.config.validity, None)
+        cert = self.config.ca.issue(csr.public_key, at=at, not_after=not_after, claims=document,
+                                    sans=self.config.sans, copy_extensions=[(ev.oid, b"")])
+        return Issued(cert, document, csr.spki_sha256, ["KVM/nil keep certified: no hardware attestation"])
+
+    def _claims(self, claims: Claims, at: datetime, insecure: bool) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "tee": claims.tee.value,
+            "measurements": dict(claims.measurements),
+            "signer": dict(claims.signer),
+            "svns": dict(claims.svns),
+            "tcb_status": claims.tcb_status.value,
+            "advisory_ids": list(claims.advisory_ids),
+            "debug": claims.debug,
+            "policy": self.config.policy_name,
+            "verified_at": at.isoformat(),
+            "collateral_expiry": claims.collateral_expiry.isoformat() if claims.collateral_expiry else None,
+            "test_anchor": bool(claims.platform.get("test_anchor")),
+            "insecure": insecure,
+        }

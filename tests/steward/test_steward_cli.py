@@ -1,0 +1,79 @@
+"""`enarx steward serve` option handling (the server itself is exercised in test_steward_http)."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from enarx.cli.steward import steward
+
+
+def test_help_lists_options() -> None:
+    out = CliRunner().invoke(steward, ["serve", "--help"]).output
+    for opt in ("--addr", "--port", "--key", "--crt", "--generate-ca", "--policy", "--san", "--tls-crt",
+                "--tls-key", "--verify-at", "--insecure-accept-kvm", "--insecure-trust-anchor", "--validity"):
+        assert opt in out
+
+
+def test_usage_errors() -> None:
+    runner = CliRunner()
+    assert runner.invoke(steward, ["serve"]).exit_code == 2  # no CA
+    assert runner.invoke(steward, ["serve", "--generate-ca", "x", "--no-plain"]).exit_code == 2
+    result = runner.invoke(steward, ["serve", "--generate-ca", "x", "--verify-at", "yesterday-ish"])
+    assert result.exit_code == 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_subprocess_plain_and_tls(tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    (tmp_path / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    port, tls_port = _free_port(), _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "enarx", "steward", "serve", "--addr", "127.0.0.1",
+                             "--port", str(port), "--generate-ca", "steward.test", "--write-ca", str(tmp_path / "ca"),
+                             "--tls-crt", str(tmp_path / "tls.crt"), "--tls-key", str(tmp_path / "tls.key"),
+                             "--tls-port", str(tls_port)], stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert httpx.get(f"https://127.0.0.1:{tls_port}/", verify=False).status_code == 200
+        ca = httpx.get(f"http://127.0.0.1:{port}/ca").content
+        assert ca == (tmp_path / "ca" / "ca.crt").read_bytes()
+        resp = httpx.post(f"http://127.0.0.1:{port}/", content=b"junk",
+                          headers={"content-type": "application/pkcs10"})
+        assert resp.status_code == 400
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    import json
+
+    decisions = [json.loads(line) for line in err.decode().splitlines() if '"steward.decision"' in line]
+    assert decisions and decisions[0]["outcome"] == "refused" and decisions[0]["reason"] == "malformed-csr"
