@@ -45,6 +45,8 @@ class KeepOptions:
     timeout: float | None = None
     cache: bool = True
     log_level: str | None = None
+    simulate_tee: str | None = None  # attest with simulated SEV-SNP evidence (no hardware; testing only)
+    simulator_dir: str | None = None  # the simulator's test PKI (default: in the cache directory)
 
 
 def run(
@@ -95,6 +97,8 @@ def run(
         timeout=options.timeout,
         cache_dir=str(default_cache_dir()) if options.cache and backend.name == "nil" else None,
         log_level=options.log_level,
+        simulate_tee=options.simulate_tee,
+        simulator_dir=os.path.abspath(options.simulator_dir) if options.simulator_dir else None,
     )
     if config is None:
         relay_stdin = True

@@ -17,16 +17,20 @@ from enarx.cli.runner import execute
 @click.option("--memory-limit", metavar="SIZE", help='Linear memory limit, e.g. 67108864 or "64MiB".')
 @click.option("--timeout", metavar="SECONDS", help="Stop the workload after this much wall time.")
 @click.option("--no-cache", is_flag=True, help="Do not use the compiled-module cache.")
+@click.option("--simulate-tee", type=click.Choice(["sev-snp"]),
+              help="Attest with SIMULATED evidence (testing without hardware; a Steward must opt in).")
+@click.option("--simulator-pki", metavar="DIR", help="The simulator's test PKI (default: in the cache dir).")
 @click.argument("module", type=click.Path())
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...],
         dirs: tuple[str, ...], memory_limit: str | None, timeout: str | None, no_cache: bool,
-        module: str, args: tuple[str, ...]) -> None:
+        simulate_tee: str | None, simulator_pki: str | None, module: str, args: tuple[str, ...]) -> None:
     """Run MODULE (a .wasm file or a package directory) in a keep; ARGS go to the workload.
 
     The workload's exit status becomes enarx's exit status. A trap exits 134, a timeout 124.
     """
     log_filter = (ctx.obj or {}).get("log_filter")
     execute(backend=backend, wasmcfgfile=wasmcfgfile, env=env, dirs=dirs, memory_limit=memory_limit,
-            timeout=timeout, no_cache=no_cache, module=module, args=list(args), log_filter=log_filter)
+            timeout=timeout, no_cache=no_cache, module=module, args=list(args), log_filter=log_filter,
+            simulate_tee=simulate_tee, simulator_pki=simulator_pki)

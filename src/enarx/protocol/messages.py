@@ -30,6 +30,8 @@ class LaunchRequest:
     timeout: float | None = None
     cache_dir: str | None = None
     log_level: str | None = None
+    simulate_tee: str | None = None  # "sev-snp": attest with simulated evidence (testing without hardware)
+    simulator_dir: str | None = None  # where the simulator's persistent test PKI lives
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
@@ -65,6 +67,8 @@ class LaunchRequest:
                 timeout=_number(doc.get("timeout")),
                 cache_dir=_typed(doc, "cache_dir", str, optional=True),
                 log_level=_typed(doc, "log_level", str, optional=True),
+                simulate_tee=_typed(doc, "simulate_tee", str, optional=True),
+                simulator_dir=_typed(doc, "simulator_dir", str, optional=True),
             )
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed LAUNCH header: {exc}") from None

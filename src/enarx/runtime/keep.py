@@ -160,6 +160,13 @@ class Keep:
         from enarx.runtime.engine import load_module, make_engine
 
         engine = make_engine()
+        if plan.config is not None and plan.config.steward:
+            from enarx.errors import KeepError
+
+            try:
+                self.identity = self._attest(req, plan.config.steward, module_bytes)
+            except KeepError as exc:
+                return ExitReport(STATUS_ERROR, "error", str(exc))
         sockets = None
         if plan.sockets:  # bound and connected before anything else, so that failures stop us early
             from enarx.errors import KeepError
@@ -268,6 +275,40 @@ class Keep:
                 else:
                     report.error = f"{report.error}; {note}"
         return self._close(store, report)
+
+    @staticmethod
+    def _attest(req: LaunchRequest, steward_url: str, module_bytes: memoryview):  # noqa: ANN205
+        """Get the keep certified by its Steward before the workload runs (Enarx §6)."""
+        import hashlib
+        from pathlib import Path
+
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from enarx.errors import KeepError
+        from enarx.runtime.attest.csr import build_csr, report_data_for
+        from enarx.runtime.attest.evidence import NilEvidence
+        from enarx.runtime.attest.steward import check_url, request_certificate
+        from enarx.runtime.identity import KeepIdentity
+
+        check_url(steward_url)
+        if req.simulate_tee in ("sev-snp", "snp"):
+            from enarx.runtime.attest.simulated import SimulatedSnpEvidence
+
+            directory = Path(req.simulator_dir) if req.simulator_dir else None
+            if directory is None:
+                from enarx.runtime.cachedir import default_cache_dir
+
+                directory = default_cache_dir() / "simulator" / "snp"
+            source = SimulatedSnpEvidence(directory, hashlib.sha384(module_bytes).digest())
+        elif req.simulate_tee:
+            raise KeepError(f"cannot simulate {req.simulate_tee!r} evidence; supported: sev-snp")
+        else:
+            source = NilEvidence()
+        key = ec.generate_private_key(source.curve())
+        oid, value = source.extension(report_data_for(key))
+        chain = request_certificate(steward_url, build_csr(key, oid, value))
+        log.info("certified by %s as %s", steward_url, chain[0].subject.rfc4514_string() or "(empty subject)")
+        return KeepIdentity(key, chain)
 
     @staticmethod
     def _attach_sockets(engine, store, linker, sockets, mem_module: str, mem_name: str, limits,  # noqa: ANN001

@@ -1,0 +1,192 @@
+"""Where evidence comes from: nil (none), the attestation simulator, or a real SEV-SNP/TDX guest.
+
+Each source returns the Steward extension (OID, DER value) for a given 64-byte report_data. Wire formats
+(Enarx's, plus TDX): see :mod:`enarx.steward.csr`.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from asn1crypto import core
+from asn1crypto import crl as asn1_crl
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enarx.errors import KeepError
+
+ARC = "1.3.6.1.4.1.58270"
+OID_KVM, OID_SGX, OID_SNP, OID_TDX = f"{ARC}.1.1", f"{ARC}.1.2", f"{ARC}.1.3", f"{ARC}.1.4"
+TSM_REPORT_ROOT = "/sys/kernel/config/tsm/report"
+
+
+class _CrlEntry(core.Sequence):
+    _fields = [("url", core.UTF8String), ("crl", asn1_crl.CertificateList)]
+
+
+class _CrlEntries(core.SequenceOf):
+    _child_spec = _CrlEntry
+
+
+class _CrlList(core.Sequence):
+    _fields = [("crls", _CrlEntries)]
+
+
+class _Certs(core.SequenceOf):
+    _child_spec = asn1_x509.Certificate
+
+
+class _TcbPackage(core.Sequence):
+    _fields = [("certs", _Certs), ("tcb_info", core.OctetString)]
+
+
+class _VcekBundle(core.Sequence):
+    _fields = [("vcek", asn1_x509.Certificate), ("crls", _CrlList)]
+
+
+class _SnpEvidence(core.Sequence):
+    _fields = [("vcek", _VcekBundle), ("report", core.OctetString)]
+
+
+class _IntelEvidence(core.Sequence):
+    _fields = [("quote", core.OctetString), ("crls", _CrlList), ("tcb", _TcbPackage),
+               ("qe_identity", core.OctetString, {"optional": True})]
+
+
+def crl_list(crls: list[tuple[str, bytes]]) -> _CrlList:
+    return _CrlList({"crls": [{"url": url, "crl": asn1_crl.CertificateList.load(der)} for url, der in crls]})
+
+
+def snp_extension(vcek_der: bytes, report: bytes, crls: list[tuple[str, bytes]]) -> bytes:
+    """SEQUENCE { SEQUENCE { VCEK, CrlList }, OCTET STRING report } (Enarx's SNP evidence)."""
+    bundle = {"vcek": asn1_x509.Certificate.load(vcek_der), "crls": crl_list(crls)}
+    return _SnpEvidence({"vcek": bundle, "report": report}).dump()
+
+
+def intel_extension(quote: bytes, crls: list[tuple[str, bytes]], tcb_certs: list[bytes], tcb_info: bytes,
+                    qe_identity: bytes | None = None) -> bytes:
+    """SEQUENCE { quote, CrlList, TcbPackage [, QE identity] } (Enarx's SGX evidence; TDX adds QE identity)."""
+    value = {"quote": quote, "crls": crl_list(crls),
+             "tcb": {"certs": [asn1_x509.Certificate.load(c) for c in tcb_certs], "tcb_info": tcb_info}}
+    if qe_identity is not None:
+        value["qe_identity"] = qe_identity
+    return _IntelEvidence(value).dump()
+
+
+class EvidenceSource(abc.ABC):
+    """A platform's way of producing evidence for the keep's key."""
+
+    technology: str  # kvm | sev-snp | tdx | sgx
+    simulated: bool = False
+
+    def curve(self) -> ec.EllipticCurve:
+        return ec.SECP384R1() if self.technology == "sev-snp" else ec.SECP256R1()
+
+    @abc.abstractmethod
+    def extension(self, report_data: bytes) -> tuple[str, bytes]:
+        """(OID, DER value) of the CSR extension carrying evidence over ``report_data`` (64 bytes)."""
+
+
+class NilEvidence(EvidenceSource):
+    """nil and kvm keeps have no hardware to attest: Enarx's empty KVM extension."""
+
+    technology = "kvm"
+
+    def extension(self, report_data: bytes) -> tuple[str, bytes]:
+        return OID_KVM, b""
+
+
+@dataclass
+class TsmReport:
+    """The Linux configfs TSM report interface (``/sys/kernel/config/tsm/report``), for SNP and TDX guests.
+
+    Protocol: create a directory, write 64 bytes to ``inblob``, read ``outblob`` (the report or quote) and,
+    for SEV-SNP, ``auxblob`` (the certificate table: VCEK), then remove the directory. ``generation`` must
+    not change between writing and reading, or another writer raced us.
+    """
+
+    root: Path = Path(TSM_REPORT_ROOT)
+
+    def get(self, report_data: bytes) -> tuple[str, bytes, bytes]:
+        """(provider, outblob, auxblob)."""
+        entry = self.root / f"enarx-{os.getpid()}"
+        try:
+            entry.mkdir()
+        except OSError as exc:
+            raise KeepError(f"cannot create a TSM report at {entry}: {exc.strerror}") from None
+        try:
+            provider = (entry / "provider").read_text().strip()
+            (entry / "inblob").write_bytes(report_data)
+            before = (entry / "generation").read_text().strip()
+            outblob = (entry / "outblob").read_bytes()
+            aux = entry / "auxblob"
+            auxblob = aux.read_bytes() if aux.exists() else b""
+            if (entry / "generation").read_text().strip() != before:
+                raise KeepError("TSM report changed while it was read (a concurrent writer); retry")
+            return provider, outblob, auxblob
+        except OSError as exc:
+            raise KeepError(f"TSM report failed: {exc.strerror or exc}") from None
+        finally:
+            try:
+                entry.rmdir()
+            except OSError:
+                pass
+
+
+def snp_vcek_from_auxblob(auxblob: bytes) -> bytes | None:
+    """The VCEK (DER) from an SNP certificate table: entries of (GUID 16 B, offset u32, length u32)."""
+    vcek_guid = bytes.fromhex("63da758d e664 4564 adc5 f4b93be8accd".replace(" ", ""))
+    pos = 0
+    while pos + 24 <= len(auxblob):
+        guid = auxblob[pos:pos + 16]
+        if guid == bytes(16):
+            break
+        offset = int.from_bytes(auxblob[pos + 16:pos + 20], "little")
+        length = int.from_bytes(auxblob[pos + 20:pos + 24], "little")
+        # GUIDs are stored in their mixed-endian binary form
+        if _guid_bytes(guid) == vcek_guid and offset + length <= len(auxblob):
+            return auxblob[offset:offset + length]
+        pos += 24
+    return None
+
+
+def _guid_bytes(raw: bytes) -> bytes:
+    return raw[3::-1] + raw[5:3:-1] + raw[7:5:-1] + raw[8:]
+
+
+class SnpGuestEvidence(EvidenceSource):
+    """A real SEV-SNP guest, through configfs TSM (the report plus the VCEK from the host's cert table)."""
+
+    technology = "sev-snp"
+
+    def __init__(self, tsm: TsmReport | None = None, crls: list[tuple[str, bytes]] | None = None):
+        self.tsm = tsm or TsmReport()
+        self.crls = crls or []
+
+    def extension(self, report_data: bytes) -> tuple[str, bytes]:
+        provider, report, aux = self.tsm.get(report_data)
+        if provider != "sev_guest":
+            raise KeepError(f"TSM provider is {provider!r}, not sev_guest: this is not an SEV-SNP guest")
+        vcek = snp_vcek_from_auxblob(aux)
+        if vcek is None:
+            raise KeepError("the host did not supply a VCEK in the SNP certificate table (auxblob); "
+                            "ask the host operator to configure SNP certificates")
+        return OID_SNP, snp_extension(vcek, report[:1184], self.crls)
+
+
+class TdxGuestEvidence(EvidenceSource):
+    """A real TDX guest, through configfs TSM; the Steward fetches or holds the TCB collateral."""
+
+    technology = "tdx"
+
+    def __init__(self, tsm: TsmReport | None = None):
+        self.tsm = tsm or TsmReport()
+
+    def extension(self, report_data: bytes) -> tuple[str, bytes]:
+        provider, quote, _aux = self.tsm.get(report_data)
+        if provider != "tdx_guest":
+            raise KeepError(f"TSM provider is {provider!r}, not tdx_guest: this is not a TDX guest")
+        return OID_TDX, intel_extension(quote, [], [], b"")

@@ -1,0 +1,135 @@
+"""End to end: a keep with `steward` in its Enarx.toml attests (simulated SEV-SNP) to a loopback Steward,
+and its TLS listener then presents the Steward-issued chain with the verified claims."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+import enarx
+from conftest import example
+from enarx.attestation.policy import Policy
+from enarx.runtime.attest.simulated import load_or_create_snp_pki
+from enarx.steward.issuer import CertificateAuthority, read_claims
+from enarx.steward.server import BackgroundServer
+from enarx.steward.app import create_app
+from enarx.steward.service import Steward, StewardConfig, load_insecure_anchors
+
+STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("simulator")
+    load_or_create_snp_pki(directory)
+    return directory
+
+
+@contextmanager
+def running_steward(simulator: Path, *, measurement: bytes | None = None, trust_simulator: bool = True):
+    policy = Policy.from_dict({"measurements": {"measurement": {"allow": [measurement.hex()]}}}) \
+        if measurement else Policy.default()
+    anchors, intermediates = load_insecure_anchors([simulator / "chain.pem"] if trust_simulator else [])
+    ca = CertificateAuthority.generate("Test Steward")
+    steward = Steward(StewardConfig(ca=ca, policy=policy, policy_name="e2e", insecure_anchors=anchors,
+                                    insecure_intermediates=intermediates))
+    server = BackgroundServer(create_app(steward)).start()
+    try:
+        yield f"http://127.0.0.1:{server.port}/", ca
+    finally:
+        server.stop()
+
+
+def run_keep(tmp_path: Path, url: str, simulator: Path, module: Path, listening: list, **kw) -> enarx.KeepResult:
+    cfg = tmp_path / "Enarx.toml"
+    cfg.write_text(f'steward = "{url}"\n' + STDIO +
+                   '[[files]]\nkind = "listen"\nname = "ingest"\nprot = "tls"\naddr = "127.0.0.1"\nport = 0\n')
+    errors: list[bytes] = []
+    return enarx.run(module, enarx.KeepOptions(config_path=cfg, simulate_tee="sev-snp",
+                                               simulator_dir=str(simulator), **kw),
+                     stdin=None, stdout=None, stderr=errors.append,
+                     on_started=lambda info: listening.extend(info.get("listening", [])))
+
+
+def test_attested_tls_echo_presents_steward_chain_with_claims(tmp_path, simulator):
+    module = example("c", "echo_server")
+    measurement = hashlib.sha384(module.read_bytes()).digest()
+    with running_steward(simulator, measurement=measurement) as (url, ca):
+        listening: list = []
+        outcome: dict = {}
+        keep = threading.Thread(target=lambda: outcome.update(
+            result=run_keep(tmp_path, url, simulator, module, listening, timeout=60)), daemon=True)
+        keep.start()
+        for _ in range(600):
+            if listening or not keep.is_alive():
+                break
+            threading.Event().wait(0.05)
+        assert listening, f"keep did not start: {outcome}"
+        port = listening[0]["port"]
+        ctx = ssl.create_default_context(cadata=ca.cert.public_bytes(serialization.Encoding.PEM).decode())
+        ctx.check_hostname = False  # the Steward certifies the keep, not a host name
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="keep") as tls:
+            tls.sendall(b"attested hello")
+            assert tls.recv(100) == b"attested hello"
+            leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+        claims = read_claims(leaf)
+        assert claims["tee"] == "sev-snp"
+        assert claims["measurements"]["measurement"] == measurement.hex()
+        assert claims["debug"] is False and claims["policy"] == "e2e"
+        assert claims["test_anchor"] is True  # simulated evidence is marked as such
+
+
+def test_wrong_measurement_stops_keep_with_reason(tmp_path, simulator):
+    with running_steward(simulator, measurement=b"\x11" * 48) as (url, _ca):
+        result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
+    assert result.status == 1 and result.kind == "error"
+    assert "steward refused the keep (HTTP 403)" in result.error
+    assert "measurement" in result.error
+    assert result.started == {}  # the workload never ran
+
+
+def test_tampered_evidence_stops_keep(tmp_path, simulator, monkeypatch):
+    from enarx.runtime.attest import simulated
+
+    original = simulated.SimulatedSnpEvidence.extension
+
+    def tampered(self, report_data):
+        oid, value = original(self, report_data)
+        value = bytearray(value)
+        value[-1200] ^= 0x01  # a byte inside the signed report body
+        return oid, bytes(value)
+
+    monkeypatch.setattr(simulated.SimulatedSnpEvidence, "extension", tampered)  # inherited by the forked keep
+    with running_steward(simulator) as (url, _ca):
+        result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
+    assert result.status == 1
+    assert "steward refused the keep" in result.error
+
+
+def test_untrusted_simulator_is_refused(tmp_path, simulator):
+    with running_steward(simulator, trust_simulator=False) as (url, _ca):
+        result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
+    assert result.status == 1 and "steward refused the keep" in result.error
+
+
+def test_nil_keep_refused_unless_insecure_kvm(tmp_path, simulator):
+    cfg = tmp_path / "Enarx.toml"
+    with running_steward(simulator) as (url, _ca):
+        cfg.write_text(f'steward = "{url}"\n' + STDIO)
+        result = enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
+    assert result.status == 1 and "steward refused the keep (HTTP 403)" in result.error
+
+
+def test_plain_http_steward_only_on_loopback(tmp_path):
+    cfg = tmp_path / "Enarx.toml"
+    cfg.write_text('steward = "http://attest.example.com/"\n' + STDIO)
+    result = enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
+    assert result.status == 1 and "refusing to use an unencrypted steward url" in result.error
