@@ -114,7 +114,7 @@ class TsmReport:
         """(provider, outblob, auxblob)."""
         entry = self.root / f"enarx-{os.getpid()}"
         try:
-            entry.mkdir()
+            entry.mkdir(exist_ok=True)  # configfs creates the attribute files; a fake tree has them
         except OSError as exc:
             raise KeepError(f"cannot create a TSM report at {entry}: {exc.strerror}") from None
         try:
