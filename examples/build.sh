@@ -21,8 +21,13 @@ GO=$VENV/bin/go
 RUSTC=/usr/bin/rustc
 
 ALL_LANGS=(c cpp rust go zig)
-C_PROGRAMS=(hello cat args_env exit_code trap spin memhog stackoverflow sha256 spew fdinfo files)
+C_PROGRAMS=(hello cat args_env exit_code trap spin memhog stackoverflow sha256 spew fdinfo files
+    echo_server http_server client)
 COMMON_PROGRAMS=(hello cat args_env exit_code)
+RUST_PROGRAMS=("${COMMON_PROGRAMS[@]}" echo_server http_server)
+GO_PROGRAMS=("${COMMON_PROGRAMS[@]}" echo_server http_server client)
+# Native (linux/amd64) Go builds for benchmarks, into examples/build/native/<name>.
+GO_NATIVE_PROGRAMS=(echo_server)
 
 die() {
     echo "examples/build.sh: error: $*" >&2
@@ -120,20 +125,28 @@ build_cpp() {
 build_rust() {
     need_rust
     local n
-    for n in "${COMMON_PROGRAMS[@]}"; do
+    for n in "${RUST_PROGRAMS[@]}"; do
         build "$OUT/rust/$n.wasm" "$SRC/rust/$n.rs" \
             "$RUSTC" --edition 2021 --target wasm32-wasi -O -C strip=symbols "$SRC/rust/$n.rs" -o @OUT@
     done
 }
 
+# go_build GOOS GOARCH OUTPUT NAME : build the Go program examples/go/NAME.
+go_build() {
+    build "$3" "$SRC/go/go.mod $SRC/go/$4/*.go" \
+        env -C "$SRC/go" GOOS="$1" GOARCH="$2" CGO_ENABLED=0 GOTOOLCHAIN=local GOPROXY=off \
+        GOFLAGS= GOWORK=off GOCACHE="$OUT/.cache/go-build" GOPATH="$OUT/.cache/gopath" \
+        "$GO" build -trimpath -ldflags=-s -o @OUT@ "./$4"
+}
+
 build_go() {
     need_go
     local n
-    for n in "${COMMON_PROGRAMS[@]}"; do
-        build "$OUT/go/$n.wasm" "$SRC/go/go.mod $SRC/go/$n/*.go" \
-            env -C "$SRC/go" GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 GOTOOLCHAIN=local GOPROXY=off \
-            GOFLAGS= GOWORK=off GOCACHE="$OUT/.cache/go-build" GOPATH="$OUT/.cache/gopath" \
-            "$GO" build -trimpath -ldflags=-s -o @OUT@ "./$n"
+    for n in "${GO_PROGRAMS[@]}"; do
+        go_build wasip1 wasm "$OUT/go/$n.wasm" "$n"
+    done
+    for n in "${GO_NATIVE_PROGRAMS[@]}"; do
+        go_build linux amd64 "$OUT/native/$n" "$n"
     done
 }
 

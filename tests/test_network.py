@@ -259,11 +259,12 @@ def connect_toml(port: int, prot: str = "tcp", extra: str = "") -> str:
                     f"port = {port}\n{extra}")
 
 
-def test_client_connects_out_over_tcp(tmp_path):
+@pytest.mark.parametrize("lang", ["c", "go"])
+def test_client_connects_out_over_tcp(lang, tmp_path):
     with peer_server() as (port, _info):
         cfg = tmp_path / "Enarx.toml"
         cfg.write_text(connect_toml(port))
-        proc = enarx("run", "--wasmcfgfile", cfg, example("c", "client"))
+        proc = enarx("run", "--wasmcfgfile", cfg, example(lang, "client"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"got: hello from the keep\n"
 
