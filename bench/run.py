@@ -71,12 +71,18 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(row) + " |")
 
-    try:
-        from enarx.attestation import bench as attest_bench
-    except ImportError:
-        return
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_net
+    import bench_steward
+
     print()
+    bench_net.main()
+    print()
+    from enarx.attestation import bench as attest_bench
+
     attest_bench.main()
+    print()
+    bench_steward.main()
 
 
 if __name__ == "__main__":

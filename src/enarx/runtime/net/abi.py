@@ -7,6 +7,7 @@ an out-of-range pointer gives ``EFAULT``, never a crash of the keep.
 
 from __future__ import annotations
 
+import ctypes
 import errno as os_errno
 import select
 import socket
@@ -58,26 +59,33 @@ class SocketCalls:
         self.memory = memory
         self.store = store
         self.stdin_fd = stdin_fd  # our end of the workload's stdin pipe, for poll_oneoff
+        self._view_key: tuple[int, int] | None = None
+        self._view = memoryview(b"")
 
     # -- memory ------------------------------------------------------------------------------------
-    def _read(self, ptr: int, length: int) -> bytes:
-        if ptr < 0 or length < 0 or ptr + length > self.memory.data_len(self.store):
+    def _mem(self) -> memoryview:
+        """A view of the whole linear memory, rebuilt only when the memory moved or grew."""
+        base = ctypes.addressof(self.memory.data_ptr(self.store).contents)
+        size = self.memory.data_len(self.store)
+        if self._view_key != (base, size):
+            self._view = memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
+            self._view_key = (base, size)
+        return self._view
+
+    def _slice(self, ptr: int, length: int) -> memoryview:
+        mem = self._mem()
+        if ptr < 0 or length < 0 or ptr + length > len(mem):
             raise _Fault
-        return bytes(self.memory.read(self.store, ptr, ptr + length))
+        return mem[ptr:ptr + length]
+
+    def _read(self, ptr: int, length: int) -> bytes:
+        return bytes(self._slice(ptr, length))
 
     def _write(self, ptr: int, data: bytes) -> None:
-        if ptr < 0 or ptr + len(data) > self.memory.data_len(self.store):
-            raise _Fault
-        if data:
-            self.memory.write(self.store, bytearray(data), ptr)
-
-    def _view(self, ptr: int, length: int) -> memoryview:
-        if ptr < 0 or length < 0 or ptr + length > self.memory.data_len(self.store):
-            raise _Fault
-        return memoryview(self.memory.get_buffer_ptr(self.store, length, ptr)).cast("B")
+        self._slice(ptr, len(data))[:] = data
 
     def _iovecs(self, ptr: int, count: int) -> list[tuple[int, int]]:
-        raw = self._read(ptr, 8 * count)
+        raw = self._slice(ptr, 8 * count)
         return [struct.unpack_from("<II", raw, 8 * i) for i in range(count)]
 
     def _entry(self, fd: int) -> KeepSocket:
@@ -168,6 +176,7 @@ class SocketCalls:
                         return EAGAIN
                     continue
             accepted = KeepSocket(conn, entry.name)
+            accepted.no_delay()
             accepted.set_nonblocking(bool(flags & FDFLAGS_NONBLOCK))
             new_fd = self.table.add_dynamic(accepted)
             self._write(fd_ptr, struct.pack("<I", new_fd))
@@ -211,7 +220,7 @@ class SocketCalls:
         got = 0
         if vectors:
             ptr, length = vectors[0]
-            target = self._view(ptr, length)
+            target = self._slice(ptr, length)
             try:
                 if isinstance(entry.sock, ssl.SSLSocket):
                     got = entry.sock.recv_into(target, length)
@@ -221,8 +230,6 @@ class SocketCalls:
                     got = entry.sock.recv_into(target, length, sflags)
             except ssl.SSLZeroReturnError:
                 got = 0
-            finally:
-                target.release()
         self._write(nread_ptr, struct.pack("<I", got))
         if ro_flags is not None:
             self._write(ro_flags, b"\0\0")
@@ -232,8 +239,12 @@ class SocketCalls:
         entry = self._entry(fd)
         if entry.listener:
             return ENOTCONN
-        data = b"".join(self._read(p, n) for p, n in self._iovecs(iovs, count))
-        sent = entry.sock.send(data) if data else 0
+        vectors = [(p, n) for p, n in self._iovecs(iovs, count) if n]
+        if len(vectors) == 1:
+            data: bytes | memoryview = self._slice(*vectors[0])
+        else:
+            data = b"".join(self._read(p, n) for p, n in vectors)
+        sent = entry.sock.send(data) if len(data) else 0
         self._write(nwritten_ptr, struct.pack("<I", sent))
         return SUCCESS
 

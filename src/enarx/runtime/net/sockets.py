@@ -29,6 +29,13 @@ class KeepSocket:
     def is_tls(self) -> bool:
         return isinstance(self.sock, ssl.SSLSocket) or self.server_tls is not None
 
+    def no_delay(self) -> None:
+        """Small writes go out at once (request/response protocols and TLS handshakes need it)."""
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
     def set_nonblocking(self, value: bool) -> None:
         self.nonblocking = value
         self.sock.settimeout(0.0 if value else None)
@@ -135,7 +142,9 @@ def _connect(entry: ConnectFile, identity: KeepIdentity | None, where: str) -> K
             sock.close()
             raise KeepError(f"{where}: TLS handshake with {target} failed: {exc}") from None
     sock.settimeout(None)
-    return KeepSocket(sock, entry.name)
+    result = KeepSocket(sock, entry.name)
+    result.no_delay()
+    return result
 
 
 def _hostport(host: str, port: int) -> str:
