@@ -60,7 +60,7 @@ def test_launch_request_round_trip():
 
 def test_launch_request_version_mismatch():
     req = LaunchRequest(module_name="m")
-    req.protocol = 99
+    req = req._replace(protocol=99)
     with pytest.raises(ProtocolError, match="unsupported protocol version 99"):
         LaunchRequest.decode(req.encode(b""))
 

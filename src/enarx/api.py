@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from enarx.config import Config, load_config
 from enarx.config.model import StdioFile
@@ -14,8 +12,7 @@ from enarx.protocol import LaunchRequest
 from enarx.workload import load_workload
 
 
-@dataclass
-class KeepResult:
+class KeepResult(NamedTuple):
     """How a keep ended. ``status`` is the process exit status; ``error`` explains anything but a clean exit.
 
     ``kind`` is ``exit`` (the workload's own status), ``trap``, ``timeout``, ``memory``, ``signal``,
@@ -25,15 +22,14 @@ class KeepResult:
     status: int
     kind: str = "exit"
     error: str | None = None
-    started: dict = field(default_factory=dict)
+    started: dict = {}  # never mutated: run() passes its own dict
 
     @property
     def ok(self) -> bool:
         return self.status == 0
 
 
-@dataclass
-class KeepOptions:
+class KeepOptions(NamedTuple):
     """Everything that shapes one run besides the workload itself."""
 
     args: Sequence[str] = ()
@@ -74,7 +70,8 @@ def run(
     config_text: str | None = None
     if config_path is not None:
         config = load_config(config_path)  # validate on the host for a fast, clear error…
-        config_text = Path(config_path).read_text()  # …but the keep parses it again itself
+        with open(config_path, encoding="utf-8") as fh:  # …but the keep parses it again itself
+            config_text = fh.read()
         for entry in config.files:
             if entry.kind == "dir":
                 _check_dir(entry.path)  # type: ignore[union-attr]

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple
 
 from enarx.errors import WorkloadError
 
@@ -13,22 +12,21 @@ WASM_MAGIC = b"\0asm"
 CORE_VERSION = b"\x01\x00\x00\x00"
 
 
-@dataclass(frozen=True)
-class Workload:
+class Workload(NamedTuple):
     name: str  # argv[0] in plain WASI mode
     wasm: bytes
-    config_path: Path | None  # the package's Enarx.toml, if any
+    config_path: str | None  # the package's Enarx.toml, if any
 
 
 def load_workload(path: str | os.PathLike[str]) -> Workload:
-    p = Path(path)
-    config_path: Path | None = None
-    if p.is_dir():
-        wasm_path = p / "main.wasm"
-        if not wasm_path.is_file():
+    p = os.fspath(path)
+    config_path: str | None = None
+    if os.path.isdir(p):
+        wasm_path = os.path.join(p, "main.wasm")
+        if not os.path.isfile(wasm_path):
             raise WorkloadError(f"{p}: package directory has no main.wasm")
-        if (p / "Enarx.toml").is_file():
-            config_path = p / "Enarx.toml"
+        if os.path.isfile(os.path.join(p, "Enarx.toml")):
+            config_path = os.path.join(p, "Enarx.toml")
     else:
         wasm_path = p
     try:
@@ -42,8 +40,8 @@ def load_workload(path: str | os.PathLike[str]) -> Workload:
         raise WorkloadError(f"{wasm_path}: cannot read: {exc.strerror}") from None
     if len(wasm) > MAX_WASM_BYTES:
         raise WorkloadError(f"{wasm_path}: larger than the {MAX_WASM_BYTES}-byte limit for a workload")
-    check_wasm_header(wasm, str(wasm_path))
-    return Workload(name=wasm_path.name, wasm=wasm, config_path=config_path)
+    check_wasm_header(wasm, wasm_path)
+    return Workload(name=os.path.basename(wasm_path), wasm=wasm, config_path=config_path)
 
 
 def check_wasm_header(wasm: bytes, where: str) -> None:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import abc
 import socket
-from dataclasses import dataclass, field
 
 
-@dataclass
 class Probe:
     """One availability check. ``info`` is a measured value, ``mesg`` a remedy shown when it fails."""
 
-    name: str
-    passed: bool
-    info: str | None = None
-    mesg: str | None = None
-    children: list[Probe] = field(default_factory=list)
+    def __init__(self, name: str, passed: bool, info: str | None = None, mesg: str | None = None,
+                 children: list[Probe] | None = None):
+        self.name = name
+        self.passed = passed
+        self.info = info
+        self.mesg = mesg
+        self.children: list[Probe] = children or []
 
 
 class KeepProcess(abc.ABC):

@@ -2,12 +2,14 @@
 
 Extensions beyond Enarx: ``[[files]] kind = "dir"``, ``[limits]``, and the TLS fields ``ca`` (connect)
 and ``client_ca`` (listen).
+
+The records are immutable ``NamedTuple``s rather than dataclasses: this module is on the start-up path of
+every ``enarx run`` (host and keep), and ``dataclasses`` costs several milliseconds to import.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal, NamedTuple, Union
 
 Protocol = Literal["tcp", "tls"]
 StdioKind = Literal["stdin", "stdout", "stderr"]
@@ -15,24 +17,21 @@ StdioKind = Literal["stdin", "stdout", "stderr"]
 DEFAULT_PORTS: dict[str, int] = {"tcp": 80, "tls": 443}
 
 
-@dataclass(frozen=True)
-class NullFile:
+class NullFile(NamedTuple):
     """Reads give EOF, writes are swallowed."""
 
     name: str = "null"
     kind: Literal["null"] = "null"
 
 
-@dataclass(frozen=True)
-class StdioFile:
+class StdioFile(NamedTuple):
     """The host's stdin, stdout or stderr (the host sees this data: it is not protected)."""
 
     kind: StdioKind
     name: str
 
 
-@dataclass(frozen=True)
-class ListenFile:
+class ListenFile(NamedTuple):
     """A socket bound before the workload starts; the workload accepts on it."""
 
     name: str
@@ -43,8 +42,7 @@ class ListenFile:
     kind: Literal["listen"] = "listen"
 
 
-@dataclass(frozen=True)
-class ConnectFile:
+class ConnectFile(NamedTuple):
     """A connection opened before the workload starts."""
 
     host: str
@@ -55,8 +53,7 @@ class ConnectFile:
     kind: Literal["connect"] = "connect"
 
 
-@dataclass(frozen=True)
-class DirFile:
+class DirFile(NamedTuple):
     """Extension: a host directory preopened for the workload. The host can read and change it."""
 
     path: str
@@ -68,23 +65,21 @@ class DirFile:
 FileEntry = Union[NullFile, StdioFile, ListenFile, ConnectFile, DirFile]
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """Extension: resource limits. ``None`` means unlimited."""
 
     memory: int | None = None  # bytes of linear memory
     timeout: float | None = None  # seconds of wall time
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """An Enarx.toml in effect. ``source`` is the file it came from (for messages), or ``None``."""
 
     files: tuple[FileEntry, ...] = ()
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     steward: str | None = None
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = Limits()
     source: str | None = None
 
     def fd_names(self) -> list[str]:
@@ -100,7 +95,7 @@ class Config:
         files = []
         for entry in self.files:
             item: dict[str, Any] = {"kind": entry.kind}
-            for key, value in entry.__dict__.items():
+            for key, value in entry._asdict().items():
                 if key != "kind" and value is not None:
                     item[key] = value
             files.append(item)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 from enarx.config.model import (
@@ -70,10 +69,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
-    return parse_config(text, source=source, base_dir=Path(source).parent)
+    return parse_config(text, source=source, base_dir=os.path.dirname(source) or ".")
 
 
-def parse_config(text: str, *, source: str = "Enarx.toml", base_dir: Path | None = None) -> Config:
+def parse_config(text: str, *, source: str = "Enarx.toml", base_dir: str | None = None) -> Config:
     """Parse Enarx.toml text. Relative ``dir`` paths and CA bundles resolve against ``base_dir``."""
     import tomllib
 
@@ -137,7 +136,7 @@ def _parse_steward(value: Any, source: str) -> str:
     return value
 
 
-def _parse_file(entry: Any, index: int, source: str, base_dir: Path | None) -> FileEntry:
+def _parse_file(entry: Any, index: int, source: str, base_dir: str | None) -> FileEntry:
     where = f"{source}: files[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a table with a `kind`")
@@ -174,14 +173,14 @@ def _parse_file(entry: Any, index: int, source: str, base_dir: Path | None) -> F
         writable = entry.get("writable", False)
         if not isinstance(writable, bool):
             raise ConfigError(f"{where}.writable: expected true or false, got {_type_name(writable)}")
-        host_path = Path(path)
-        if base_dir is not None and not host_path.is_absolute():
-            host_path = base_dir / host_path
+        host_path = os.path.normpath(path)
+        if base_dir is not None and not os.path.isabs(host_path):
+            host_path = os.path.normpath(os.path.join(base_dir, host_path))
         if name is None:
-            name = Path(path.rstrip("/")).name or path
+            name = os.path.basename(path.rstrip("/")) or path
             if ":" in name:
                 raise ConfigError(f"{where}.name: file name must not contain ':' (set `name` explicitly)")
-        return DirFile(path=str(host_path), name=name, writable=writable)
+        return DirFile(path=host_path, name=name, writable=writable)
 
     prot = entry.get("prot")
     if prot not in DEFAULT_PORTS:
@@ -213,14 +212,13 @@ def _parse_file(entry: Any, index: int, source: str, base_dir: Path | None) -> F
     return ConnectFile(host=host, prot=prot, name=name, port=port, ca=ca)
 
 
-def _ca_path(entry: dict[str, Any], key: str, where: str, base_dir: Path | None) -> str | None:
+def _ca_path(entry: dict[str, Any], key: str, where: str, base_dir: str | None) -> str | None:
     if key not in entry:
         return None
     value = _string(entry, key, where)
-    path = Path(value)
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
-    return str(path)
+    if base_dir is not None and not os.path.isabs(value):
+        return os.path.normpath(os.path.join(base_dir, value))
+    return value
 
 
 def _parse_limits(doc: Any, source: str) -> Limits:

@@ -11,8 +11,7 @@ import json
 import os
 import signal
 import threading
-from dataclasses import dataclass
-from typing import IO, Callable, Union
+from typing import IO, Callable, NamedTuple, Union
 
 from enarx.backends.base import KeepProcess
 from enarx.protocol import (
@@ -37,8 +36,7 @@ Sink = Union[int, IO[bytes], Callable[[bytes], object], None]
 Source = Union[int, IO[bytes], bytes, None]
 
 
-@dataclass
-class Stdio:
+class Stdio(NamedTuple):
     """Where the workload's stdio goes. An int is a file descriptor; ``None`` discards (or gives EOF)."""
 
     stdin: Source = 0

@@ -6,7 +6,7 @@ import enum
 import socket
 import struct
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">BI")
@@ -31,8 +31,7 @@ class ProtocolError(Exception):
     """The peer sent something that is not a valid frame sequence."""
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     type: FrameType
     payload: bytes | bytearray  # received payloads are bytearrays (no extra copy); treat as read-only
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from enarx.protocol.frames import PROTOCOL_VERSION, ProtocolError
 
 _U32 = struct.Struct(">I")
 
 
-@dataclass
-class LaunchRequest:
+class LaunchRequest(NamedTuple):
     """What the host asks a keep to run: the package (module + Enarx.toml text) plus host-side options.
 
     The keep, not the host, interprets the Enarx.toml: in a hardware keep the host is untrusted, so the
@@ -23,9 +21,9 @@ class LaunchRequest:
     module_name: str
     config_toml: str | None = None  # Enarx.toml text; None = plain WASI semantics
     config_source: str | None = None  # where the Enarx.toml came from, for messages
-    args: list[str] = field(default_factory=list)  # appended after the config's args
-    env: list[tuple[str, str]] = field(default_factory=list)  # --env additions
-    dirs: list[tuple[str, str, bool]] = field(default_factory=list)  # --dir (host, guest, writable)
+    args: list[str] | tuple[str, ...] = ()  # appended after the config's args
+    env: list[tuple[str, str]] | tuple[()] = ()  # --env additions
+    dirs: list[tuple[str, str, bool]] | tuple[()] = ()  # --dir (host, guest, writable)
     memory_limit: int | None = None
     timeout: float | None = None
     cache_dir: str | None = None
@@ -35,7 +33,7 @@ class LaunchRequest:
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
-        header = json.dumps(asdict(self), separators=(",", ":")).encode()
+        header = json.dumps(self._asdict(), separators=(",", ":")).encode()
         return _U32.pack(len(header)) + header + module
 
     @classmethod
@@ -75,8 +73,7 @@ class LaunchRequest:
         return req, memoryview(payload)[4 + n :]
 
 
-@dataclass
-class ExitReport:
+class ExitReport(NamedTuple):
     """How the workload ended. ``kind``: exit, trap, timeout, signal, error."""
 
     status: int
@@ -84,7 +81,7 @@ class ExitReport:
     error: str | None = None
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
+        return json.dumps(self._asdict()).encode()
 
     @classmethod
     def decode(cls, payload: bytes) -> ExitReport:

@@ -11,32 +11,40 @@ from host storage and runs with the cache disabled (``cache_dir=None``).
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import tempfile
-from pathlib import Path
 
 import wasmtime
 
-log = logging.getLogger("enarx.runtime")
 
 # Engine settings that change generated code; part of every cache key.
 ENGINE_SETTINGS = {"cranelift_opt_level": "speed", "strategy": "cranelift"}
 
 
+_ENGINE: wasmtime.Engine | None = None
+
+
 def make_engine() -> wasmtime.Engine:
-    config = wasmtime.Config()
-    config.cranelift_opt_level = ENGINE_SETTINGS["cranelift_opt_level"]
-    return wasmtime.Engine(config)
+    """The process's engine (created once: a pre-forked keep makes it before its LAUNCH arrives)."""
+    global _ENGINE
+    if _ENGINE is None:
+        config = wasmtime.Config()
+        config.cranelift_opt_level = ENGINE_SETTINGS["cranelift_opt_level"]
+        _ENGINE = wasmtime.Engine(config)
+    return _ENGINE
 
 
 def _engine_fingerprint() -> str:
     """Identify the wasmtime build and settings, so that an upgrade never loads stale native code."""
-    lib_dir = Path(wasmtime.__file__).parent
+    lib_dir = os.path.dirname(wasmtime.__file__)
     parts = [repr(sorted(ENGINE_SETTINGS.items()))]
-    for lib in sorted(lib_dir.glob("*/_libwasmtime.*")):
-        st = lib.stat()
-        parts.append(f"{lib.name}:{st.st_size}:{int(st.st_mtime)}")
+    for sub in sorted(os.listdir(lib_dir)):
+        folder = os.path.join(lib_dir, sub)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("_libwasmtime."):
+                st = os.stat(os.path.join(folder, name))
+                parts.append(f"{name}:{st.st_size}:{int(st.st_mtime)}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -45,20 +53,31 @@ def load_module(engine: wasmtime.Engine, wasm: bytes | memoryview, cache_dir: st
     if not cache_dir:
         return wasmtime.Module(engine, bytes(wasm))
     digest = hashlib.sha256(wasm).hexdigest()
-    directory = Path(cache_dir) / f"modules-{_engine_fingerprint()}"
-    path = directory / f"{digest}.cwasm"
-    if path.is_file():
+    directory = os.path.join(cache_dir, f"modules-{_engine_fingerprint()}")
+    path = os.path.join(directory, f"{digest}.cwasm")
+    if os.path.isfile(path):
         try:
-            return wasmtime.Module.deserialize_file(engine, str(path))
+            return wasmtime.Module.deserialize_file(engine, path)
         except wasmtime.WasmtimeError as exc:  # truncated or from another build: recompile
-            log.warning("ignoring unusable cache entry %s: %s", path, str(exc).splitlines()[0])
+            _warn(f"ignoring unusable cache entry {path}: {str(exc).splitlines()[0]}")
     module = wasmtime.Module(engine, bytes(wasm))
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(module.serialize())
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # atomic: readers see a whole entry or none
     except OSError as exc:
-        log.warning("cannot write module cache in %s: %s", directory, exc)
+        _warn(f"cannot write module cache in {directory}: {exc}")
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
     return module
+
+
+def _warn(message: str) -> None:
+    import logging  # only when there is something to say: logging costs start-up time
+
+    logging.getLogger("enarx.runtime").warning("%s", message)

@@ -9,7 +9,6 @@ so a runaway loop is stopped without the per-instruction cost of epoch or fuel i
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import threading
@@ -28,7 +27,6 @@ from enarx.protocol import (
 from enarx.runtime.plan import WorkloadPlan, plan_workload
 from enarx.runtime.stdio import OutputPump, StdinFeeder, make_pipe
 
-log = logging.getLogger("enarx.keep")
 
 STATUS_TRAP = 134  # like wasmtime's CLI: a trap is an abort
 STATUS_TIMEOUT = 124  # like timeout(1)
@@ -51,18 +49,28 @@ _TRAP_NAMES = {
 }
 
 
-class _ChannelLogHandler(logging.Handler):
-    """Sends the keep runtime's log records to the host as LOG frames."""
+def _log_to_channel(channel: Channel, level: str) -> None:
+    """Send the keep runtime's log records to the host as LOG frames (logging is imported only then)."""
+    import logging
 
-    def __init__(self, channel: Channel):
-        super().__init__()
-        self.channel = channel
+    class ChannelLogHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                channel.send(FrameType.LOG, self.format(record).encode("utf-8", "replace"))
+            except OSError:
+                pass
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.channel.send(FrameType.LOG, self.format(record).encode("utf-8", "replace"))
-        except OSError:
-            pass
+    handler = ChannelLogHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("enarx")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _log_info(message: str, *args: object) -> None:
+    import logging
+
+    logging.getLogger("enarx.keep").info(message, *args)
 
 
 class Keep:
@@ -135,11 +143,7 @@ class Keep:
             self.finish(ExitReport(STATUS_ERROR, "error", f"keep launch failed: {exc}"), abrupt=True)
             return
         if req.log_level:
-            handler = _ChannelLogHandler(self.channel)
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-            root = logging.getLogger("enarx")
-            root.handlers[:] = [handler]
-            root.setLevel(req.log_level.upper())
+            _log_to_channel(self.channel, req.log_level)
         try:
             plan = plan_workload(req)
         except ConfigError as exc:
@@ -273,7 +277,7 @@ class Keep:
                     report = ExitReport(report.status, "memory",
                                         f"workload exited with status {report.status}; {note}")
                 else:
-                    report.error = f"{report.error}; {note}"
+                    report = report._replace(error=f"{report.error}; {note}")
         return self._close(store, report)
 
     @staticmethod
@@ -307,7 +311,7 @@ class Keep:
         key = ec.generate_private_key(source.curve())
         oid, value = source.extension(report_data_for(key))
         chain = request_certificate(steward_url, build_csr(key, oid, value))
-        log.info("certified by %s as %s", steward_url, chain[0].subject.rfc4514_string() or "(empty subject)")
+        _log_info("certified by %s as %s", steward_url, chain[0].subject.rfc4514_string() or "(empty subject)")
         return KeepIdentity(key, chain)
 
     @staticmethod

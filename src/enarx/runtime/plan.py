@@ -10,8 +10,8 @@ Two semantics, as the docs promise:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import os
+from typing import NamedTuple
 
 from enarx.config import Config, ConnectFile, DirFile, ListenFile, NullFile, StdioFile, parse_config
 from enarx.errors import ConfigError
@@ -20,25 +20,28 @@ from enarx.protocol import LaunchRequest
 _STD_FD = {"stdin": 0, "stdout": 1, "stderr": 2}
 
 
-@dataclass
-class Preopen:
+class Preopen(NamedTuple):
     host: str
     guest: str
     writable: bool
 
 
-@dataclass
 class WorkloadPlan:
-    argv: list[str]
-    env: list[tuple[str, str]]
-    stdin: bool = True  # relay the host's stdin
-    stdout: bool = True
-    stderr: bool = True
-    preopens: list[Preopen] = field(default_factory=list)
-    memory_limit: int | None = None
-    timeout: float | None = None
-    config: Config | None = None
-    sockets: list[tuple[int, ListenFile | ConnectFile]] = field(default_factory=list)  # (guest fd, entry)
+    """What the workload will see. A plain class (not a dataclass): this is on every keep's start-up path."""
+
+    def __init__(self, argv: list[str], env: list[tuple[str, str]], *, stdin: bool = True, stdout: bool = True,
+                 stderr: bool = True, preopens: list[Preopen] | None = None, memory_limit: int | None = None,
+                 timeout: float | None = None, config: Config | None = None):
+        self.argv = argv
+        self.env = env
+        self.stdin = stdin  # relay the host's stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.preopens: list[Preopen] = preopens or []
+        self.memory_limit = memory_limit
+        self.timeout = timeout
+        self.config = config
+        self.sockets: list[tuple[int, ListenFile | ConnectFile]] = []  # (guest fd, entry)
 
     @property
     def needs_identity(self) -> bool:
@@ -58,7 +61,7 @@ def plan_workload(req: LaunchRequest) -> WorkloadPlan:
 
     source = req.config_source or "Enarx.toml"
     # Relative paths in the file (dir preopens, CA bundles) are relative to the file, as on the host.
-    base_dir = Path(req.config_source).parent if req.config_source else None
+    base_dir = os.path.dirname(req.config_source) if req.config_source else None
     config = parse_config(req.config_toml, source=source, base_dir=base_dir)
     plan = WorkloadPlan(
         argv=["main.wasm", *config.args, *req.args],

@@ -69,9 +69,9 @@ def fork_keep(*, preload: bool) -> ForkedKeep:
             os.dup2(devnull, 1)
             os.close(devnull)
             if preload:  # load the runtime while the host is still parsing its options
-                import wasmtime  # noqa: F401
+                import enarx.runtime.engine
 
-                import enarx.runtime.engine  # noqa: F401
+                enarx.runtime.engine.make_engine()
             from enarx.runtime.keep import serve
 
             serve(keep_end)
