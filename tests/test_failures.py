@@ -172,3 +172,13 @@ def _alive(pid: int) -> bool:
             return fh.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_closed_stdout_pipe_ends_the_keep_quietly():
+    """`enarx run … | head -c 10`: like a native program, the keep stops (SIGPIPE status), no error."""
+    proc = subprocess.Popen(f"{' '.join(ENARX)} run {example('c', 'spew')} 100 | head -c 10; "
+                            'echo "status ${PIPESTATUS[0]}" >&2', shell=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, executable="/bin/bash")
+    out, err = proc.communicate(timeout=60)
+    assert out == b"x" * 10
+    assert err.strip() == b"status 141"  # SIGPIPE's status, and no error line

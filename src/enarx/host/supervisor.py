@@ -18,6 +18,7 @@ from enarx.protocol import (
     MAX_KEEP_TO_HOST,
     Channel,
     ExitReport,
+    Frame,
     FrameType,
     LaunchRequest,
     ProtocolError,
@@ -117,20 +118,35 @@ class Supervisor:
         out = _writer(self.stdio.stdout)
         err = _writer(self.stdio.stderr)
         try:
-            while (frame := self.channel.recv()) is not None:
-                if frame.type == FrameType.STDOUT:
+            splice_fd = _pipe_fd(self.stdio.stdout)
+            while (header := self.channel.recv_header()) is not None:
+                ftype, length = header
+                if ftype == FrameType.STDOUT and splice_fd is not None and not self._stdout_broken:
+                    try:  # stdout is a pipe: let the kernel move the bytes
+                        self.channel.splice_payload(length, splice_fd)
+                        continue
+                    except BrokenPipeError:
+                        self._stdout_broken = True
+                        self.stop("SIGPIPE")
+                        splice_fd = None
+                        continue  # the rest of this frame is drained below as the channel goes on
+                payload = self.channel.recv_payload_view(length)
+                if ftype == FrameType.STDOUT:
                     if not self._stdout_broken:
                         try:
-                            out(frame.payload)
+                            out(payload)
                         except BrokenPipeError:
                             self._stdout_broken = True  # like SIGPIPE for a native program
                             self.stop("SIGPIPE")
-                elif frame.type == FrameType.STDERR:
+                    continue
+                if ftype == FrameType.STDERR:
                     try:
-                        err(frame.payload)
+                        err(payload)
                     except BrokenPipeError:
                         pass
-                elif frame.type == FrameType.LOG:
+                    continue
+                frame = Frame(ftype, bytes(payload))
+                if frame.type == FrameType.LOG:
                     _log("enarx.keep").info("%s", frame.payload.decode("utf-8", "replace"))
                 elif frame.type == FrameType.STARTED:
                     if self.on_started is not None:
@@ -182,6 +198,26 @@ class Supervisor:
     def _restore_signal_handlers(previous: dict[int, object]) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _pipe_fd(sink: Sink) -> int | None:
+    """The sink's fd if it is a pipe (splice(2) needs one end to be a pipe), else None."""
+    if not isinstance(sink, int) or not hasattr(os, "splice"):
+        return None
+    import stat
+
+    try:
+        if not stat.S_ISFIFO(os.fstat(sink).st_mode):
+            return None
+    except OSError:
+        return None
+    try:  # a larger pipe means fewer wake-ups of the reader and of us (capped by pipe-max-size)
+        import fcntl
+
+        fcntl.fcntl(sink, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except OSError:
+        pass
+    return sink
 
 
 def _json_object(payload: bytes) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import socket
 import struct
 import threading
@@ -47,6 +48,7 @@ class Channel:
             except OSError:
                 pass
         self.max_incoming = max_incoming
+        self._buffer = bytearray()
         self._send_lock = threading.Lock()
 
     def send(self, ftype: FrameType, payload: bytes | bytearray | memoryview = b"") -> None:
@@ -65,6 +67,65 @@ class Channel:
 
     def recv(self) -> Frame | None:
         """The next frame, or ``None`` on a clean end of stream between frames."""
+        header = self._recv_header()
+        if header is None:
+            return None
+        ftype, length = header
+        payload = self._recv_exact(length, eof_ok=False) if length else b""
+        assert payload is not None
+        return Frame(ftype, payload)
+
+    def recv_view(self) -> tuple[FrameType, memoryview] | None:
+        """Like :meth:`recv`, but the payload is a view into a reused buffer, valid until the next call.
+
+        For bulk data (stdout) this avoids allocating — and page-faulting in — a fresh buffer per frame.
+        """
+        header = self.recv_header()
+        if header is None:
+            return None
+        return header[0], self.recv_payload_view(header[1])
+
+    def recv_header(self) -> tuple[FrameType, int] | None:
+        """The next frame's type and length (then read its payload with one of the two methods below)."""
+        return self._recv_header()
+
+    def recv_payload_view(self, length: int) -> memoryview:
+        if len(self._buffer) < length:
+            self._buffer = bytearray(max(length, 1 << 20))
+        view = memoryview(self._buffer)[:length]
+        got = 0
+        while got < length:
+            k = self.sock.recv_into(view[got:])
+            if k == 0:
+                raise ProtocolError(f"channel closed in the middle of a frame ({got} of {length} bytes)")
+            got += k
+        return view
+
+    def splice_payload(self, length: int, out_fd: int) -> None:
+        """Move the payload straight from the channel into a pipe, without copying it through Python."""
+        remaining = length
+        while remaining:
+            try:
+                moved = os.splice(self.sock.fileno(), out_fd, remaining)
+            except BrokenPipeError:
+                self.recv_payload_view(remaining)  # keep the framing: consume the rest of this frame
+                raise
+            if moved == 0:
+                raise ProtocolError(f"channel closed in the middle of a frame ({length - remaining} of {length})")
+            remaining -= moved
+
+    def send_from_pipe(self, ftype: FrameType, pipe_fd: int, length: int) -> None:
+        """Send ``length`` bytes waiting in a pipe as one frame, spliced by the kernel (no Python copy)."""
+        with self._send_lock:
+            self.sock.sendall(HEADER.pack(int(ftype), length))
+            remaining = length
+            while remaining:
+                moved = os.splice(pipe_fd, self.sock.fileno(), remaining)
+                if moved == 0:
+                    raise OSError("pipe closed while splicing")
+                remaining -= moved
+
+    def _recv_header(self) -> tuple[FrameType, int] | None:
         header = self._recv_exact(HEADER.size, eof_ok=True)
         if header is None:
             return None
@@ -75,9 +136,7 @@ class Channel:
             raise ProtocolError(f"unknown frame type 0x{code:02x}") from None
         if length > self.max_incoming:
             raise ProtocolError(f"{ftype.name} frame of {length} bytes exceeds the limit of {self.max_incoming}")
-        payload = self._recv_exact(length, eof_ok=False) if length else b""
-        assert payload is not None
-        return Frame(ftype, payload)
+        return ftype, length
 
     def _recv_exact(self, n: int, *, eof_ok: bool) -> bytearray | None:
         buf = bytearray(n)

@@ -11,12 +11,18 @@ import fcntl
 import os
 import queue
 import select
+import struct
+import termios
 import threading
 
 from enarx.protocol import Channel, FrameType
 
 CHUNK = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def _bytes_waiting(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def make_pipe() -> tuple[int, int]:
@@ -48,20 +54,24 @@ class OutputPump(threading.Thread):
         poller.register(self.read_fd, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
         stopping = False
+        splice = hasattr(os, "splice")
+        buffer = bytearray(CHUNK)  # reused when splice(2) is unavailable: no allocation per chunk
+        view = memoryview(buffer)
         try:
             while True:
                 events = dict(poller.poll(0 if stopping else None))
                 if self._wake_r in events:
                     stopping = True
-                try:
-                    data = os.read(self.read_fd, CHUNK)
-                except BlockingIOError:
-                    if stopping:
-                        return
+                waiting = _bytes_waiting(self.read_fd)
+                if waiting:
+                    if splice:  # the kernel moves the bytes from the pipe into the channel
+                        self.channel.send_from_pipe(self.ftype, self.read_fd, min(waiting, CHUNK))
+                    else:
+                        n = os.readv(self.read_fd, [view[:min(waiting, CHUNK)]])
+                        self.channel.send(self.ftype, view[:n])
                     continue
-                if not data:
-                    return
-                self.channel.send(self.ftype, data)
+                if stopping or events.get(self.read_fd, 0) & (select.POLLHUP | select.POLLERR):
+                    return  # drained, and every writer is gone (or we were told to stop)
         except OSError:
             return  # the host is gone
 
