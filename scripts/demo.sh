@@ -65,4 +65,62 @@ if [ -d ../shared/corpora/sev-snp ]; then
         --collateral "$C/ca/ask_ark_milan.pem" --collateral "$C/crl/ark_milan.crl.der" \
         --at 2023-04-04T19:23:43Z 2>/dev/null | head -2
 fi
+step "An attested keep: it proves itself to a Steward, then serves TLS with the Steward-issued certificate"
+SIM="$WORK/simulator"
+.venv/bin/python -c "from pathlib import Path; from enarx.runtime.attest.simulated import load_or_create_snp_pki as f; f(Path('$SIM'))"
+MEASUREMENT=$(.venv/bin/python -c "import hashlib,sys; print(hashlib.sha384(open(sys.argv[1],'rb').read()).hexdigest())" "$B/c/echo_server.wasm")
+cat > "$WORK/policy.toml" <<TOML
+[measurements.measurement]
+allow = ["$MEASUREMENT"]
+TOML
+"${ENARX[@]}" steward serve --addr 127.0.0.1 --port 0 --generate-ca "Demo Steward" --write-ca "$WORK/ca" \
+    --policy "$WORK/policy.toml" --insecure-trust-anchor "$SIM/chain.pem" > /dev/null 2> "$WORK/steward.log" &
+STEWARD=$!
+for _ in $(seq 100); do grep -qo "http://127.0.0.1:[0-9]*" "$WORK/steward.log" 2>/dev/null && break; sleep 0.1; done
+URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/steward.log" | head -1)
+echo "Steward at $URL, policy: only the echo server's measurement"
+cat > "$WORK/Enarx.toml" <<TOML
+steward = "$URL/"
+[[files]]
+kind = "stdin"
+[[files]]
+kind = "stdout"
+[[files]]
+kind = "stderr"
+[[files]]
+kind = "listen"
+name = "ingest"
+prot = "tls"
+addr = "127.0.0.1"
+port = 0
+TOML
+"${ENARX[@]}" run --wasmcfgfile "$WORK/Enarx.toml" --simulate-tee sev-snp --simulator-pki "$SIM" \
+    "$B/c/echo_server.wasm" 2> "$WORK/keep.log" &
+KEEP=$!
+for _ in $(seq 200); do grep -q 'listening on' "$WORK/keep.log" 2>/dev/null && break; sleep 0.1; done
+grep -E 'warning|listening' "$WORK/keep.log"
+PORT=$(grep -o 'listening on .*' "$WORK/keep.log" | grep -o '[0-9]*$')
+.venv/bin/python - "$PORT" "$WORK/ca/ca.crt" <<'PY'
+import json, socket, ssl, sys
+from cryptography import x509
+from enarx.steward.issuer import read_claims
+ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="keep") as s:
+    s.sendall(b"hello, attested keep"); print("echo over TLS 1.3, chain verified up to the Steward CA:", s.recv(64))
+    claims = read_claims(x509.load_der_x509_certificate(s.getpeercert(binary_form=True)))
+print("claims in the keep's certificate:", json.dumps({k: claims[k] for k in ("tee", "tcb_status", "debug", "policy")}))
+PY
+kill "$KEEP" "$STEWARD" 2>/dev/null; wait 2>/dev/null || true
+step "The same keep with another workload is refused by that Steward, before the workload runs"
+set +e
+"${ENARX[@]}" steward serve --addr 127.0.0.1 --port 0 --generate-ca "Demo Steward" \
+    --policy "$WORK/policy.toml" --insecure-trust-anchor "$SIM/chain.pem" > /dev/null 2> "$WORK/steward2.log" &
+STEWARD=$!
+for _ in $(seq 100); do grep -qo 'http://127.0.0.1:[0-9]*' "$WORK/steward2.log" 2>/dev/null && break; sleep 0.1; done
+URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/steward2.log" | head -1)
+sed -i "s|^steward = .*|steward = \"$URL/\"|" "$WORK/Enarx.toml"
+"${ENARX[@]}" run --wasmcfgfile "$WORK/Enarx.toml" --simulate-tee sev-snp --simulator-pki "$SIM" \
+    "$B/c/hello.wasm" 2>&1 | grep -v '^warning' | cut -c1-160; echo "status ${PIPESTATUS[0]}"
+kill "$STEWARD" 2>/dev/null; wait 2>/dev/null
+set -e
 printf '\nDemo finished.\n'

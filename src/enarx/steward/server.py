@@ -70,8 +70,21 @@ def serve(steward: Steward, listeners: list[Listener]) -> None:
     for server in servers:
         server.group = servers  # type: ignore[attr-defined]
 
+    async def announce() -> None:
+        """Say where each listener is (the port matters with ``--port 0``), once they are all up."""
+        while not all(server.started for server in servers):
+            if any(server.should_exit for server in servers):
+                return
+            await asyncio.sleep(0.01)
+        for server, listener in zip(servers, listeners):
+            for sock in (s for srv in server.servers for s in srv.sockets):
+                host, port = sock.getsockname()[:2]
+                scheme = "https" if listener.tls_crt else "http"
+                shown = f"[{host}]" if ":" in host else host
+                print(f"steward: listening on {scheme}://{shown}:{port}/", file=sys.stderr, flush=True)
+
     async def main() -> None:
-        await asyncio.gather(*(s.serve() for s in servers))
+        await asyncio.gather(announce(), *(s.serve() for s in servers))
 
     asyncio.run(main())
 
