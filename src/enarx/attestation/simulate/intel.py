@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from enarx.attestation import der
 from enarx.attestation.intel import abi
 from enarx.attestation.model import CollateralSet, Tee, TrustAnchors
 
@@ -415,48 +416,21 @@ def _raw_sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return bytes([tag]) + length + content
-
-
-def _oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    out = bytearray([40 * arcs[0] + arcs[1]])
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out.extend(reversed(chunk))
-    return _der(0x06, bytes(out))
-
-
-def _int(n: int) -> bytes:
-    return _der(0x02, n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big"))
-
-
 def _entry(oid: str, value: bytes) -> bytes:
-    return _der(0x30, _oid(oid) + value)
+    return der.seq(der.oid(oid), value)
 
 
 def _sgx_extension(ppid: bytes, comps: tuple[int, ...], pcesvn: int, cpusvn: bytes, pce_id: bytes,
                    fmspc: bytes) -> bytes:
-    tcb = b"".join(_entry(f"{SGX_EXT}.2.{i + 1}", _int(c)) for i, c in enumerate(comps))
-    tcb += _entry(f"{SGX_EXT}.2.17", _int(pcesvn)) + _entry(f"{SGX_EXT}.2.18", _der(0x04, cpusvn))
-    return _der(0x30, b"".join([
-        _entry(f"{SGX_EXT}.1", _der(0x04, ppid)),
-        _entry(f"{SGX_EXT}.2", _der(0x30, tcb)),
-        _entry(f"{SGX_EXT}.3", _der(0x04, pce_id)),
-        _entry(f"{SGX_EXT}.4", _der(0x04, fmspc)),
-        _entry(f"{SGX_EXT}.5", _der(0x0A, b"\x00")),
-    ]))
+    tcb = b"".join(_entry(f"{SGX_EXT}.2.{i + 1}", der.integer(c)) for i, c in enumerate(comps))
+    tcb += _entry(f"{SGX_EXT}.2.17", der.integer(pcesvn)) + _entry(f"{SGX_EXT}.2.18", der.octet_string(cpusvn))
+    return der.seq(
+        _entry(f"{SGX_EXT}.1", der.octet_string(ppid)),
+        _entry(f"{SGX_EXT}.2", der.tlv(0x30, tcb)),
+        _entry(f"{SGX_EXT}.3", der.octet_string(pce_id)),
+        _entry(f"{SGX_EXT}.4", der.octet_string(fmspc)),
+        _entry(f"{SGX_EXT}.5", der.tlv(0x0A, b"\x00")),
+    )
 
 
 def _h48(label: str) -> bytes:
