@@ -128,20 +128,27 @@ def handshakes_per_second(port: int, count: int = 150) -> float:
 
 def main() -> None:
     rows = []
-    with native_echo() as port:
-        native_cps, native_bulk = connections_per_second(port), bulk_mb_per_second(port)
-    with keep(BUILD / "go" / "echo_server.wasm", "tcp") as port:
-        connections_per_second(port, 20)  # warm up
-        keep_cps, keep_bulk = connections_per_second(port), bulk_mb_per_second(port)
+    # best of three rounds, alternating native and keep so that machine noise hits both alike
+    native_cps = native_bulk = keep_cps = keep_bulk = 0.0
+    for _ in range(3):
+        with native_echo() as port:
+            native_cps = max(native_cps, connections_per_second(port))
+            native_bulk = max(native_bulk, bulk_mb_per_second(port))
+        with keep(BUILD / "go" / "echo_server.wasm", "tcp") as port:
+            connections_per_second(port, 20)  # warm up
+            keep_cps = max(keep_cps, connections_per_second(port))
+            keep_bulk = max(keep_bulk, bulk_mb_per_second(port))
     rows.append(("Go echo: connections/s", f"{native_cps:.0f}", f"{keep_cps:.0f}", f"{keep_cps / native_cps:.2f}",
                  "≥ 0.3"))
     rows.append(("Go echo: bulk TCP, 64 KiB messages", f"{native_bulk:.0f} MB/s", f"{keep_bulk:.0f} MB/s",
                  f"{keep_bulk / native_bulk:.2f}", "≥ 0.5"))
-    with python_tls_echo() as port:
-        host_hs = handshakes_per_second(port)
-    with keep(BUILD / "c" / "echo_server.wasm", "tls") as port:
-        handshakes_per_second(port, 10)
-        keep_hs = handshakes_per_second(port)
+    host_hs = keep_hs = 0.0
+    for _ in range(2):
+        with python_tls_echo() as port:
+            host_hs = max(host_hs, handshakes_per_second(port))
+        with keep(BUILD / "c" / "echo_server.wasm", "tls") as port:
+            handshakes_per_second(port, 10)
+            keep_hs = max(keep_hs, handshakes_per_second(port))
     rows.append(("TLS 1.3 handshakes/s (C echo in keep vs Python ssl server)", f"{host_hs:.0f}", f"{keep_hs:.0f}",
                  f"{keep_hs / host_hs:.2f}", "—"))
     print("| network benchmark | native / host | in the keep | ratio | target |")
