@@ -194,8 +194,19 @@ def decode_evidence(oid: str, value: bytes, critical: bool) -> Evidence:
         return Evidence(oid, tee, b"")
     if tee is Tee.SNP:
         return _decode_snp(value)
+    try:
+        return _decode_intel(oid, tee, value)
+    except CsrError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - asn1crypto's lazy parsing raises ValueError, TypeError, …
+        raise CsrError(f"{tee.value} evidence is not valid DER: {_short(exc)}", reason="malformed-evidence") from None
+
+
+def _decode_intel(oid: str, tee: Tee, value: bytes) -> Evidence:
+    """SGX/TDX containers, parsed lazily: the certificates and CRLs inside (Intel's PCK CRLs are large) are
+    only cut out as DER here and parsed once, by ``cryptography``, when the collateral set is built."""
     spec = _SgxEvidence if tee is Tee.SGX else _TdxEvidence
-    parsed = _load(spec, value, f"{tee.value} evidence")
+    parsed = spec.load(value, strict=True)
     quote = parsed["quote"].native
     certs = [c.dump() for c in parsed["tcb"]["certs"]]
     collateral = _collateral(certs, _crl_ders(parsed["crls"]), f"{tee.value} evidence")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import urllib.parse
@@ -252,6 +253,13 @@ def parse_document(raw: bytes, source: str = "collateral") -> IntelCollateral:
         if values.get(key):
             out.crls.append(parse_crl(values[key], f"{source}#{key}"))
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_document_cached(raw: bytes, source: str) -> IntelCollateral:
+    """:func:`parse_document` of exactly these bytes, remembered (a malformed document raises every
+    time). Callers copy the items out and never mutate the result."""
+    return parse_document(raw, source)
 
 
 def _hexish(value: Any) -> Any:
@@ -501,7 +509,7 @@ def from_collateral_set(collateral: CollateralSet | None) -> IntelCollateral:
             raw = str(raw).encode("utf-8")
         if not is_intel_document(bytes(raw)):
             continue
-        doc = parse_document(bytes(raw), name)
+        doc = _parse_document_cached(bytes(raw), name)
         out.tcb_infos.extend(doc.tcb_infos)
         out.qe_identities.extend(doc.qe_identities)
         out.certificates.extend(doc.certificates)
@@ -530,6 +538,15 @@ def as_certificate(item: Any) -> x509.Certificate | None:
 def usable_certificate(cert: x509.Certificate) -> bool:
     """``cryptography`` parses some fields lazily: touch them all once so that a malformed certificate
     is found here, not halfway through chain building."""
+    try:
+        return _usable_certificate(cert)
+    except TypeError:  # unhashable stand-in: check it uncached
+        return _usable_certificate.__wrapped__(cert)
+
+
+@functools.lru_cache(maxsize=1024)
+def _usable_certificate(cert: x509.Certificate) -> bool:
+    # a pure function of the certificate's DER (certificates hash and compare by it)
     try:
         cert.subject, cert.issuer, cert.serial_number  # noqa: B018
         cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018

@@ -12,6 +12,7 @@ PCE-ID, level matching, TDX module) → QE identity → status convergence.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from enarx.attestation.intel.collateral import (
     from_collateral_set,
     usable_certificate,
 )
+from enarx.attestation.intel.memo import SIGNATURES, memo_key
 from enarx.attestation.intel.pck import PckExtensions, has_sgx_extensions, pck_extensions
 from enarx.attestation.model import (
     AttestationError,
@@ -81,6 +83,34 @@ class _Run:
     used_extra: bool = False
     crls_used: int = 0
     crls_missing: int = 0
+    # signature keys (see :mod:`memo`) verified during this call: each link / CRL is checked once per call
+    verified: set[bytes] = field(default_factory=set)
+    # ... and those that failed during this call (never kept beyond it: see :mod:`memo`)
+    refused: set[bytes] = field(default_factory=set)
+    _crls: dict[int, tuple[Any, bytes, bytes]] = field(default_factory=dict)
+
+    def signature(self, key: bytes, verify: Any) -> bool:
+        """Whether the pure signature check named by ``key`` holds: memoized across calls on success only;
+        within this call a check is performed at most once."""
+        if key in self.verified:
+            return True
+        if key in self.refused:
+            return False
+        if SIGNATURES.verified(key, verify):
+            self.verified.add(key)
+            return True
+        self.refused.add(key)
+        return False
+
+    def crl_facts(self, crl: x509.CertificateRevocationList) -> tuple[bytes, bytes]:
+        """(SHA-256 of the DER, encoded issuer name) of ``crl``. CRL objects are unhashable: remembered by
+        identity for this call only (the CRL is held here too, so its id cannot be reused meanwhile)."""
+        hit = self._crls.get(id(crl))
+        if hit is None or hit[0] is not crl:
+            hit = (crl, hashlib.sha256(crl.public_bytes(serialization.Encoding.DER)).digest(),
+                   crl.issuer.public_bytes())
+            self._crls[id(crl)] = hit
+        return hit[1], hit[2]
 
     def ok(self, name: str, detail: str = "", **kw: Any) -> None:
         self.checks.append(Check(name, True, detail, **kw))
@@ -144,14 +174,14 @@ def verify_quote(
     run.ok("qe-report-binding", "QE report_data[0:32] == SHA-256(attestation key || QE auth data)")
 
     # 3. the PCK signs the QE report
-    quote_certs, pck = _pck_certificate(q, intel, run)
-    if not _ecdsa_ok(_public_key(pck), q.qe.qe_report_signature, q.qe.qe_report):
+    quote_certs, pck, qe_report_verified = _pck_certificate(q, intel, run)
+    if not qe_report_verified and not _ecdsa_ok(_public_key(pck), q.qe.qe_report_signature, q.qe.qe_report):
         raise run.fail("qe-report-signature", "QE report signature does not verify with the PCK certificate",
                        "signature")
     run.ok("qe-report-signature", f"QE report signed by {_name(pck)}")
 
     # 4. PCK → intermediate CA → trusted root, each valid at `at`, none revoked
-    pool = quote_certs + intel.certificates
+    pool = _distinct(quote_certs + intel.certificates)
     pck_chain, root = _chain(pck, pool, anchor_list, anchors, run, "pck-chain")
     if len(pck_chain) != 3 or _is_ca(pck):
         # Intel's PKI: PCK (end entity) ← PCK Platform/Processor CA ← root, nothing else
@@ -159,7 +189,7 @@ def verify_quote(
                        "PCK CA under the root", "chain")
     _revocation(pck_chain, intel.crls, run, "pck-revocation")
     try:
-        ext = pck_extensions(pck)
+        ext = _pck_extensions(pck)
     except MalformedEvidence as exc:
         raise run.fail("pck-extensions", str(exc), "parse", MalformedEvidence) from None
     run.ok("pck-extensions", f"FMSPC {ext.fmspc.hex()}, PCE-ID {ext.pce_id.hex()}, PCESVN {ext.pcesvn}")
@@ -267,12 +297,14 @@ def _claims(q: abi.Quote, ext: PckExtensions, status: TcbStatus, advisories: lis
 # PCK certificate and chains
 
 
-def _pck_certificate(q: abi.Quote, intel: IntelCollateral, run: _Run) -> tuple[list[x509.Certificate],
-                                                                               x509.Certificate]:
+def _pck_certificate(q: abi.Quote, intel: IntelCollateral,
+                     run: _Run) -> tuple[list[x509.Certificate], x509.Certificate, bool]:
+    """The quote's chain (or ``[]``), the PCK certificate, and whether the QE report signature was
+    already verified with it here (so that the caller does not verify it a second time)."""
     pem = q.certification_data.pem_chain
     if pem is not None:
         try:
-            certs = x509.load_pem_x509_certificates(pem.rstrip(b"\x00 \r\n\t") + b"\n")
+            certs = list(_load_pem_chain(pem.rstrip(b"\x00 \r\n\t") + b"\n"))
         except ValueError as exc:
             raise run.fail("pck-certificate", f"PEM PCK chain in the quote does not parse: {exc}", "parse",
                            MalformedEvidence) from None
@@ -280,14 +312,14 @@ def _pck_certificate(q: abi.Quote, intel: IntelCollateral, run: _Run) -> tuple[l
             raise run.fail("pck-certificate", "malformed certificate in the quote's PCK chain", "parse",
                            MalformedEvidence)
         run.ok("pck-certificate", f"PCK chain of {len(certs)} certificates in the quote")
-        return certs, certs[0]
+        return certs, certs[0], False
     # certification data types 1..3 (PPID): the PCK certificate must come with the collateral
     info = q.certification_data.ppid_info
     candidates = [c for c in intel.certificates if has_sgx_extensions(c)]
     matching = []
     for cert in candidates:
         try:
-            ext = pck_extensions(cert)
+            ext = _pck_extensions(cert)
         except MalformedEvidence:
             continue
         if info is not None and (ext.pcesvn != info.pcesvn or ext.cpusvn != info.cpusvn):
@@ -300,9 +332,9 @@ def _pck_certificate(q: abi.Quote, intel: IntelCollateral, run: _Run) -> tuple[l
     for cert in matching:
         if _ecdsa_ok(_public_key(cert), q.qe.qe_report_signature, q.qe.qe_report):
             run.ok("pck-certificate", f"PCK certificate from collateral ({_name(cert)}) matches the quote's PPID/TCB")
-            return [], cert
+            return [], cert, True
     if matching:
-        return [], matching[0]  # let the signature check report the failure
+        return [], matching[0], False  # let the signature check report the failure
     raise run.fail("pck-certificate", f"quote carries certification data type {q.certification_data.cert_type} "
                    "(PPID) and no matching PCK certificate was supplied as collateral", "collateral")
 
@@ -324,20 +356,112 @@ def _public_key(cert: x509.Certificate) -> Any:
         return None
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What verification reads from a certificate, computed once per distinct certificate (pure
+    functions of its DER: no time, no trust decision)."""
+
+    digest: bytes  # SHA-256 of the DER
+    subject: bytes  # the subject and issuer names as encoded by ``Name.public_bytes`` (equal exactly when
+    issuer: bytes  # the ``x509.Name`` objects compare equal), for cheap comparisons
+    spki: bytes | None  # DER SubjectPublicKeyInfo, None when the key cannot be loaded
+    name: str
+    is_ca: bool
+    sgx: bool
+
+
+_FACTS_BY_ID: dict[int, tuple[x509.Certificate, _Facts]] = {}
+_FACTS_BY_ID_MAX = 4096
+
+
+def _facts(cert: x509.Certificate) -> _Facts:
+    """The facts of ``cert``: first by object identity (the entry holds the object, so its id cannot be
+    reused while the entry exists), then by DER (hashing a certificate costs microseconds)."""
+    hit = _FACTS_BY_ID.get(id(cert))
+    if hit is not None and hit[0] is cert:
+        return hit[1]
+    facts = _facts_of(cert)
+    if len(_FACTS_BY_ID) >= _FACTS_BY_ID_MAX:
+        _FACTS_BY_ID.clear()
+    _FACTS_BY_ID[id(cert)] = (cert, facts)
+    return facts
+
+
+@functools.lru_cache(maxsize=1024)
+def _facts_of(cert: x509.Certificate) -> _Facts:
+    # x509.Certificate hashes and compares by its DER, so equal certificates share one entry
+    key = _public_key(cert)
+    spki = None
+    if key is not None:
+        spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    cn = names[0].value if names else cert.subject.rfc4514_string()
+    try:
+        is_ca = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        is_ca = False
+    return _Facts(hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest(), cert.subject.public_bytes(),
+                  cert.issuer.public_bytes(), spki, f"'{cn}'", is_ca, has_sgx_extensions(cert))
+
+
+@functools.lru_cache(maxsize=256)
+def _pck_extensions(cert: x509.Certificate) -> PckExtensions:
+    return pck_extensions(cert)  # a MalformedEvidence is raised (and never cached) every time
+
+
+@functools.lru_cache(maxsize=256)
+def _load_pem_chain(pem: bytes) -> tuple[x509.Certificate, ...]:
+    return tuple(x509.load_pem_x509_certificates(pem))  # a ValueError is raised (and never cached) every time
+
+
+def _distinct(certs: list[x509.Certificate]) -> list[x509.Certificate]:
+    """``certs`` without repeats (same DER), in their order."""
+    seen: set[bytes] = set()
+    out = []
+    for cert in certs:
+        digest = _facts(cert).digest
+        if digest not in seen:
+            seen.add(digest)
+            out.append(cert)
+    return out
+
+
 def _same_key(a: x509.Certificate, b: x509.Certificate) -> bool:
-    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-    ka, kb = _public_key(a), _public_key(b)
-    if ka is None or kb is None:
-        return False
-    return ka.public_bytes(serialization.Encoding.DER, fmt) == kb.public_bytes(serialization.Encoding.DER, fmt)
+    ka, kb = _facts(a).spki, _facts(b).spki
+    return ka is not None and ka == kb
 
 
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def _directly_issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
         return True
     except (ValueError, TypeError, InvalidSignature):
         return False
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate, run: _Run) -> bool:
+    """``cert`` names ``issuer`` as its issuer and carries a valid signature by ``issuer``'s key.
+
+    A pure function of the two DER encodings, so a success is memoized under both digests."""
+    if _facts(cert).issuer != _facts(issuer).subject:  # verify_directly_issued_by refuses this too
+        return False
+    return run.signature(memo_key(b"x509-issued-by", _facts(cert).digest, _facts(issuer).digest),
+                         lambda: _directly_issued(cert, issuer))
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate, run: _Run) -> bool:
+    def verify() -> bool:
+        key = _public_key(issuer)
+        return key is not None and crl.is_signature_valid(key)
+
+    return run.signature(memo_key(b"crl-signed-by", run.crl_facts(crl)[0], _facts(issuer).digest), verify)
+
+
+def _collateral_signed_by(item: TcbInfo | EnclaveIdentity, cert: x509.Certificate, run: _Run) -> bool:
+    """``item``'s r||s signature over its exact JSON bytes verifies with ``cert``'s key."""
+    return run.signature(memo_key(b"intel-json-signed-by", item.signed.raw, item.signed.signature,
+                                  _facts(cert).digest),
+                         lambda: _ecdsa_ok(_public_key(cert), item.signed.signature, item.signed.raw))
 
 
 def _chain(
@@ -355,26 +479,26 @@ def _chain(
     for _ in range(8):
         run.window(name, f"certificate {_name(cur)}", cur.not_valid_before_utc, cur.not_valid_after_utc)
         for anchor, extra in anchor_list:
-            if cur.subject == anchor.subject and _same_key(cur, anchor):
+            if _facts(cur).subject == _facts(anchor).subject and _same_key(cur, anchor):
                 # the chain shipped the anchor itself
                 run.used_extra |= extra
                 run.ok(name, " → ".join(_name(c) for c in chain) + (" (extra trust anchor)" if extra else ""))
                 return chain, anchor
         for anchor, extra in anchor_list:
-            if _signed_by(cur, anchor):
+            if _signed_by(cur, anchor, run):
                 run.window(name, f"trust anchor {_name(anchor)}", anchor.not_valid_before_utc,
                            anchor.not_valid_after_utc)
                 run.used_extra |= extra
                 chain.append(anchor)
                 run.ok(name, " → ".join(_name(c) for c in chain) + (" (extra trust anchor)" if extra else ""))
                 return chain, anchor
-        if cur.issuer == cur.subject and _signed_by(cur, cur):
+        if _facts(cur).issuer == _facts(cur).subject and _signed_by(cur, cur, run):
             raise run.fail(name, f"chain ends at {_name(cur)}, a root that is not a trusted anchor "
                            "(it arrived with the quote or collateral)", "untrusted-root")
-        issuers = [c for c in pool if c.subject == cur.issuer and c not in chain]
-        verified = [c for c in issuers if _signed_by(cur, c)]
-        if not verified:
-            named_anchor = [a for a, _ in anchor_list if a.subject == cur.issuer]
+        issuers = [c for c in pool if _facts(c).subject == _facts(cur).issuer and c not in chain]
+        nxt = next((c for c in issuers if _signed_by(cur, c, run)), None)
+        if nxt is None:
+            named_anchor = [a for a, _ in anchor_list if _facts(a).subject == _facts(cur).issuer]
             if named_anchor and not issuers:
                 raise run.fail(name, f"{_name(cur)} claims issuer {_name(named_anchor[0], issuer=False)} but is not "
                                "signed by the trusted root of that name", "untrusted-root")
@@ -382,7 +506,6 @@ def _chain(
                 raise run.fail(name, f"signature of {_name(cur)} does not verify with its issuer", "chain")
             raise run.fail(name, f"issuer {cur.issuer.rfc4514_string()} of {_name(cur)} not found in the quote, "
                            "collateral or trust anchors", "chain")
-        nxt = verified[0]
         if nxt is not leaf and not _is_ca(nxt):
             raise run.fail(name, f"{_name(nxt)} is not a CA certificate", "chain")
         chain.append(nxt)
@@ -391,17 +514,14 @@ def _chain(
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except (x509.ExtensionNotFound, ValueError):
-        return False
+    return _facts(cert).is_ca
 
 
 def _revocation(chain: list[x509.Certificate], crls: list[x509.CertificateRevocationList], run: _Run,
                 name: str) -> None:
     """Check every non-root certificate of ``chain`` against a CRL from its issuer, when one was supplied."""
     for cert, issuer in itertools.pairwise(chain):
-        matching = [crl for crl in crls if crl.issuer == issuer.subject]
+        matching = [crl for crl in crls if run.crl_facts(crl)[1] == _facts(issuer).subject]
         if not matching:
             run.crls_missing += 1
             run.warnings.append(f"no CRL from {_name(issuer)} was supplied: revocation of {_name(cert)} "
@@ -409,8 +529,7 @@ def _revocation(chain: list[x509.Certificate], crls: list[x509.CertificateRevoca
             continue
         checked = False
         for crl in matching:
-            key = _public_key(issuer)
-            if key is None or not crl.is_signature_valid(key):
+            if not _crl_signed_by(crl, issuer, run):
                 raise run.fail(name, f"CRL issued by {_name(issuer)} has an invalid signature", "signature")
             next_update = crl.next_update_utc
             if next_update is None:
@@ -435,14 +554,17 @@ def _signed_collateral_chain(
     anchors: TrustAnchors, root: x509.Certificate, intel: IntelCollateral, run: _Run, name: str,
 ) -> None:
     """Find the certificate whose key verifies ``item``'s signature and chain it to the PCK's root."""
-    signers = [c for c in pool if _ecdsa_ok(_public_key(c), item.signed.signature, item.signed.raw)]
-    if not signers:
+    # Try the certificates that may sign collateral (end entity, no SGX extensions) first; the others
+    # are tried after them so that a PCK or CA key that signed it is still found and refused below.
+    eligible = [c for c in pool if not _is_ca(c) and not _facts(c).sgx]
+    ordered = eligible + [c for c in pool if c not in eligible]
+    signer = next((c for c in ordered if _collateral_signed_by(item, c, run)), None)
+    if signer is None:
         raise run.fail(f"{name}-signature", f"{item.name}: signature does not verify with any supplied "
                        "Intel TCB signing certificate", "signature")
-    signer = signers[0]
     run.ok(f"{name}-signature", f"{item.name} signed by {_name(signer)}")
     chain, signer_root = _chain(signer, pool, anchor_list, anchors, run, f"{name}-chain")
-    if len(chain) != 2 or _is_ca(signer) or has_sgx_extensions(signer):
+    if len(chain) != 2 or _is_ca(signer) or _facts(signer).sgx:
         # Only the TCB signing certificate, issued directly by the root, may sign collateral: a PCK key
         # (held by the platform itself) or an intermediate CA must not be able to vouch for a TCB level.
         raise run.fail(f"{name}-chain", f"{item.name} is signed by {_name(signer)}, which is not a TCB signing "
@@ -628,9 +750,7 @@ def _ecdsa_ok(key: Any, raw_sig: bytes, data: bytes) -> bool:
 
 
 def _name(cert: x509.Certificate, issuer: bool = False) -> str:
-    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    cn = names[0].value if names else cert.subject.rfc4514_string()
-    return f"'{cn}'"
+    return _facts(cert).name
 
 
 def _iso(when: datetime) -> str:
