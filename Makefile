@@ -32,6 +32,7 @@ test: examples
 	ENARX_REQUIRE_EXAMPLES=1 $(UV) run --frozen --no-sync pytest -q -n 2
 
 bench: examples
+	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null)) || echo "wrk unavailable: the Steward bench falls back to Python clients"
 	$(UV) run --frozen --no-sync python bench/run.py
 
 lint: setup

@@ -33,10 +33,12 @@ def steward() -> None:
 @click.option("--insecure-accept-kvm", is_flag=True, help="INSECURE: certify KVM/nil keeps (no hardware).")
 @click.option("--insecure-trust-anchor", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="INSECURE: extra root(s) (and intermediates) e.g. the simulator's; repeatable.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes sharing the listeners (verification is CPU-bound: one per core).")
 def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: str | None, write_ca: str | None,
           policy_file: str | None, san: tuple[str, ...], validity: float, verify_at: str | None,
           tls_crt: str | None, tls_key: str | None, tls_port: int, no_plain: bool, insecure_accept_kvm: bool,
-          insecure_trust_anchor: tuple[str, ...]) -> None:
+          insecure_trust_anchor: tuple[str, ...], workers: int) -> None:
     """Serve the Steward protocol (POST / with a CSR, GET /ca, GET /metrics)."""
     from enarx.attestation.model import AttestationError
     from enarx.attestation.policy import Policy
@@ -84,4 +86,4 @@ def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: s
     if insecure_accept_kvm or anchors:
         click.echo("warning: insecure options given: certificates may be issued without hardware attestation",
                    err=True)
-    run(Steward(config), listeners)
+    run(Steward(config), listeners, workers=workers)

@@ -116,7 +116,7 @@ def create_app(steward: Steward, *, max_body: int = MAX_BODY) -> Starlette:
                               f"or {CT_BUNDLE}")
             body = await _read_body(request, max_body)
             if ctype == CT_PKCS10:
-                issued = [await run_in_threadpool(steward.attest, body)]
+                issued = [steward.attest(body)]  # ~1 ms of CPU: a thread hop would cost more than it saves
                 payload = seq(ca_der, issued[0].der)
             else:
                 issued = await run_in_threadpool(steward.attest_bundle, body)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -63,28 +66,75 @@ def _server(app: Any, listener: Listener) -> uvicorn.Server:
     return _GroupServer(config)
 
 
-def serve(steward: Steward, listeners: list[Listener]) -> None:
-    """Serve until interrupted (SIGINT/SIGTERM)."""
+def _bind(listener: Listener) -> socket.socket:
+    """Bind in the parent, so that ``--port 0`` picks one port that every worker then serves."""
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6 and listener.host in ("::", ""):
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((listener.host, listener.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(steward: Steward, listeners: list[Listener], workers: int = 1) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM), in ``workers`` processes sharing the listening sockets.
+
+    Verification is CPU-bound Python, so one process uses one core; more workers use more cores. Each
+    worker keeps its own Prometheus counters (``/metrics`` shows the worker that answered).
+    """
+    sockets = [_bind(listener) for listener in listeners]
+    for sock, listener in zip(sockets, listeners):
+        host, port = sock.getsockname()[:2]
+        scheme = "https" if listener.tls_crt else "http"
+        shown = f"[{host}]" if ":" in host else host
+        print(f"steward: listening on {scheme}://{shown}:{port}/", file=sys.stderr, flush=True)
+    if workers <= 1:
+        _run_worker(steward, listeners, sockets)
+        return
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _run_worker(steward, listeners, sockets)
+            except BaseException:  # noqa: BLE001 - a worker must never fall back into the parent's code
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def forward(sig: int, _frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, sig)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    for child in children:
+        while True:
+            try:
+                os.waitpid(child, 0)
+                break
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+
+
+def _run_worker(steward: Steward, listeners: list[Listener], sockets: list[socket.socket]) -> None:
     app = create_app(steward)
     servers = [_server(app, lst) for lst in listeners]
     for server in servers:
         server.group = servers  # type: ignore[attr-defined]
 
-    async def announce() -> None:
-        """Say where each listener is (the port matters with ``--port 0``), once they are all up."""
-        while not all(server.started for server in servers):
-            if any(server.should_exit for server in servers):
-                return
-            await asyncio.sleep(0.01)
-        for server, listener in zip(servers, listeners):
-            for sock in (s for srv in server.servers for s in srv.sockets):
-                host, port = sock.getsockname()[:2]
-                scheme = "https" if listener.tls_crt else "http"
-                shown = f"[{host}]" if ":" in host else host
-                print(f"steward: listening on {scheme}://{shown}:{port}/", file=sys.stderr, flush=True)
-
     async def main() -> None:
-        await asyncio.gather(announce(), *(s.serve() for s in servers))
+        await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets)))
 
     asyncio.run(main())
 
