@@ -77,3 +77,38 @@ def test_serve_subprocess_plain_and_tls(tmp_path) -> None:
 
     decisions = [json.loads(line) for line in err.decode().splitlines() if '"steward.decision"' in line]
     assert decisions and decisions[0]["outcome"] == "refused" and decisions[0]["reason"] == "malformed-csr"
+
+
+def test_serve_with_two_workers_on_an_ephemeral_port() -> None:
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "enarx", "steward", "serve", "--addr", "127.0.0.1", "--port", "0",
+                             "--generate-ca", "steward.test", "--workers", "2"], stderr=subprocess.PIPE)
+    try:
+        line = proc.stderr.readline().decode()
+        port = int(re.search(r"listening on http://127\.0\.0\.1:(\d+)/", line).group(1))
+        statuses = set()
+        for _ in range(40):
+            try:
+                statuses.add(httpx.post(f"http://127.0.0.1:{port}/", content=b"junk",
+                                        headers={"content-type": "application/pkcs10"}).status_code)
+            except httpx.TransportError:  # workers still starting
+                import time
+
+                time.sleep(0.05)
+        assert statuses == {400}
+        kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        assert len(kids) == 2
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    for kid in kids:  # SIGTERM reached every worker
+        try:
+            state = open(f"/proc/{kid}/stat").read().split()[2]
+        except OSError:
+            continue
+        assert state == "Z", f"worker {kid} still running"
