@@ -14,10 +14,13 @@ import select
 import struct
 import termios
 import threading
+import time
 
 from enarx.protocol import Channel, FrameType
 
 CHUNK = 1 << 20
+BATCH = 256 << 10  # below this much waiting output, linger BATCH_WAIT for more
+BATCH_WAIT = 0.0002
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
@@ -63,6 +66,11 @@ class OutputPump(threading.Thread):
                 if self._wake_r in events:
                     stopping = True
                 waiting = _bytes_waiting(self.read_fd)
+                if 0 < waiting < BATCH and not stopping:
+                    # A fast writer: wait a moment so that one frame carries many of its writes (far
+                    # fewer wake-ups of the keep, the host and the reader); 0.2 ms is not noticeable.
+                    time.sleep(BATCH_WAIT)
+                    waiting = _bytes_waiting(self.read_fd)
                 if waiting:
                     if splice:  # the kernel moves the bytes from the pipe into the channel
                         self.channel.send_from_pipe(self.ftype, self.read_fd, min(waiting, CHUNK))
