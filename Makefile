@@ -2,7 +2,7 @@
 # the locked virtual environment, and the example workloads.
 
 PYTHON ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV := $(PYTHON) -m uv
 VENV := .venv
 STAMP := $(VENV)/.synced
 export UV_PYTHON_PREFERENCE := only-system
@@ -12,10 +12,12 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 
 all: test
 
-$(UV):
-	$(PYTHON) -m pip install --user --quiet "uv==0.13.8" || $(PYTHON) -m pip install --quiet "uv==0.13.8"
-
-$(STAMP): pyproject.toml uv.lock | $(UV)
+$(STAMP): pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || { \
+	  $(PYTHON) -m pip --version >/dev/null 2>&1 || apt-get install -y -q python3-pip >/dev/null; \
+	  $(PYTHON) -m pip install --quiet --user "uv==0.13.8" 2>/dev/null \
+	  || $(PYTHON) -m pip install --quiet --user --break-system-packages "uv==0.13.8" 2>/dev/null \
+	  || $(PYTHON) -m pip install --quiet "uv==0.13.8"; }
 	$(UV) sync --frozen --quiet --compile-bytecode
 	$(VENV)/bin/python -m compileall -q src
 	@touch $@
