@@ -18,9 +18,9 @@ import enarx
 from conftest import example
 from enarx.attestation.policy import Policy
 from enarx.runtime.attest.simulated import load_or_create_snp_pki
+from enarx.steward.app import create_app
 from enarx.steward.issuer import CertificateAuthority, read_claims
 from enarx.steward.server import BackgroundServer
-from enarx.steward.app import create_app
 from enarx.steward.service import Steward, StewardConfig, load_insecure_anchors
 
 STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import tomli_w
 import pytest
-from hypothesis import given, settings, strategies as st
+import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from enarx.config import (
+    TEMPLATE,
     ConnectFile,
     DirFile,
     ListenFile,
     NullFile,
     StdioFile,
-    TEMPLATE,
     default_config,
     load_config,
     parse_config,

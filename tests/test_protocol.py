@@ -6,7 +6,8 @@ import socket
 import struct
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from enarx.protocol import Channel, ExitReport, FrameType, LaunchRequest, ProtocolError
 
@@ -117,8 +118,9 @@ def test_fuzz_frame_stream(data):
 
 def test_keep_rejects_garbage_launch_with_exit_frame():
     """A keep given a bad first frame reports it on the channel and ends, it never hangs."""
-    from enarx.runtime.process import fork_keep
     import os
+
+    from enarx.runtime.process import fork_keep
 
     keep = fork_keep(preload=False)
     host = Channel(keep.channel, max_incoming=1 << 20)

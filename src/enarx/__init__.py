@@ -10,7 +10,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
 __version__ = "0.1.0"
-__all__ = ["KeepOptions", "KeepResult", "run", "__version__"]
+__all__ = ["KeepOptions", "KeepResult", "__version__", "run"]
 
 if TYPE_CHECKING:
     from enarx.api import KeepOptions, KeepResult, run

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from enarx.config import Config, load_config
 from enarx.config.model import StdioFile

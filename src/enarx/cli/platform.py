@@ -67,20 +67,21 @@ def info(as_json: bool) -> None:
         available = backend.have()
         click.echo(f"{icon(available)} Backend: {backend.name} — {backend.description}")
         messages: list[str] = []
-
-        def show(probe: Any, depth: int) -> None:
-            text = f"{'  ' * depth}{icon(probe.passed)} {probe.name.strip()}"
-            if probe.info is not None:
-                text += f": {probe.info}"
-            click.echo(text)
-            if not probe.passed and probe.mesg:
-                messages.append(probe.mesg)
-            for child in probe.children:
-                show(child, depth + 1)
-
         for probe in rows + config_rows:
-            show(probe, 1)
+            _show(probe, 1, icon, messages)
         click.echo(f"    protects: {backend.protects}")
         for mesg in messages:
             click.echo(f"    {mesg}")
     click.echo("Note: `dir` preopens and stdio are visible to the host on every backend.")
+
+
+def _show(probe: Any, depth: int, icon: Any, messages: list[str]) -> None:
+    """One probe row, indented by depth; remedies of failed rows are collected into ``messages``."""
+    text = f"{'  ' * depth}{icon(probe.passed)} {probe.name.strip()}"
+    if probe.info is not None:
+        text += f": {probe.info}"
+    click.echo(text)
+    if not probe.passed and probe.mesg:
+        messages.append(probe.mesg)
+    for child in probe.children:
+        _show(child, depth + 1, icon, messages)

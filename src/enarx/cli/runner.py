@@ -95,7 +95,7 @@ def run_fast(opts: dict) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")
         sys.exit(130)
-    except Exception as exc:  # a bug: still one line
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line
         sys.stderr.write(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --log-filter debug "
                          "for details)\n")
         sys.exit(1)

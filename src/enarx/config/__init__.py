@@ -15,6 +15,7 @@ from enarx.config.parse import load_config, parse_config, parse_size
 from enarx.config.template import TEMPLATE
 
 __all__ = [
+    "TEMPLATE",
     "Config",
     "ConnectFile",
     "DirFile",
@@ -23,7 +24,6 @@ __all__ = [
     "ListenFile",
     "NullFile",
     "StdioFile",
-    "TEMPLATE",
     "default_config",
     "load_config",
     "parse_config",

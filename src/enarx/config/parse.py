@@ -26,7 +26,6 @@ from enarx.config.model import (
 )
 from enarx.errors import ConfigError
 
-
 MAX_CONFIG_BYTES = 1_000_000  # Enarx's limit for an Enarx.toml
 KNOWN_TOP_LEVEL = {"steward", "args", "env", "files", "limits"}
 

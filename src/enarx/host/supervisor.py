@@ -11,7 +11,8 @@ import json
 import os
 import signal
 import threading
-from typing import IO, Callable, NamedTuple, Union
+from collections.abc import Callable
+from typing import IO, NamedTuple, Union
 
 from enarx.backends.base import KeepProcess
 from enarx.protocol import (
@@ -23,7 +24,6 @@ from enarx.protocol import (
     LaunchRequest,
     ProtocolError,
 )
-
 
 
 def _log(name: str):  # logging is imported only when there is something to log (start-up time)

@@ -15,7 +15,6 @@ import os
 
 import wasmtime
 
-
 # Engine settings that change generated code; part of every cache key.
 ENGINE_SETTINGS = {"cranelift_opt_level": "speed", "strategy": "cranelift"}
 

@@ -33,7 +33,7 @@ class KeepIdentity:
     def self_sign(self, days: int = 365) -> KeepIdentity:
         """Enarx's fallback certificate: CN=localhost, 16 random serial bytes, one year, server+client auth."""
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -70,6 +70,5 @@ class KeepIdentity:
                 fh.write(self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                 serialization.NoEncryption()))
             with open(chain_path, "wb") as fh:
-                for cert in self.chain:
-                    fh.write(cert.public_bytes(serialization.Encoding.PEM))
+                fh.writelines(cert.public_bytes(serialization.Encoding.PEM) for cert in self.chain)
             ctx.load_cert_chain(chain_path, key_path)

@@ -12,7 +12,7 @@ import json
 import os
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from enarx.errors import ConfigError
 from enarx.protocol import (
@@ -26,7 +26,6 @@ from enarx.protocol import (
 )
 from enarx.runtime.plan import WorkloadPlan, plan_workload
 from enarx.runtime.stdio import OutputPump, StdinFeeder, make_pipe
-
 
 STATUS_TRAP = 134  # like wasmtime's CLI: a trap is an abort
 STATUS_TIMEOUT = 124  # like timeout(1)
@@ -281,7 +280,7 @@ class Keep:
         return self._close(store, report)
 
     @staticmethod
-    def _attest(req: LaunchRequest, steward_url: str, module_bytes: memoryview):  # noqa: ANN205
+    def _attest(req: LaunchRequest, steward_url: str, module_bytes: memoryview):
         """Get the keep certified by its Steward before the workload runs (Enarx §6)."""
         import hashlib
         from pathlib import Path
@@ -315,7 +314,7 @@ class Keep:
         return KeepIdentity(key, chain)
 
     @staticmethod
-    def _attach_sockets(engine, store, linker, sockets, mem_module: str, mem_name: str, limits,  # noqa: ANN001
+    def _attach_sockets(engine, store, linker, sockets, mem_module: str, mem_name: str, limits,
                         stdin_poll_fd: int | None, cache_dir: str | None) -> None:
         """Create the shared memory, the Python socket calls and the dispatcher; shadow WASI with it."""
         import wasmtime

@@ -5,11 +5,9 @@ Kept free of heavy imports so that ``enarx.cli.entry`` can fork the keep before 
 
 from __future__ import annotations
 
-
 import os
 import signal
 import socket
-
 
 PR_SET_PDEATHSIG = 1
 

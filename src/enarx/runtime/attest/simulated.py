@@ -19,7 +19,7 @@ from enarx.runtime.attest.evidence import OID_SNP, EvidenceSource, snp_extension
 _KEYS = ("ark", "ask", "asvk")
 
 
-def load_or_create_snp_pki(directory: Path, product: str = "Milan"):  # noqa: ANN201
+def load_or_create_snp_pki(directory: Path, product: str = "Milan"):
     """The test PKI stored in ``directory`` (keys PKCS#8 PEM, certificates DER), made on first use."""
     from enarx.attestation.simulate.snp import SnpTestPki
 

@@ -14,7 +14,7 @@ import socket
 import ssl
 import struct
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import wasmtime
 
