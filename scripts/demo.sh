@@ -37,6 +37,9 @@ TOML
 "${ENARX[@]}" config check "$WORK/pkg/Enarx.toml" | head -3
 "${ENARX[@]}" run "$WORK/pkg" extra-arg
 
+step "CPython 3.11 in a keep (interpreter + stdlib as a package with an Enarx.toml)"
+echo -n "data to hash" | "${ENARX[@]}" run "$B/python" demo-arg
+
 step "2 MiB through the Go workload's stdin and back"
 head -c 2097152 /dev/urandom > "$WORK/in.bin"
 "${ENARX[@]}" run "$B/go/cat.wasm" < "$WORK/in.bin" | cmp - "$WORK/in.bin" && echo "round trip: identical"

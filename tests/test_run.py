@@ -171,3 +171,20 @@ def test_backend_selection_messages():
                           'Keep backend "sev" is not available on this platform.')
     proc = enarx("run", example("c", "hello"), env={"ENARX_BACKEND": "nil"})
     assert proc.stdout == b"Hello, world!\n"
+
+
+def test_cpython_guest_in_a_package(tmp_path):
+    """CPython 3.11 (wasm32-wasi) as main.wasm, its stdlib and the app as read-only `dir` entries."""
+    import hashlib
+    import json
+
+    package = example("python", "main").parent
+    data = os.urandom(10000)
+    proc = enarx("run", package, "extra", input=data)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["greeting"] == "Hello from Python in a keep!"
+    assert doc["platform"] == "wasi" and doc["python"].startswith("3.11")
+    assert doc["argv"] == ["--from-config", "extra"]
+    assert doc["fd_names"] == ["stdin", "stdout", "stderr", "/usr/local/lib", "/app"]
+    assert doc["stdin_sha256"] == hashlib.sha256(data).hexdigest()
