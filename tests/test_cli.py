@@ -59,9 +59,10 @@ def test_platform_info_text_marks_nil_available():
     assert "visible to the host" in out
 
 
-def test_unknown_command_is_one_line():
-    proc = enarx("frobnicate")
-    assert proc.returncode != 0 and b"Traceback" not in proc.stderr
+def test_usage_errors_are_one_line():
+    assert_one_line_error(enarx("frobnicate"), "No such command", "enarx --help")
+    assert_one_line_error(enarx("run"), "Missing argument 'MODULE'", "enarx run --help")
+    assert_one_line_error(enarx("run", "--bogus", "x.wasm"), "No such option: --bogus")
 
 
 def test_log_target_validation():

@@ -90,8 +90,12 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Abort:
         click.echo("Error: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, with the way to more help
+        command = exc.ctx.command_path if exc.ctx is not None else "enarx"
+        click.echo(f"Error: {exc.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

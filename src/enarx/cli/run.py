@@ -30,6 +30,8 @@ def run(ctx: click.Context, backend: str | None, wasmcfgfile: str | None, env: t
 
     The workload's exit status becomes enarx's exit status. A trap exits 134, a timeout 124.
     """
+    if module.startswith("-") and module != "-":
+        raise click.UsageError(f"No such option: {module}", ctx=ctx)
     log_filter = (ctx.obj or {}).get("log_filter")
     execute(backend=backend, wasmcfgfile=wasmcfgfile, env=env, dirs=dirs, memory_limit=memory_limit,
             timeout=timeout, no_cache=no_cache, module=module, args=list(args), log_filter=log_filter,
