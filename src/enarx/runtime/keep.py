@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Callable
 
 from enarx.errors import ConfigError
 from enarx.protocol import (
@@ -73,13 +72,14 @@ def _log_info(message: str, *args: object) -> None:
 
 
 class Keep:
+    """One keep process: its channel to the host, its stdio pumps, and its identity."""
+
     def __init__(self, sock: socket.socket):
         self.channel = Channel(sock, max_incoming=MAX_HOST_TO_KEEP)
         self.pumps: list[OutputPump] = []
         self.stdin: StdinFeeder | None = None
         self._finish_lock = threading.Lock()
         self._finished = False
-        self._memory_probe: Callable[[], int] | None = None
         self.identity = None  # KeepIdentity: made when TLS needs it (or filled by the Steward flow)
 
     # -- ending -------------------------------------------------------------------------------------
