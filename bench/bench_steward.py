@@ -1,9 +1,10 @@
 """Steward under load: N attestations of the real Enarx SGX CSR from C concurrent clients (HTTP on loopback).
 
 Reports throughput, p99 latency, the server's peak RSS, and the throughput as a fraction of the crypto
-floor measured in the same run: the signature checks one request needs (CSR self-signature, quote
-attestation-key signature, QE report by the PCK, PCK → CA → root, TCB info) plus signing one certificate,
-timed alone with `cryptography`.
+floor measured in the same run: the signature checks one request needs (the CSR self-signature and the
+eight of this SGX quote's verification) plus signing one certificate, timed alone with `cryptography`. The
+Steward skips some of them on repeated collateral (it remembers successful signature checks of
+collateral), but a request still *needs* them: the floor is what the request costs, not what we skip.
 """
 
 from __future__ import annotations
@@ -32,18 +33,28 @@ advisories = ["INTEL-SA-00586", "INTEL-SA-00614", "INTEL-SA-00615", "INTEL-SA-00
 """
 
 
-def crypto_floor(rounds: int = 300) -> float:
-    """Requests per second if a request cost only its signature work (6 P-256 verifies + 1 sign)."""
+#: P-256 verifications one request with this CSR needs: its self-signature, then the quote's attestation-key
+#: signature, the QE report (by the PCK), the PCK (by the platform CA), the platform CA (by the root), the root
+#: and platform CRLs, the TCB info and its signing certificate (by the root). No QE identity is in this CSR.
+VERIFICATIONS_PER_REQUEST = 1 + 8
+
+
+def crypto_floor(rounds: int = 300, repeats: int = 3) -> float:
+    """Requests per second if a request cost only its signature work (9 P-256 verifies + 1 sign); best of
+    ``repeats`` timings, like the load figures."""
     key = ec.generate_private_key(ec.SECP256R1())
     data = os.urandom(600)
     sig = key.sign(data, ec.ECDSA(hashes.SHA256()))
     public = key.public_key()
-    start = time.perf_counter()
-    for _ in range(rounds):
-        for _ in range(6):
-            public.verify(sig, data, ec.ECDSA(hashes.SHA256()))
-        key.sign(data, ec.ECDSA(hashes.SHA256()))
-    return rounds / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            for _ in range(VERIFICATIONS_PER_REQUEST):
+                public.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+            key.sign(data, ec.ECDSA(hashes.SHA256()))
+        best = max(best, rounds / (time.perf_counter() - start))
+    return best
 
 
 def free_port() -> int:

@@ -136,7 +136,12 @@ def _run_worker(steward: Steward, listeners: list[Listener], sockets: list[socke
     async def main() -> None:
         await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, sockets)))
 
-    asyncio.run(main())
+    try:
+        import uvloop  # a faster event loop when installed (it is a dependency; optional all the same)
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
 
 
 class BackgroundServer:
