@@ -294,11 +294,11 @@ def test_listener_client_ca_serves_only_certified_clients(tmp_path):
     cert, key = _leaf(tmp_path, ca, "client")
     toml = listen_toml("tls", f'client_ca = "{tmp_path}/client-ca.pem"\n')
     with keep_server(tmp_path, example("c", "echo_server"), toml) as (proc, port):
-        anonymous = insecure_tls()
-        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            got = roundtrip(port, b"no cert", tls=anonymous)
-            assert got == b""  # TLS 1.3 reports the refusal on the first read
-            raise ssl.SSLError("refused")
+        try:
+            got: bytes | None = roundtrip(port, b"no cert", tls=insecure_tls())
+        except (ssl.SSLError, OSError):
+            got = None  # TLS 1.3 reports the refusal on the first read (or the connection is reset)
+        assert got in (None, b""), "a client without a certificate from client_ca was served"
         certified = insecure_tls()
         certified.load_cert_chain(cert, key)
         assert roundtrip(port, b"with cert", tls=certified) == b"with cert"
