@@ -34,7 +34,7 @@ kind = "dir"
 path = "data"
 name = "/data"
 TOML
-"${ENARX[@]}" config check "$WORK/pkg/Enarx.toml" | head -3
+"${ENARX[@]}" config check "$WORK/pkg/Enarx.toml" | head -2
 "${ENARX[@]}" run "$WORK/pkg" extra-arg
 
 step "CPython 3.11 in a keep (interpreter + stdlib as a package with an Enarx.toml)"

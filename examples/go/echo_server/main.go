@@ -45,7 +45,7 @@ func keepListener(name string) net.Listener {
 
 func echo(c net.Conn) {
 	defer c.Close()
-	buf := make([]byte, 64*1024)
+	buf := make([]byte, 256*1024)
 	for {
 		n, err := c.Read(buf)
 		if n > 0 {
