@@ -34,7 +34,7 @@ kind = "dir"
 path = "data"
 name = "/data"
 TOML
-"${ENARX[@]}" config check "$WORK/pkg/Enarx.toml" | head -2
+"${ENARX[@]}" config check "$WORK/pkg/Enarx.toml" | sed -n 1,2p
 "${ENARX[@]}" run "$WORK/pkg" extra-arg
 
 step "CPython 3.11 in a keep (interpreter + stdlib as a package with an Enarx.toml)"
@@ -77,7 +77,7 @@ cat > "$WORK/policy.toml" <<TOML
 allow = ["$MEASUREMENT"]
 TOML
 "${ENARX[@]}" steward serve --addr 127.0.0.1 --port 0 --generate-ca "Demo Steward" --write-ca "$WORK/ca" \
-    --policy "$WORK/policy.toml" --insecure-trust-anchor "$SIM/chain.pem" > /dev/null 2> "$WORK/steward.log" &
+    --policy "$WORK/policy.toml" --insecure-trust-anchor "$SIM/snp/chain.pem" > /dev/null 2> "$WORK/steward.log" &
 STEWARD=$!
 for _ in $(seq 100); do grep -qo "http://127.0.0.1:[0-9]*" "$WORK/steward.log" 2>/dev/null && break; sleep 0.1; done
 URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/steward.log" | head -1)
@@ -117,7 +117,7 @@ kill "$KEEP" "$STEWARD" 2>/dev/null; wait 2>/dev/null || true
 step "The same keep with another workload is refused by that Steward, before the workload runs"
 set +e
 "${ENARX[@]}" steward serve --addr 127.0.0.1 --port 0 --generate-ca "Demo Steward" \
-    --policy "$WORK/policy.toml" --insecure-trust-anchor "$SIM/chain.pem" > /dev/null 2> "$WORK/steward2.log" &
+    --policy "$WORK/policy.toml" --insecure-trust-anchor "$SIM/snp/chain.pem" > /dev/null 2> "$WORK/steward2.log" &
 STEWARD=$!
 for _ in $(seq 100); do grep -qo 'http://127.0.0.1:[0-9]*' "$WORK/steward2.log" 2>/dev/null && break; sleep 0.1; done
 URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/steward2.log" | head -1)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 import enarx
 from conftest import example
 from enarx.attestation.policy import Policy
-from enarx.runtime.attest.simulated import load_or_create_snp_pki
+from enarx.runtime.attest.simulated import load_or_create_intel_pki, load_or_create_snp_pki
 from enarx.steward.app import create_app
 from enarx.steward.issuer import CertificateAuthority, read_claims
 from enarx.steward.server import BackgroundServer
@@ -30,6 +30,7 @@ STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind 
 def simulator(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("simulator")
     load_or_create_snp_pki(directory)
+    load_or_create_intel_pki(directory)
     return directory
 
 
@@ -37,7 +38,8 @@ def simulator(tmp_path_factory) -> Path:
 def running_steward(simulator: Path, *, measurement: bytes | None = None, trust_simulator: bool = True):
     policy = Policy.from_dict({"measurements": {"measurement": {"allow": [measurement.hex()]}}}) \
         if measurement else Policy.default()
-    anchors, intermediates = load_insecure_anchors([simulator / "chain.pem"] if trust_simulator else [])
+    trusted = [simulator / "snp" / "chain.pem", simulator / "intel" / "root.pem"] if trust_simulator else []
+    anchors, intermediates = load_insecure_anchors(trusted)
     ca = CertificateAuthority.generate("Test Steward")
     steward = Steward(StewardConfig(ca=ca, policy=policy, policy_name="e2e", insecure_anchors=anchors,
                                     insecure_intermediates=intermediates))
@@ -48,12 +50,13 @@ def running_steward(simulator: Path, *, measurement: bytes | None = None, trust_
         server.stop()
 
 
-def run_keep(tmp_path: Path, url: str, simulator: Path, module: Path, listening: list, **kw) -> enarx.KeepResult:
+def run_keep(tmp_path: Path, url: str, simulator: Path, module: Path, listening: list, tee: str = "sev-snp",
+             **kw) -> enarx.KeepResult:
     cfg = tmp_path / "Enarx.toml"
     cfg.write_text(f'steward = "{url}"\n' + STDIO +
                    '[[files]]\nkind = "listen"\nname = "ingest"\nprot = "tls"\naddr = "127.0.0.1"\nport = 0\n')
     errors: list[bytes] = []
-    return enarx.run(module, enarx.KeepOptions(config_path=cfg, simulate_tee="sev-snp",
+    return enarx.run(module, enarx.KeepOptions(config_path=cfg, simulate_tee=tee,
                                                simulator_dir=str(simulator), **kw),
                      stdin=None, stdout=None, stderr=errors.append,
                      on_started=lambda info: listening.extend(info.get("listening", [])))
@@ -133,3 +136,27 @@ def test_plain_http_steward_only_on_loopback(tmp_path):
     cfg.write_text('steward = "http://attest.example.com/"\n' + STDIO)
     result = enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
     assert result.status == 1 and "refusing to use an unencrypted steward url" in result.error
+
+
+@pytest.mark.parametrize("tee,claim,digest", [("tdx", "mrtd", hashlib.sha384), ("sgx", "mrenclave", hashlib.sha256)])
+def test_simulated_intel_keeps_are_certified_with_their_measurement(tmp_path, simulator, tee, claim, digest):
+    module = example("c", "echo_server")
+    with running_steward(simulator) as (url, ca):
+        listening: list = []
+        outcome: dict = {}
+        keep = threading.Thread(target=lambda: outcome.update(
+            result=run_keep(tmp_path, url, simulator, module, listening, tee=tee, timeout=60)), daemon=True)
+        keep.start()
+        for _ in range(600):
+            if listening or not keep.is_alive():
+                break
+            threading.Event().wait(0.05)
+        assert listening, f"keep did not start: {outcome}"
+        ctx = ssl.create_default_context(cadata=ca.cert.public_bytes(serialization.Encoding.PEM).decode())
+        ctx.check_hostname = False
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", listening[0]["port"])),
+                             server_hostname="keep") as tls:
+            leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    claims = read_claims(leaf)
+    assert claims["tee"] == tee
+    assert claims["measurements"][claim] == digest(module.read_bytes()).hexdigest()

@@ -17,7 +17,7 @@ from enarx.cli.runner import execute
 @click.option("--memory-limit", metavar="SIZE", help='Linear memory limit, e.g. 67108864 or "64MiB".')
 @click.option("--timeout", metavar="SECONDS", help="Stop the workload after this much wall time.")
 @click.option("--no-cache", is_flag=True, help="Do not use the compiled-module cache.")
-@click.option("--simulate-tee", type=click.Choice(["sev-snp"]),
+@click.option("--simulate-tee", type=click.Choice(["sev-snp", "tdx", "sgx"]),
               help="Attest with SIMULATED evidence (testing without hardware; a Steward must opt in).")
 @click.option("--simulator-pki", metavar="DIR", help="The simulator's test PKI (default: in the cache dir).")
 @click.argument("module", type=click.Path())

@@ -294,17 +294,22 @@ class Keep:
         from enarx.runtime.identity import KeepIdentity
 
         check_url(steward_url)
-        if req.simulate_tee in ("sev-snp", "snp"):
-            from enarx.runtime.attest.simulated import SimulatedSnpEvidence
+        if req.simulate_tee:
+            from enarx.runtime.attest.simulated import SimulatedIntelEvidence, SimulatedSnpEvidence
 
-            directory = Path(req.simulator_dir) if req.simulator_dir else None
-            if directory is None:
+            if req.simulator_dir:
+                directory = Path(req.simulator_dir)
+            else:
                 from enarx.runtime.cachedir import default_cache_dir
 
-                directory = default_cache_dir() / "simulator" / "snp"
-            source = SimulatedSnpEvidence(directory, hashlib.sha384(module_bytes).digest())
-        elif req.simulate_tee:
-            raise KeepError(f"cannot simulate {req.simulate_tee!r} evidence; supported: sev-snp")
+                directory = default_cache_dir() / "simulator"
+            if req.simulate_tee in ("sev-snp", "snp"):
+                source = SimulatedSnpEvidence(directory, hashlib.sha384(module_bytes).digest())
+            elif req.simulate_tee in ("tdx", "sgx"):
+                source = SimulatedIntelEvidence(req.simulate_tee, directory, hashlib.sha384(module_bytes).digest(),
+                                                hashlib.sha256(module_bytes).digest())
+            else:
+                raise KeepError(f"cannot simulate {req.simulate_tee!r} evidence; supported: sev-snp, tdx, sgx")
         else:
             source = NilEvidence()
         key = ec.generate_private_key(source.curve())

@@ -55,6 +55,38 @@ class SimulatedIntelEvidence:
         return TrustAnchors(extra=[self.root])
 
 
+@dataclass
+class IntelTestPki:
+    """A test Intel hierarchy: root CA → PCK platform CA, and root → TCB signing certificate.
+
+    Made fresh per simulation unless passed as ``pki=`` — a long-lived one (keep simulators, a Steward told
+    to trust its root) is created once and kept (see ``enarx.runtime.attest.simulated``).
+    """
+
+    root_key: ec.EllipticCurvePrivateKey
+    platform_key: ec.EllipticCurvePrivateKey
+    tcb_key: ec.EllipticCurvePrivateKey
+    root: x509.Certificate
+    platform: x509.Certificate
+    tcb: x509.Certificate
+
+    @classmethod
+    def create(cls, not_before: datetime, not_after: datetime) -> IntelTestPki:
+        keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+        return cls.from_keys(*keys, not_before=not_before, not_after=not_after)
+
+    @classmethod
+    def from_keys(cls, root_key: ec.EllipticCurvePrivateKey, platform_key: ec.EllipticCurvePrivateKey,
+                  tcb_key: ec.EllipticCurvePrivateKey, *, not_before: datetime, not_after: datetime) -> IntelTestPki:
+        root_name = _intel_name("Intel SGX Root CA")
+        ca_name = _intel_name("Intel SGX PCK Platform CA")
+        root = _cert(root_name, root_name, root_key, root_key, not_before, not_after + timedelta(days=1), ca=True)
+        platform = _cert(ca_name, root_name, platform_key, root_key, not_before, not_after, ca=True, path_len=0)
+        tcb = _cert(_intel_name("Intel SGX TCB Signing"), root_name, tcb_key, root_key, not_before, not_after,
+                    ca=False)
+        return cls(root_key, platform_key, tcb_key, root, platform, tcb)
+
+
 def simulate_sgx(out_dir: str | Path | None = None, **fields: Any) -> SimulatedIntelEvidence:
     """Simulate an SGX v3 quote. Fields (all optional): ``mrenclave``, ``mrsigner``, ``report_data``,
     ``debug``, ``isv_svn``, ``isv_prodid``, ``attributes``, ``misc_select``, ``cpusvn`` and the common
@@ -94,14 +126,13 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
     cert_days = f.get("cert_validity_days", 3650)
     tcb_days = f.get("tcb_validity_days", 30)
 
-    keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("root", "platform", "pck", "tcb", "att")}
+    keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("pck", "att")}
     root_name = _intel_name("Intel SGX Root CA")
     ca_name = _intel_name("Intel SGX PCK Platform CA")
     not_before, not_after = now - timedelta(days=1), now + timedelta(days=cert_days)
-    root = _cert(root_name, root_name, keys["root"], keys["root"], not_before, not_after + timedelta(days=1), ca=True)
-    platform = _cert(ca_name, root_name, keys["platform"], keys["root"], not_before, not_after, ca=True, path_len=0)
-    tcb_signer = _cert(_intel_name("Intel SGX TCB Signing"), root_name, keys["tcb"], keys["root"], not_before,
-                       not_after, ca=False)
+    pki: IntelTestPki = f.get("pki") or IntelTestPki.create(not_before, not_after)
+    keys.update(root=pki.root_key, platform=pki.platform_key, tcb=pki.tcb_key)
+    root, platform, tcb_signer = pki.root, pki.platform, pki.tcb
 
     comps = tuple(f.get("tcb_components", (5, 5, 2, 2, 3, 1, 0, 3) + (0,) * 8))
     if len(comps) != 16:
@@ -278,7 +309,7 @@ _COMMON = {
     "advisory_ids", "tcb_levels", "tcb_info_fmspc", "include_tcb_info", "include_qe_identity", "include_crls",
     "qe_isvsvn", "qe_tcb_status", "qe_mrsigner", "qe_identity_mrsigner", "tcb_info_signer", "revoke_pck", "revoked_serials", "revoke_platform_ca",
     "cert_data_type", "combined", "tcb_validity_days", "cert_validity_days", "report_data", "debug",
-    "quote_version",
+    "quote_version", "pki",
 }
 _SGX = {"mrenclave", "mrsigner", "isv_svn", "isv_prodid", "attributes", "misc_select"}
 _TDX = {
