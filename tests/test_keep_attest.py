@@ -118,3 +118,51 @@ def test_steward_url_rule(url, ok):
     else:
         with pytest.raises(KeepError, match="unencrypted"):
             check_url(url)
+
+
+def test_snp_evidence_from_dev_sev_guest_when_configfs_tsm_is_absent(tmp_path):
+    """SNP_GET_EXT_REPORT as <linux/sev-guest.h> lays it out, played by a fake device."""
+    import ctypes
+
+    from enarx.attestation.simulate.snp import simulate_snp
+    from enarx.runtime.attest.evidence import SNP_GET_EXT_REPORT, SevGuestDevice
+
+    sim = simulate_snp(report_data=b"\x05" * 64)
+    table = _cert_table(sim.endorsement_cert)
+    seen = {}
+
+    def fake_ioctl(fd, request, arg, mutate):
+        assert request == SNP_GET_EXT_REPORT and mutate
+        version, req_addr, resp_addr, _exitinfo = struct.unpack("<B7xQQQ", arg)
+        assert version == 1
+        user_data, vmpl, certs_addr, certs_len = struct.unpack("<64sI28xQI4x", ctypes.string_at(req_addr, 112))
+        seen.update(user_data=user_data, vmpl=vmpl)
+        assert certs_len >= len(table)
+        ctypes.memmove(certs_addr, table, len(table))
+        response = struct.pack("<II24x", 0, len(sim.report)) + sim.report
+        ctypes.memmove(resp_addr, response, len(response))
+
+    device_file = tmp_path / "sev-guest"
+    device_file.write_bytes(b"")
+    source = SnpGuestEvidence(TsmReport(tmp_path / "no-configfs"), device=SevGuestDevice(str(device_file), fake_ioctl))
+    oid, value = source.extension(b"\x05" * 64)
+    assert seen == {"user_data": b"\x05" * 64, "vmpl": 0}
+    key = ec.generate_private_key(ec.SECP384R1())
+    assert decode_csr(build_csr(key, oid, value)).evidence[0].evidence == sim.report
+
+
+def test_dev_sev_guest_errors_are_reported(tmp_path):
+    import errno
+
+    from enarx.runtime.attest.evidence import SevGuestDevice
+
+    def refusing_ioctl(fd, request, arg, mutate):
+        struct.pack_into("<II", arg, 24, 0x16, 0)  # firmware error code in exitinfo2
+        raise OSError(errno.EIO, "Input/output error")
+
+    device_file = tmp_path / "sev-guest"
+    device_file.write_bytes(b"")
+    with pytest.raises(KeepError, match="firmware error 0x16"):
+        SevGuestDevice(str(device_file), refusing_ioctl).get(bytes(64))
+    with pytest.raises(KeepError, match="is this an SEV-SNP guest"):
+        SevGuestDevice(str(tmp_path / "missing")).get(bytes(64))

@@ -157,19 +157,75 @@ def _guid_bytes(raw: bytes) -> bytes:
     return raw[3::-1] + raw[5:3:-1] + raw[7:5:-1] + raw[8:]
 
 
+# Linux uapi <linux/sev-guest.h>: _IOWR('S', nr, struct snp_guest_request_ioctl) with a 32-byte argument.
+SNP_GET_REPORT = 0xC0205300
+SNP_GET_EXT_REPORT = 0xC0205302
+SEV_GUEST_DEVICE = "/dev/sev-guest"
+_SNP_RESPONSE = 4000
+_SNP_CERTS = 4 * 4096
+
+
+class SevGuestDevice:
+    """``/dev/sev-guest`` (for kernels without configfs TSM): SNP_GET_EXT_REPORT, the report and the host's
+    certificate table in one call. ``ioctl`` is replaceable so that tests can play the device."""
+
+    def __init__(self, path: str = SEV_GUEST_DEVICE, ioctl=None):  # noqa: ANN001
+        import fcntl
+
+        self.path = path
+        self.ioctl = ioctl or fcntl.ioctl
+
+    def get(self, report_data: bytes, vmpl: int = 0) -> tuple[bytes, bytes]:
+        """(1184-byte report, certificate table)."""
+        import ctypes
+        import struct
+
+        request = ctypes.create_string_buffer(
+            struct.pack("<64sI28x", report_data, vmpl) + struct.pack("<QI4x", 0, 0))  # snp_ext_report_req
+        certs = ctypes.create_string_buffer(_SNP_CERTS)
+        struct.pack_into("<QI", request, 96, ctypes.addressof(certs), _SNP_CERTS)
+        response = ctypes.create_string_buffer(_SNP_RESPONSE)
+        arg = bytearray(struct.pack("<B7xQQQ", 1, ctypes.addressof(request), ctypes.addressof(response), 0))
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            raise KeepError(f"cannot open {self.path}: {exc.strerror} (is this an SEV-SNP guest?)") from None
+        try:
+            self.ioctl(fd, SNP_GET_EXT_REPORT, arg, True)
+        except OSError as exc:
+            fw_error, vmm_error = struct.unpack_from("<II", arg, 24)
+            raise KeepError(f"SNP_GET_EXT_REPORT failed: {exc.strerror} (firmware error 0x{fw_error:x}, "
+                            f"VMM error 0x{vmm_error:x})") from None
+        finally:
+            os.close(fd)
+        status, size = struct.unpack_from("<II", response, 0)
+        if status != 0 or size < 1184 or 32 + size > _SNP_RESPONSE:
+            raise KeepError(f"SEV-SNP firmware refused the report request (status 0x{status:x}, size {size})")
+        return bytes(response[32:32 + 1184]), bytes(certs.raw)
+
+
 class SnpGuestEvidence(EvidenceSource):
-    """A real SEV-SNP guest, through configfs TSM (the report plus the VCEK from the host's cert table)."""
+    """A real SEV-SNP guest: configfs TSM when the kernel has it, else ``/dev/sev-guest``; either way the
+    report plus the VCEK from the host's certificate table."""
 
     technology = "sev-snp"
 
-    def __init__(self, tsm: TsmReport | None = None, crls: list[tuple[str, bytes]] | None = None):
+    def __init__(self, tsm: TsmReport | None = None, crls: list[tuple[str, bytes]] | None = None,
+                 device: SevGuestDevice | None = None):
         self.tsm = tsm or TsmReport()
         self.crls = crls or []
+        self.device = device or SevGuestDevice()
 
     def extension(self, report_data: bytes) -> tuple[str, bytes]:
+        if not self.tsm.root.is_dir():
+            report, aux = self.device.get(report_data)
+            return self._extension(report, aux)
         provider, report, aux = self.tsm.get(report_data)
         if provider != "sev_guest":
             raise KeepError(f"TSM provider is {provider!r}, not sev_guest: this is not an SEV-SNP guest")
+        return self._extension(report, aux)
+
+    def _extension(self, report: bytes, aux: bytes) -> tuple[str, bytes]:
         vcek = snp_vcek_from_auxblob(aux)
         if vcek is None:
             raise KeepError("the host did not supply a VCEK in the SNP certificate table (auxblob); "
