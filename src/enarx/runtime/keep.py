@@ -289,7 +289,6 @@ class Keep:
 
         from enarx.errors import KeepError
         from enarx.runtime.attest.csr import build_csr, report_data_for
-        from enarx.runtime.attest.evidence import NilEvidence
         from enarx.runtime.attest.steward import check_url, request_certificate
         from enarx.runtime.identity import KeepIdentity
 
@@ -311,7 +310,7 @@ class Keep:
             else:
                 raise KeepError(f"cannot simulate {req.simulate_tee!r} evidence; supported: sev-snp, tdx, sgx")
         else:
-            source = NilEvidence()
+            source = _platform_evidence()
         key = ec.generate_private_key(source.curve())
         oid, value = source.extension(report_data_for(key))
         chain = request_certificate(steward_url, build_csr(key, oid, value))
@@ -348,6 +347,17 @@ class Keep:
     def _close(store: object, report: ExitReport) -> ExitReport:
         store.close()  # type: ignore[attr-defined]  # closes wasmtime's stdio, so the pumps see EOF
         return report
+
+
+def _platform_evidence():  # noqa: ANN202
+    """The evidence this machine can give: a confidential guest's own (SEV-SNP, TDX), else none (nil/kvm)."""
+    from enarx.runtime.attest.evidence import NilEvidence, SnpGuestEvidence, TdxGuestEvidence
+
+    if os.path.exists("/dev/sev-guest"):
+        return SnpGuestEvidence()
+    if os.path.exists("/dev/tdx_guest"):
+        return TdxGuestEvidence()
+    return NilEvidence()
 
 
 def _entry_point(module: object) -> str | None:
