@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from asn1crypto import core as asn1_core
 from asn1crypto import crl as asn1_crl
@@ -418,28 +418,27 @@ def build_path(
     raise VerificationError("certificate chain too long", reason="chain", checks=checks)
 
 
+def _refuse(checks: list[Check], name: str, detail: str, message: str, reason: str, *,
+            expected: str | None = None, actual: str | None = None) -> NoReturn:
+    """Record the failed check and raise, so the error carries every check made so far."""
+    checks.append(Check(name, False, detail, expected=expected, actual=actual))
+    raise VerificationError(message, reason=reason, checks=checks)
+
+
 def check_validity(path: list[Cert], at: datetime) -> list[Check]:
     """Every certificate must be valid at ``at``; the error names the certificate and the date."""
     checks = []
     for cert in path:
         if at > cert.not_after:
-            checks.append(Check(f"validity[{cert.name}]", False, "expired",
-                                expected=f"notAfter >= {at.isoformat()}", actual=cert.not_after.isoformat()))
-            raise VerificationError(
-                f"certificate {cert.name!r} expired on {cert.not_after.isoformat()} "
-                f"(verification time {at.isoformat()})",
-                reason="expired",
-                checks=checks,
-            )
+            _refuse(checks, f"validity[{cert.name}]", "expired",
+                    f"certificate {cert.name!r} expired on {cert.not_after.isoformat()} "
+                    f"(verification time {at.isoformat()})", "expired",
+                    expected=f"notAfter >= {at.isoformat()}", actual=cert.not_after.isoformat())
         if at < cert.not_before:
-            checks.append(Check(f"validity[{cert.name}]", False, "not yet valid",
-                                expected=f"notBefore <= {at.isoformat()}", actual=cert.not_before.isoformat()))
-            raise VerificationError(
-                f"certificate {cert.name!r} is not valid before {cert.not_before.isoformat()} "
-                f"(verification time {at.isoformat()})",
-                reason="not-yet-valid",
-                checks=checks,
-            )
+            _refuse(checks, f"validity[{cert.name}]", "not yet valid",
+                    f"certificate {cert.name!r} is not valid before {cert.not_before.isoformat()} "
+                    f"(verification time {at.isoformat()})", "not-yet-valid",
+                    expected=f"notBefore <= {at.isoformat()}", actual=cert.not_before.isoformat())
         checks.append(Check(f"validity[{cert.name}]", True,
                             f"{cert.not_before.isoformat()} .. {cert.not_after.isoformat()}"))
     return checks
@@ -470,23 +469,15 @@ def check_revocation(path: list[Cert], crls: Iterable[Crl], at: datetime) -> tup
                     checks=checks,
                 )
             if crl.next_update is not None and at > crl.next_update:
-                checks.append(Check(f"crl.validity[{crl.name}]", False, "CRL expired",
-                                    expected=f"nextUpdate >= {at.isoformat()}", actual=crl.next_update.isoformat()))
-                raise VerificationError(
-                    f"CRL from {crl.name!r} expired on {crl.next_update.isoformat()} "
-                    f"(nextUpdate; verification time {at.isoformat()})",
-                    reason="expired",
-                    checks=checks,
-                )
+                _refuse(checks, f"crl.validity[{crl.name}]", "CRL expired",
+                        f"CRL from {crl.name!r} expired on {crl.next_update.isoformat()} "
+                        f"(nextUpdate; verification time {at.isoformat()})", "expired",
+                        expected=f"nextUpdate >= {at.isoformat()}", actual=crl.next_update.isoformat())
             if at < crl.this_update:
-                checks.append(Check(f"crl.validity[{crl.name}]", False, "CRL not yet valid",
-                                    expected=f"thisUpdate <= {at.isoformat()}", actual=crl.this_update.isoformat()))
-                raise VerificationError(
-                    f"CRL from {crl.name!r} is not valid before {crl.this_update.isoformat()} "
-                    f"(verification time {at.isoformat()})",
-                    reason="not-yet-valid",
-                    checks=checks,
-                )
+                _refuse(checks, f"crl.validity[{crl.name}]", "CRL not yet valid",
+                        f"CRL from {crl.name!r} is not valid before {crl.this_update.isoformat()} "
+                        f"(verification time {at.isoformat()})", "not-yet-valid",
+                        expected=f"thisUpdate <= {at.isoformat()}", actual=crl.this_update.isoformat())
             when = crl.revoked.get(cert.serial)
             if when is not None and when <= at:
                 checks.append(Check(f"revocation[{cert.name}]", False, f"revoked on {when.isoformat()}",
