@@ -12,8 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from enarx.attestation.binding import report_data_for
+from enarx.attestation.model import Tee
 from enarx.errors import KeepError
-from enarx.runtime.attest.csr import build_csr, report_data_for
+from enarx.runtime.attest.csr import build_csr
 from enarx.runtime.attest.evidence import (
     OID_KVM,
     OID_SNP,
@@ -35,13 +37,13 @@ def spki(key) -> bytes:
 def test_report_data_binds_spki_hash():
     p384 = ec.generate_private_key(ec.SECP384R1())
     p256 = ec.generate_private_key(ec.SECP256R1())
-    assert report_data_for(p384) == hashlib.sha384(spki(p384)).digest() + bytes(16)
-    assert report_data_for(p256) == hashlib.sha256(spki(p256)).digest() + bytes(32)
+    assert report_data_for(p384, Tee.SNP) == hashlib.sha384(spki(p384)).digest() + bytes(16)
+    assert report_data_for(p256, Tee.TDX) == hashlib.sha256(spki(p256)).digest() + bytes(32)
 
 
 def test_nil_csr_is_what_enarx_sends_and_the_steward_decodes():
     key = ec.generate_private_key(NilEvidence().curve())
-    der = build_csr(key, *NilEvidence().extension(report_data_for(key)))
+    der = build_csr(key, *NilEvidence().extension(report_data_for(key, NilEvidence().tee)))
     csr = x509.load_der_x509_csr(der)
     assert csr.is_signature_valid and csr.subject == x509.Name([])
     (ext,) = csr.extensions
@@ -54,7 +56,7 @@ def test_snp_container_round_trips_through_the_steward_decoder():
     from enarx.attestation.simulate.snp import simulate_snp
 
     key = ec.generate_private_key(ec.SECP384R1())
-    sim = simulate_snp(report_data=report_data_for(key))
+    sim = simulate_snp(report_data=report_data_for(key, Tee.SNP))
     value = snp_extension(sim.endorsement_cert, sim.report, [("https://kdsintf.amd.com/vcek/v1/Milan/crl", c)
                                                              for c in sim.crls])
     decoded = decode_csr(build_csr(key, OID_SNP, value))

@@ -288,7 +288,8 @@ class Keep:
         from cryptography.hazmat.primitives.asymmetric import ec
 
         from enarx.errors import KeepError
-        from enarx.runtime.attest.csr import build_csr, report_data_for
+        from enarx.attestation.binding import report_data_for
+        from enarx.runtime.attest.csr import build_csr
         from enarx.runtime.attest.steward import check_url, request_certificate
         from enarx.runtime.identity import KeepIdentity
 
@@ -312,7 +313,7 @@ class Keep:
         else:
             source = _platform_evidence()
         key = ec.generate_private_key(source.curve())
-        oid, value = source.extension(report_data_for(key))
+        oid, value = source.extension(report_data_for(key, source.tee))
         chain = request_certificate(steward_url, build_csr(key, oid, value))
         _log_info("certified by %s as %s", steward_url, chain[0].subject.rfc4514_string() or "(empty subject)")
         return KeepIdentity(key, chain)

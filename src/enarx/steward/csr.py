@@ -1,19 +1,8 @@
 """Decode a Steward CSR: PKCS#10 self-signature, then the evidence extension per OID.
 
-Wire formats (all DER; the first three are Enarx's, the TDX one is ours)::
-
-    1.3.6.1.4.1.58270.1.1  KVM/nil  empty value (accepted only with --insecure-accept-kvm)
-    1.3.6.1.4.1.58270.1.2  SGX      SEQUENCE { quote OCTET STRING, crls CrlList, tcb TcbPackage }
-    1.3.6.1.4.1.58270.1.3  SEV-SNP  SEQUENCE { SEQUENCE { vcek Certificate, crls CrlList },
-                                               report OCTET STRING (1184 bytes) }
-    1.3.6.1.4.1.58270.1.4  TDX      SEQUENCE { quote OCTET STRING, crls CrlList, tcb TcbPackage,
-                                               qeIdentity OCTET STRING OPTIONAL (Intel QE identity JSON) }
-
-    CrlList    ::= SEQUENCE { crls SEQUENCE OF SEQUENCE { url UTF8String, crl CertificateList } }
-    TcbPackage ::= SEQUENCE { certs SEQUENCE OF Certificate, tcbInfo OCTET STRING (JSON as served) }
-
-Every decoding problem raises :class:`CsrError` (a typed error with an HTTP status and a reason
-token); nothing else escapes :func:`decode_csr`.
+The envelope formats are defined once, in :mod:`enarx.attestation.envelope`. Every decoding problem
+raises :class:`CsrError` (a typed error with an HTTP status and a reason token); nothing else escapes
+:func:`decode_csr`.
 """
 
 from __future__ import annotations
@@ -23,21 +12,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asn1crypto import core
-from asn1crypto import crl as asn1_crl
 from asn1crypto import csr as asn1_csr
-from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from enarx.attestation.collateral import add_bytes, from_ders
+from enarx.attestation.envelope import (
+    OID_KVM,
+    OID_SGX,
+    OID_SNP,
+    OID_TDX,
+    LegacySnpEvidence,
+    SgxEvidence,
+    SnpEvidence,
+    TdxEvidence,
+)
 from enarx.attestation.model import AttestationError, CollateralSet, Tee
 from enarx.attestation.pki import _sig_alg, verify_signed
 
-ARC = "1.3.6.1.4.1.58270"
-OID_KVM = f"{ARC}.1.1"
-OID_SGX = f"{ARC}.1.2"
-OID_SNP = f"{ARC}.1.3"
-OID_TDX = f"{ARC}.1.4"
 OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
 EVIDENCE_OIDS = {OID_KVM: Tee.KVM, OID_SGX: Tee.SGX, OID_SNP: Tee.SNP, OID_TDX: Tee.TDX}
 SNP_REPORT_SIZE = 1184
@@ -51,50 +43,6 @@ class CsrError(AttestationError):
     def __init__(self, message: str, *, reason: str, status: int = 400):
         super().__init__(message, reason=reason)
         self.status = status
-
-
-# --- ASN.1 specs for the evidence containers ------------------------------------------------------
-
-
-class _CrlEntry(core.Sequence):
-    _fields = [("url", core.UTF8String), ("crl", asn1_crl.CertificateList)]  # noqa: RUF012
-
-
-class _CrlEntries(core.SequenceOf):
-    _child_spec = _CrlEntry
-
-
-class _CrlList(core.Sequence):
-    _fields = [("crls", _CrlEntries)]  # noqa: RUF012
-
-
-class _Certs(core.SequenceOf):
-    _child_spec = asn1_x509.Certificate
-
-
-class _TcbPackage(core.Sequence):
-    _fields = [("certs", _Certs), ("report", core.OctetString)]  # noqa: RUF012
-
-
-class _SgxEvidence(core.Sequence):
-    _fields = [("quote", core.OctetString), ("crls", _CrlList), ("tcb", _TcbPackage)]  # noqa: RUF012
-
-
-class _TdxEvidence(core.Sequence):
-    _fields = [("quote", core.OctetString), ("crls", _CrlList), ("tcb", _TcbPackage),  # noqa: RUF012
-               ("qe_identity", core.OctetString, {"optional": True})]
-
-
-class _VcekBundle(core.Sequence):
-    _fields = [("vcek", asn1_x509.Certificate), ("crls", _CrlList)]  # noqa: RUF012
-
-
-class _SnpEvidence(core.Sequence):
-    _fields = [("vcek", _VcekBundle), ("report", core.OctetString)]  # noqa: RUF012
-
-
-class _LegacySnpEvidence(core.Sequence):
-    _fields = [("vcek", asn1_x509.Certificate), ("report", core.OctetString)]  # noqa: RUF012
 
 
 class CertReqs(core.SequenceOf):
@@ -205,7 +153,7 @@ def decode_evidence(oid: str, value: bytes, critical: bool) -> Evidence:
 def _decode_intel(oid: str, tee: Tee, value: bytes) -> Evidence:
     """SGX/TDX containers, parsed lazily: the certificates and CRLs inside (Intel's PCK CRLs are large) are
     only cut out as DER here and parsed once, by ``cryptography``, when the collateral set is built."""
-    spec = _SgxEvidence if tee is Tee.SGX else _TdxEvidence
+    spec = SgxEvidence if tee is Tee.SGX else TdxEvidence
     parsed = spec.load(value, strict=True)
     quote = parsed["quote"].native
     certs = [c.dump() for c in parsed["tcb"]["certs"]]
@@ -221,10 +169,10 @@ def _decode_intel(oid: str, tee: Tee, value: bytes) -> Evidence:
 
 def _decode_snp(value: bytes) -> Evidence:
     try:
-        parsed = _load(_SnpEvidence, value, "SEV-SNP evidence")
+        parsed = _load(SnpEvidence, value, "SEV-SNP evidence")
     except CsrError:
         try:
-            _load(_LegacySnpEvidence, value, "SEV-SNP evidence")
+            _load(LegacySnpEvidence, value, "SEV-SNP evidence")
         except CsrError:
             raise CsrError("SEV-SNP evidence is not SEQUENCE { SEQUENCE { VCEK, CrlList }, OCTET STRING report }",
                            reason="malformed-evidence") from None

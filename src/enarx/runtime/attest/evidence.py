@@ -1,7 +1,7 @@
 """Where evidence comes from: nil (none), the attestation simulator, or a real SEV-SNP/TDX guest.
 
-Each source returns the Steward extension (OID, DER value) for a given 64-byte report_data. Wire formats
-(Enarx's, plus TDX): see :mod:`enarx.steward.csr`.
+Each source returns the Steward extension (OID, DER value) for a given 64-byte report_data, in the envelope
+formats of :mod:`enarx.attestation.envelope`.
 """
 
 from __future__ import annotations
@@ -11,69 +11,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from asn1crypto import core
-from asn1crypto import crl as asn1_crl
-from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from enarx.attestation.envelope import OID_KVM, OID_SNP, OID_TDX, intel_extension, snp_extension
+from enarx.attestation.model import Tee
 from enarx.errors import KeepError
 
-ARC = "1.3.6.1.4.1.58270"
-OID_KVM, OID_SGX, OID_SNP, OID_TDX = f"{ARC}.1.1", f"{ARC}.1.2", f"{ARC}.1.3", f"{ARC}.1.4"
 TSM_REPORT_ROOT = "/sys/kernel/config/tsm/report"
-
-
-class _CrlEntry(core.Sequence):
-    _fields = [("url", core.UTF8String), ("crl", asn1_crl.CertificateList)]
-
-
-class _CrlEntries(core.SequenceOf):
-    _child_spec = _CrlEntry
-
-
-class _CrlList(core.Sequence):
-    _fields = [("crls", _CrlEntries)]
-
-
-class _Certs(core.SequenceOf):
-    _child_spec = asn1_x509.Certificate
-
-
-class _TcbPackage(core.Sequence):
-    _fields = [("certs", _Certs), ("tcb_info", core.OctetString)]
-
-
-class _VcekBundle(core.Sequence):
-    _fields = [("vcek", asn1_x509.Certificate), ("crls", _CrlList)]
-
-
-class _SnpEvidence(core.Sequence):
-    _fields = [("vcek", _VcekBundle), ("report", core.OctetString)]
-
-
-class _IntelEvidence(core.Sequence):
-    _fields = [("quote", core.OctetString), ("crls", _CrlList), ("tcb", _TcbPackage),
-               ("qe_identity", core.OctetString, {"optional": True})]
-
-
-def crl_list(crls: list[tuple[str, bytes]]) -> _CrlList:
-    return _CrlList({"crls": [{"url": url, "crl": asn1_crl.CertificateList.load(der)} for url, der in crls]})
-
-
-def snp_extension(vcek_der: bytes, report: bytes, crls: list[tuple[str, bytes]]) -> bytes:
-    """SEQUENCE { SEQUENCE { VCEK, CrlList }, OCTET STRING report } (Enarx's SNP evidence)."""
-    bundle = {"vcek": asn1_x509.Certificate.load(vcek_der), "crls": crl_list(crls)}
-    return _SnpEvidence({"vcek": bundle, "report": report}).dump()
-
-
-def intel_extension(quote: bytes, crls: list[tuple[str, bytes]], tcb_certs: list[bytes], tcb_info: bytes,
-                    qe_identity: bytes | None = None) -> bytes:
-    """SEQUENCE { quote, CrlList, TcbPackage [, QE identity] } (Enarx's SGX evidence; TDX adds QE identity)."""
-    value = {"quote": quote, "crls": crl_list(crls),
-             "tcb": {"certs": [asn1_x509.Certificate.load(c) for c in tcb_certs], "tcb_info": tcb_info}}
-    if qe_identity is not None:
-        value["qe_identity"] = qe_identity
-    return _IntelEvidence(value).dump()
 
 
 class EvidenceSource(abc.ABC):
@@ -82,8 +26,12 @@ class EvidenceSource(abc.ABC):
     technology: str  # kvm | sev-snp | tdx | sgx
     simulated: bool = False
 
+    @property
+    def tee(self) -> Tee:
+        return Tee(self.technology)
+
     def curve(self) -> ec.EllipticCurve:
-        return ec.SECP384R1() if self.technology == "sev-snp" else ec.SECP256R1()
+        return ec.SECP384R1() if self.tee is Tee.SNP else ec.SECP256R1()
 
     @abc.abstractmethod
     def extension(self, report_data: bytes) -> tuple[str, bytes]:
@@ -169,7 +117,7 @@ class SevGuestDevice:
     """``/dev/sev-guest`` (for kernels without configfs TSM): SNP_GET_EXT_REPORT, the report and the host's
     certificate table in one call. ``ioctl`` is replaceable so that tests can play the device."""
 
-    def __init__(self, path: str = SEV_GUEST_DEVICE, ioctl=None):  # noqa: ANN001
+    def __init__(self, path: str = SEV_GUEST_DEVICE, ioctl=None):
         import fcntl
 
         self.path = path

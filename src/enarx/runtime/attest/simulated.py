@@ -15,8 +15,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
+from enarx.attestation.envelope import OID_SGX, OID_SNP, OID_TDX, intel_extension, snp_extension
 from enarx.errors import KeepError
-from enarx.runtime.attest.evidence import OID_SGX, OID_SNP, OID_TDX, EvidenceSource, intel_extension, snp_extension
+from enarx.runtime.attest.evidence import EvidenceSource
 
 _KEYS = ("ark", "ask", "asvk")
 
@@ -84,7 +85,7 @@ def load_or_create_intel_pki(directory: Path):
     return pki
 
 
-def _write_key(path: Path, key) -> None:  # noqa: ANN001
+def _write_key(path: Path, key) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -9,18 +9,13 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from asn1crypto import core
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
+from enarx.attestation.envelope import Certs
 from enarx.errors import KeepError
 
 TIMEOUT = 30.0
 MAX_RESPONSE = 1 << 20
-
-
-class _Certs(core.SequenceOf):
-    _child_spec = asn1_x509.Certificate
 
 
 def check_url(url: str) -> None:
@@ -55,7 +50,7 @@ def request_certificate(url: str, csr_der: bytes, *, ca_file: str | None = None)
     if len(body) > MAX_RESPONSE:
         raise KeepError("steward response too large")
     try:
-        chain = [x509.load_der_x509_certificate(c.dump()) for c in _Certs.load(body)]
+        chain = [x509.load_der_x509_certificate(c.dump()) for c in Certs.load(body)]
     except (ValueError, TypeError) as exc:
         raise KeepError(f"steward answered something that is not a certificate chain: {exc}") from None
     if not chain:
