@@ -67,38 +67,36 @@ class Channel:
 
     def recv(self) -> Frame | None:
         """The next frame, or ``None`` on a clean end of stream between frames."""
-        header = self._recv_header()
-        if header is None:
-            return None
-        ftype, length = header
-        payload = self._recv_exact(length, eof_ok=False) if length else b""
-        assert payload is not None
-        return Frame(ftype, payload)
-
-    def recv_view(self) -> tuple[FrameType, memoryview] | None:
-        """Like :meth:`recv`, but the payload is a view into a reused buffer, valid until the next call.
-
-        For bulk data (stdout) this avoids allocating — and page-faulting in — a fresh buffer per frame.
-        """
         header = self.recv_header()
         if header is None:
             return None
-        return header[0], self.recv_payload_view(header[1])
+        ftype, length = header
+        payload = bytearray(length)
+        self._fill(memoryview(payload))
+        return Frame(ftype, payload)
 
     def recv_header(self) -> tuple[FrameType, int] | None:
-        """The next frame's type and length (then read its payload with one of the two methods below)."""
-        return self._recv_header()
+        """The next frame's type and length, checked; then read its payload with :meth:`recv_payload_view`
+        or :meth:`splice_payload`. ``None`` on a clean end of stream between frames."""
+        header = bytearray(HEADER.size)
+        if not self._fill(memoryview(header), eof_ok=True):
+            return None
+        code, length = HEADER.unpack(header)
+        try:
+            ftype = FrameType(code)
+        except ValueError:
+            raise ProtocolError(f"unknown frame type 0x{code:02x}") from None
+        if length > self.max_incoming:
+            raise ProtocolError(f"{ftype.name} frame of {length} bytes exceeds the limit of {self.max_incoming}")
+        return ftype, length
 
     def recv_payload_view(self, length: int) -> memoryview:
+        """The payload in a reused buffer, valid until the next call: for bulk data (stdout) this avoids
+        allocating — and page-faulting in — a fresh buffer per frame."""
         if len(self._buffer) < length:
             self._buffer = bytearray(max(length, 1 << 20))
         view = memoryview(self._buffer)[:length]
-        got = 0
-        while got < length:
-            k = self.sock.recv_into(view[got:])
-            if k == 0:
-                raise ProtocolError(f"channel closed in the middle of a frame ({got} of {length} bytes)")
-            got += k
+        self._fill(view)
         return view
 
     def splice_payload(self, length: int, out_fd: int) -> None:
@@ -125,31 +123,17 @@ class Channel:
                     raise OSError("pipe closed while splicing")
                 remaining -= moved
 
-    def _recv_header(self) -> tuple[FrameType, int] | None:
-        header = self._recv_exact(HEADER.size, eof_ok=True)
-        if header is None:
-            return None
-        code, length = HEADER.unpack(header)
-        try:
-            ftype = FrameType(code)
-        except ValueError:
-            raise ProtocolError(f"unknown frame type 0x{code:02x}") from None
-        if length > self.max_incoming:
-            raise ProtocolError(f"{ftype.name} frame of {length} bytes exceeds the limit of {self.max_incoming}")
-        return ftype, length
-
-    def _recv_exact(self, n: int, *, eof_ok: bool) -> bytearray | None:
-        buf = bytearray(n)
-        view = memoryview(buf)
+    def _fill(self, view: memoryview, *, eof_ok: bool = False) -> bool:
+        """Receive exactly ``len(view)`` bytes; False on end of stream before the first byte if ``eof_ok``."""
         got = 0
-        while got < n:
+        while got < len(view):
             k = self.sock.recv_into(view[got:])
             if k == 0:
                 if got == 0 and eof_ok:
-                    return None
-                raise ProtocolError(f"channel closed in the middle of a frame ({got} of {n} bytes)")
+                    return False
+                raise ProtocolError(f"channel closed in the middle of a frame ({got} of {len(view)} bytes)")
             got += k
-        return buf
+        return True
 
     def close(self) -> None:
         try:
