@@ -6,8 +6,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from enarx.config import Config, load_config
+from enarx.config import Config
 from enarx.config.model import StdioFile
+from enarx.config.parse import load_config_and_text
 from enarx.host.supervisor import Sink, Source, Stdio, Supervisor
 from enarx.protocol import LaunchRequest
 from enarx.workload import load_workload
@@ -70,9 +71,8 @@ def run(
     config: Config | None = None
     config_text: str | None = None
     if config_path is not None:
-        config = load_config(config_path)  # validate on the host for a fast, clear error…
-        with open(config_path, encoding="utf-8") as fh:  # …but the keep parses it again itself
-            config_text = fh.read()
+        # validated here for a fast, clear error; the keep is sent the text and parses it again itself
+        config, config_text = load_config_and_text(config_path)
         for entry in config.files:
             if entry.kind == "dir":
                 _check_dir(entry.path)  # type: ignore[union-attr]

@@ -52,6 +52,18 @@ _SIZE_UNITS = {
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and parse an Enarx.toml file."""
+    return load_config_and_text(path)[0]
+
+
+def load_config_and_text(path: str | os.PathLike[str]) -> tuple[Config, str]:
+    """The parsed file and the text it was parsed from (a keep is sent the text, and parses it itself)."""
+    source = str(path)
+    text = read_config_text(path)
+    return parse_config(text, source=source, base_dir=os.path.dirname(source) or "."), text
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """An Enarx.toml's text: at most 1 MB of UTF-8 (Enarx's limit), or a :class:`ConfigError` naming the file."""
     source = str(path)
     try:
         with open(path, "rb") as fh:
@@ -68,7 +80,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
-    return parse_config(text, source=source, base_dir=os.path.dirname(source) or ".")
+    return text
 
 
 def parse_config(text: str, *, source: str = "Enarx.toml", base_dir: str | None = None) -> Config:
