@@ -24,6 +24,7 @@ from enarx.protocol import (
     LaunchRequest,
     ProtocolError,
 )
+from enarx.protocol.frames import enlarge_pipe
 
 
 def _log(name: str):  # logging is imported only when there is something to log (start-up time)
@@ -211,12 +212,7 @@ def _pipe_fd(sink: Sink) -> int | None:
             return None
     except OSError:
         return None
-    try:  # a larger pipe means fewer wake-ups of the reader and of us (capped by pipe-max-size)
-        import fcntl
-
-        fcntl.fcntl(sink, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-    except OSError:
-        pass
+    enlarge_pipe(sink)  # also fewer wake-ups of whoever reads our stdout
     return sink
 
 

@@ -28,6 +28,17 @@ class FrameType(enum.IntEnum):
     EXIT = 0x14  # JSON ExitReport; the last frame a keep sends
 
 
+def enlarge_pipe(fd: int, size: int = 1 << 20) -> None:
+    """Grow a pipe the channel splices to or from: fewer, larger transfers and wake-ups. Best effort (the
+    kernel caps it at /proc/sys/fs/pipe-max-size; the default size still works)."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except OSError:
+        pass
+
+
 class ProtocolError(Exception):
     """The peer sent something that is not a valid frame sequence."""
 

@@ -17,11 +17,11 @@ import threading
 import time
 
 from enarx.protocol import Channel, FrameType
+from enarx.protocol.frames import enlarge_pipe
 
 CHUNK = 1 << 20
 BATCH = 256 << 10  # below this much waiting output, linger BATCH_WAIT for more
 BATCH_WAIT = 0.0002
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 def _bytes_waiting(fd: int) -> int:
@@ -30,10 +30,7 @@ def _bytes_waiting(fd: int) -> int:
 
 def make_pipe() -> tuple[int, int]:
     r, w = os.pipe()
-    try:
-        fcntl.fcntl(w, _F_SETPIPE_SZ, CHUNK)
-    except OSError:
-        pass  # capped by /proc/sys/fs/pipe-max-size; the default size still works
+    enlarge_pipe(w, CHUNK)
     return r, w
 
 
