@@ -14,6 +14,11 @@ from enarx.errors import BackendError
 _LAUNCHER_MISSING = "launching {name} keeps is not implemented in this release; use --backend nil"
 
 
+_HOST_VISIBLE = "NOT stdio, dir preopens or plain tcp traffic, which pass through the host"
+_CONFIDENTIAL_VM = ("the workload's memory and registers from the host (encrypted and integrity-protected by "
+                    f"the CPU); {_HOST_VISIBLE}")
+
+
 def _launcher(name: str) -> Probe:
     return Probe("Keep launcher", False, mesg=_LAUNCHER_MISSING.format(name=name))
 
@@ -63,8 +68,7 @@ class KvmBackend(_HardwareBackend):
 class SevBackend(_HardwareBackend):
     name = "sev"
     description = "an AMD SEV-SNP confidential virtual machine"
-    protects = ("the workload's memory and registers from the host (encrypted and integrity-protected by "
-                "the CPU); NOT stdio, dir preopens or plain tcp traffic, which pass through the host")
+    protects = _CONFIDENTIAL_VM
 
     def data_probes(self) -> list[Probe]:
         snp = probes.read_param("/sys/module/kvm_amd/parameters/sev_snp")
@@ -89,8 +93,7 @@ class SevBackend(_HardwareBackend):
 class TdxBackend(_HardwareBackend):
     name = "tdx"
     description = "an Intel TDX trust domain"
-    protects = ("the workload's memory and registers from the host (encrypted and integrity-protected by "
-                "the CPU); NOT stdio, dir preopens or plain tcp traffic, which pass through the host")
+    protects = _CONFIDENTIAL_VM
 
     def data_probes(self) -> list[Probe]:
         tdx = probes.read_param("/sys/module/kvm_intel/parameters/tdx")
@@ -105,8 +108,7 @@ class TdxBackend(_HardwareBackend):
 class SgxBackend(_HardwareBackend):
     name = "sgx"
     description = "an Intel SGX enclave"
-    protects = ("the workload's memory from the host (enclave page cache is encrypted); NOT stdio, "
-                "dir preopens or plain tcp traffic, which pass through the host")
+    protects = f"the workload's memory from the host (enclave page cache is encrypted); {_HOST_VISIBLE}"
 
     def data_probes(self) -> list[Probe]:
         rows = [Probe("Driver", probes.openable("/dev/sgx_enclave"), info="/dev/sgx_enclave")]
