@@ -62,24 +62,34 @@ def run_keep(tmp_path: Path, url: str, simulator: Path, module: Path, listening:
                      on_started=lambda info: listening.extend(info.get("listening", [])))
 
 
+def start_keep(tmp_path: Path, url: str, simulator: Path, module: Path, tee: str = "sev-snp") -> int:
+    """Run an attested TLS keep in the background (it stops at its timeout); its listening port."""
+    listening: list = []
+    outcome: dict = {}
+    keep = threading.Thread(target=lambda: outcome.update(
+        result=run_keep(tmp_path, url, simulator, module, listening, tee=tee, timeout=60)), daemon=True)
+    keep.start()
+    for _ in range(600):
+        if listening or not keep.is_alive():
+            break
+        threading.Event().wait(0.05)
+    assert listening, f"keep did not start: {outcome}"
+    return listening[0]["port"]
+
+
+def steward_tls(ca: CertificateAuthority) -> ssl.SSLContext:
+    """A client trusting only the Steward CA (the Steward certifies the keep, not a host name)."""
+    ctx = ssl.create_default_context(cadata=ca.cert.public_bytes(serialization.Encoding.PEM).decode())
+    ctx.check_hostname = False
+    return ctx
+
+
 def test_attested_tls_echo_presents_steward_chain_with_claims(tmp_path, simulator):
     module = example("c", "echo_server")
     measurement = hashlib.sha384(module.read_bytes()).digest()
     with running_steward(simulator, measurement=measurement) as (url, ca):
-        listening: list = []
-        outcome: dict = {}
-        keep = threading.Thread(target=lambda: outcome.update(
-            result=run_keep(tmp_path, url, simulator, module, listening, timeout=60)), daemon=True)
-        keep.start()
-        for _ in range(600):
-            if listening or not keep.is_alive():
-                break
-            threading.Event().wait(0.05)
-        assert listening, f"keep did not start: {outcome}"
-        port = listening[0]["port"]
-        ctx = ssl.create_default_context(cadata=ca.cert.public_bytes(serialization.Encoding.PEM).decode())
-        ctx.check_hostname = False  # the Steward certifies the keep, not a host name
-        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="keep") as tls:
+        port = start_keep(tmp_path, url, simulator, module)
+        with steward_tls(ca).wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="keep") as tls:
             tls.sendall(b"attested hello")
             assert tls.recv(100) == b"attested hello"
             leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
@@ -142,20 +152,8 @@ def test_plain_http_steward_only_on_loopback(tmp_path):
 def test_simulated_intel_keeps_are_certified_with_their_measurement(tmp_path, simulator, tee, claim, digest):
     module = example("c", "echo_server")
     with running_steward(simulator) as (url, ca):
-        listening: list = []
-        outcome: dict = {}
-        keep = threading.Thread(target=lambda: outcome.update(
-            result=run_keep(tmp_path, url, simulator, module, listening, tee=tee, timeout=60)), daemon=True)
-        keep.start()
-        for _ in range(600):
-            if listening or not keep.is_alive():
-                break
-            threading.Event().wait(0.05)
-        assert listening, f"keep did not start: {outcome}"
-        ctx = ssl.create_default_context(cadata=ca.cert.public_bytes(serialization.Encoding.PEM).decode())
-        ctx.check_hostname = False
-        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", listening[0]["port"])),
-                             server_hostname="keep") as tls:
+        port = start_keep(tmp_path, url, simulator, module, tee=tee)
+        with steward_tls(ca).wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="keep") as tls:
             leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
     claims = read_claims(leaf)
     assert claims["tee"] == tee
