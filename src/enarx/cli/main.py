@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 from typing import Any
 
@@ -77,13 +76,9 @@ def cli(ctx: click.Context, log_filter: str | None, log_target: str) -> None:
     ctx.obj = {"log_filter": log_filter}
 
 
-def debug_enabled() -> bool:
-    return logging.getLogger("enarx").isEnabledFor(logging.DEBUG)
-
-
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: run the CLI and turn errors into one line and an exit status."""
-    from enarx.errors import EnarxError
+    from enarx.cli.exits import exit_with_error
 
     try:
         return cli.main(args=argv, prog_name="enarx", standalone_mode=False)
@@ -99,20 +94,5 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except EnarxError as exc:
-        if debug_enabled():
-            logging.getLogger("enarx").exception("details")
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_status)
-    except KeyboardInterrupt:
-        click.echo("Error: interrupted", err=True)
-        sys.exit(130)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)
-    except Exception as exc:  # a bug: still one line, details with --log-filter debug
-        if debug_enabled():
-            logging.getLogger("enarx").exception("internal error")
-        click.echo(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --log-filter debug "
-                   "for details)", err=True)
-        sys.exit(1)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - EnarxError, interrupts, broken pipes, bugs
+        exit_with_error(exc)

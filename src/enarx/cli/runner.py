@@ -81,7 +81,7 @@ def report_listening(info: dict) -> None:
 
 def run_fast(opts: dict) -> None:
     """Execute a command line parsed by the fast path, with the CLI's error conventions."""
-    from enarx.errors import EnarxError
+    from enarx.cli.exits import exit_with_error
 
     try:
         execute(**opts)
@@ -89,13 +89,5 @@ def run_fast(opts: dict) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(done.code if isinstance(done.code, int) else 1)
-    except EnarxError as exc:
-        sys.stderr.write(f"Error: {exc}\n")
-        sys.exit(exc.exit_status)
-    except KeyboardInterrupt:
-        sys.stderr.write("Error: interrupted\n")
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - a bug: still one line
-        sys.stderr.write(f"Error: internal error: {type(exc).__name__}: {exc} (rerun with --log-filter debug "
-                         "for details)\n")
-        sys.exit(1)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - reported as one line, like the click CLI
+        exit_with_error(exc)
