@@ -25,10 +25,6 @@ class KeepSocket:
     server_tls: ssl.SSLContext | None = None  # listeners: wraps each accepted connection
     nonblocking: bool = False
 
-    @property
-    def is_tls(self) -> bool:
-        return isinstance(self.sock, ssl.SSLSocket) or self.server_tls is not None
-
     def no_delay(self) -> None:
         """Small writes go out at once (request/response protocols and TLS handshakes need it)."""
         try:
