@@ -30,7 +30,7 @@ examples: setup
 demo: examples
 	bash scripts/demo.sh
 
-test: examples
+test: examples lint
 	ENARX_REQUIRE_EXAMPLES=1 $(UV) run --frozen --no-sync pytest -q -n 2
 
 bench: examples

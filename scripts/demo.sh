@@ -47,7 +47,7 @@ head -c 2097152 /dev/urandom > "$WORK/in.bin"
 step "Exit status, traps and limits"
 set +e
 "${ENARX[@]}" run "$B/c/exit_code.wasm" 42 2>/dev/null; echo "exit_code 42 -> status $?"
-"${ENARX[@]}" run "$B/c/trap.wasm" 2>&1 | tail -1; echo "status ${PIPESTATUS[0]}"
+"${ENARX[@]}" run "$B/c/trap.wasm" 2>&1 | sed -n '$p'; echo "status ${PIPESTATUS[0]}"
 "${ENARX[@]}" run --timeout 1 "$B/c/spin.wasm"; echo "status $?"
 "${ENARX[@]}" run --memory-limit 64MiB "$B/c/memhog.wasm"; echo "status $?"
 set -e
@@ -55,7 +55,7 @@ set -e
 step "Attestation: simulated SEV-SNP evidence is refused by the real AMD roots…"
 "${ENARX[@]}" attest simulate snp --out "$WORK/snp" --measurement "$(printf 'ab%.0s' {1..48})" >/dev/null
 set +e
-"${ENARX[@]}" attest verify "$WORK/snp/report.bin" --collateral "$WORK/snp" 2>/dev/null | head -1
+"${ENARX[@]}" attest verify "$WORK/snp/report.bin" --collateral "$WORK/snp" 2>/dev/null | sed -n 1p
 echo "status $? (3 = verification failed)"
 set -e
 step "…and accepted, with a warning, only when its test root is trusted explicitly"
@@ -66,7 +66,7 @@ if [ -d ../shared/corpora/sev-snp ]; then
     C=../shared/corpora/sev-snp
     "${ENARX[@]}" attest verify "$C/milan-virtee/report.bin" --collateral "$C/milan-virtee/vcek.der" \
         --collateral "$C/ca/ask_ark_milan.pem" --collateral "$C/crl/ark_milan.crl.der" \
-        --at 2023-04-04T19:23:43Z 2>/dev/null | head -2
+        --at 2023-04-04T19:23:43Z 2>/dev/null | sed -n 1,2p
 fi
 step "An attested keep: it proves itself to a Steward, then serves TLS with the Steward-issued certificate"
 SIM="$WORK/simulator"
@@ -80,7 +80,7 @@ TOML
     --policy "$WORK/policy.toml" --insecure-trust-anchor "$SIM/snp/chain.pem" > /dev/null 2> "$WORK/steward.log" &
 STEWARD=$!
 for _ in $(seq 100); do grep -qo "http://127.0.0.1:[0-9]*" "$WORK/steward.log" 2>/dev/null && break; sleep 0.1; done
-URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/steward.log" | head -1)
+URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/steward.log" | sed -n 1p)
 echo "Steward at $URL, policy: only the echo server's measurement"
 cat > "$WORK/Enarx.toml" <<TOML
 steward = "$URL/"

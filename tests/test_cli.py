@@ -93,3 +93,51 @@ def test_equals_form_options(tmp_path):
 
     proc = enarx("run", "--env=K=v=w", example("c", "args_env"))
     assert b"env:K=v=w" in proc.stdout
+
+
+def _subcommand_paths() -> list[tuple[str, ...]]:
+    """Every command path of the real click tree (groups and leaves), found by walking it."""
+    import click
+
+    from enarx.cli.main import cli
+
+    ctx = click.Context(cli)
+    out: list[tuple[str, ...]] = [()]
+
+    def walk(group: click.Group, prefix: tuple[str, ...]) -> None:
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None, name
+            out.append((*prefix, name))
+            if isinstance(command, click.Group):
+                walk(command, (*prefix, name))
+
+    walk(cli, ())
+    return out
+
+
+def test_every_help_works():
+    paths = _subcommand_paths()
+    assert ("run",) in paths and ("steward", "serve") in paths
+    for path in paths:
+        proc = enarx(*path, "--help")
+        assert proc.returncode == 0, (path, proc.stderr.decode())
+        assert proc.stdout.decode().startswith("Usage: enarx"), path
+        assert not proc.stderr, (path, proc.stderr.decode())
+
+
+def test_bare_enarx_shows_help():
+    """Through the installed console script, as a user types it (it imports less than `python -m`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("enarx")
+    for args in ([], ["--help"]):
+        proc = subprocess.run([str(script), *args], capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert "Commands:" in proc.stdout.decode() and not proc.stderr
+    proc = enarx()
+    assert proc.returncode == 0
+    assert "Commands:" in proc.stdout.decode() and "run" in proc.stdout.decode()
+    assert not proc.stderr

@@ -276,7 +276,7 @@ def test_client_tls_with_private_ca_and_wrong_ca(tmp_path):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(cert, key)
-    with peer_server(ctx) as (port, info):
+    with peer_server(ctx) as (port, _info):
         cfg = tmp_path / "Enarx.toml"
         cfg.write_text(connect_toml(port, "tls", f'ca = "{tmp_path}/private-ca.pem"\n'))
         proc = enarx("run", "--wasmcfgfile", cfg, example("c", "client"))

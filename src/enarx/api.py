@@ -24,7 +24,7 @@ class KeepResult(NamedTuple):
     status: int
     kind: str = "exit"
     error: str | None = None
-    started: dict = {}  # never mutated: run() passes its own dict
+    started: dict | None = None  # run() passes its own dict
 
     @property
     def ok(self) -> bool:

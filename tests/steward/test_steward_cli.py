@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from click.testing import CliRunner
 
 from enarx.cli.steward import steward
@@ -101,14 +103,14 @@ def test_serve_with_two_workers_on_an_ephemeral_port() -> None:
 
                 time.sleep(0.05)
         assert statuses == {400}
-        kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(kids) == 2
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
     for kid in kids:  # SIGTERM reached every worker
         try:
-            state = open(f"/proc/{kid}/stat").read().split()[2]
+            state = Path(f"/proc/{kid}/stat").read_text().split()[2]
         except OSError:
             continue
         assert state == "Z", f"worker {kid} still running"

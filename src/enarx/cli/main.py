@@ -7,6 +7,7 @@ only when logging is turned up to debug (``--log-filter debug``).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 from typing import Any
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> Any:
 
     try:
         return cli.main(args=argv, prog_name="enarx", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `enarx` or `enarx attest`: show the help
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else "")
+        sys.exit(0)
     except click.exceptions.Abort:
         click.echo("Error: aborted", err=True)
         sys.exit(130)

@@ -9,7 +9,7 @@ every ``enarx run`` (host and keep), and ``dataclasses`` costs several milliseco
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple, Union
+from typing import Any, Literal, NamedTuple
 
 Protocol = Literal["tcp", "tls"]
 StdioKind = Literal["stdin", "stdout", "stderr"]
@@ -62,7 +62,7 @@ class DirFile(NamedTuple):
     kind: Literal["dir"] = "dir"
 
 
-FileEntry = Union[NullFile, StdioFile, ListenFile, ConnectFile, DirFile]
+FileEntry = NullFile | StdioFile | ListenFile | ConnectFile | DirFile
 
 
 class Limits(NamedTuple):

@@ -160,10 +160,10 @@ def _parse_file(entry: Any, index: int, source: str, base_dir: str | None) -> Fi
     present = set(entry) - {"kind"}
     unknown = present - required - optional
     if unknown:
-        raise ConfigError(f"{where}: unknown field `{sorted(unknown)[0]}` for kind {kind!r}")
+        raise ConfigError(f"{where}: unknown field `{min(unknown)}` for kind {kind!r}")
     missing = required - present
     if missing:
-        raise ConfigError(f"{where}: missing field `{sorted(missing)[0]}` (required for kind {kind!r})")
+        raise ConfigError(f"{where}: missing field `{min(missing)}` (required for kind {kind!r})")
 
     name = entry.get("name")
     if name is not None:
@@ -237,7 +237,7 @@ def _parse_limits(doc: Any, source: str) -> Limits:
         raise ConfigError(f"{source}: limits: expected a table")
     unknown = set(doc) - {"memory", "timeout"}
     if unknown:
-        raise ConfigError(f"{source}: limits: unknown field `{sorted(unknown)[0]}` (expected memory, timeout)")
+        raise ConfigError(f"{source}: limits: unknown field `{min(unknown)}` (expected memory, timeout)")
     memory = doc.get("memory")
     if memory is not None:
         try:

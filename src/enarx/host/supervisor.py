@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import IO, NamedTuple, Union
+from typing import IO, NamedTuple
 
 from enarx.backends.base import KeepProcess
 from enarx.protocol import (
@@ -34,8 +34,8 @@ def _log(name: str):  # logging is imported only when there is something to log 
 
 
 STOP_GRACE_SECONDS = 3.0
-Sink = Union[int, IO[bytes], Callable[[bytes], object], None]
-Source = Union[int, IO[bytes], bytes, None]
+Sink = int | IO[bytes] | Callable[[bytes], object] | None
+Source = int | IO[bytes] | bytes | None
 
 
 class Stdio(NamedTuple):

@@ -287,8 +287,8 @@ class Keep:
 
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        from enarx.errors import KeepError
         from enarx.attestation.binding import report_data_for
+        from enarx.errors import KeepError
         from enarx.runtime.attest.csr import build_csr
         from enarx.runtime.attest.steward import check_url, request_certificate
         from enarx.runtime.identity import KeepIdentity
@@ -350,7 +350,7 @@ class Keep:
         return report
 
 
-def _platform_evidence():  # noqa: ANN202
+def _platform_evidence():
     """The evidence this machine can give: a confidential guest's own (SEV-SNP, TDX), else none (nil/kvm)."""
     from enarx.runtime.attest.evidence import NilEvidence, SnpGuestEvidence, TdxGuestEvidence
 

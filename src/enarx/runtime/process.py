@@ -53,7 +53,7 @@ def prefork() -> None:
     """
     global _preforked
     if _preforked is None:
-        import enarx.config  # noqa: F401
+        import enarx.config
         import enarx.protocol  # noqa: F401
 
         _preforked = fork_keep(preload=True)

@@ -127,7 +127,7 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
     tcb_days = f.get("tcb_validity_days", 30)
 
     keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("pck", "att")}
-    root_name = _intel_name("Intel SGX Root CA")
+    _intel_name("Intel SGX Root CA")
     ca_name = _intel_name("Intel SGX PCK Platform CA")
     not_before, not_after = now - timedelta(days=1), now + timedelta(days=cert_days)
     pki: IntelTestPki = f.get("pki") or IntelTestPki.create(not_before, not_after)
