@@ -26,11 +26,12 @@ from starlette.routing import Route
 
 from enarx.attestation.der import seq
 from enarx.steward.service import Issued, Refusal, Steward
+from enarx.web.problem import HttpProblem, read_body
+from enarx.web.problem import problem as web_problem
 
 CT_PKCS10 = "application/pkcs10"
 CT_BUNDLE = "application/vnd.steward.pkcs10-bundle.v1"
 CT_CHAIN = "application/pkix-pkipath"
-CT_PROBLEM = "application/problem+json"
 MAX_BODY = 1 << 20
 PROBLEM_BASE = "urn:enarx:steward:problem:"
 TITLES = {400: "Bad Request", 401: "No attestation evidence", 403: "Attestation refused",
@@ -50,23 +51,15 @@ class _Metrics:
 
 
 def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
-    """An RFC 9457 problem response."""
-    body = {"type": PROBLEM_BASE + reason, "title": TITLES.get(status, "Refused"), "status": status,
-            "detail": detail, "reason": reason, **extra}
-    return JSONResponse(body, status_code=status, media_type=CT_PROBLEM)
+    """An RFC 9457 problem response with the Steward's problem type URIs and titles."""
+    return web_problem(status, reason, detail, base=PROBLEM_BASE, title=TITLES.get(status), **extra)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Refusal(413, "too-large", f"request body of {declared} bytes exceeds {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refusal(413, "too-large", f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_body(request, limit)
+    except HttpProblem as exc:
+        raise Refusal(exc.status, exc.reason, exc.detail) from None
 
 
 def create_app(steward: Steward, *, max_body: int = MAX_BODY) -> Starlette:

@@ -1,0 +1,1 @@
+"""Pieces every HTTP service of ours shares (Steward, Drawbridge, key broker)."""
