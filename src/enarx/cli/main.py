@@ -23,6 +23,7 @@ _SUBCOMMANDS = {
     "platform": ("enarx.cli.platform", "platform"),
     "attest": ("enarx.cli.attest", "attest"),
     "steward": ("enarx.cli.steward", "steward"),
+    "package": ("enarx.cli.package_crypto", "package"),
 }
 
 
