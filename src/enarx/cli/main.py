@@ -24,6 +24,7 @@ _SUBCOMMANDS = {
     "attest": ("enarx.cli.attest", "attest"),
     "steward": ("enarx.cli.steward", "steward"),
     "package": ("enarx.cli.package_crypto", "package"),
+    "kbs": ("enarx.cli.kbs", "kbs"),
 }
 
 

@@ -59,3 +59,19 @@ def describe_failures(checks: list[Check]) -> str:
             text += f" (expected {c.expected}, actual {c.actual})"
         parts.append(text)
     return "; ".join(parts)
+
+
+def claims_to_json(claims: Claims) -> dict[str, Any]:
+    return claims.to_json()
+
+
+def claims_from_json(doc: dict[str, Any]) -> Claims:
+    """Rebuild verified claims from :func:`claims_to_json` (e.g. out of a token this broker signed)."""
+    from enarx.attestation.model import TcbStatus, Tee
+
+    return Claims(tee=Tee(doc["tee"]), measurements=dict(doc.get("measurements", {})),
+                  signer=dict(doc.get("signer", {})), svns=dict(doc.get("svns", {})),
+                  tcb_status=TcbStatus(doc.get("tcb_status", TcbStatus.UNKNOWN.value)),
+                  advisory_ids=list(doc.get("advisory_ids", [])), debug=bool(doc.get("debug", False)),
+                  report_data=bytes.fromhex(doc.get("report_data", "")), platform=dict(doc.get("platform", {})),
+                  extra=dict(doc.get("extra", {})))
