@@ -153,7 +153,7 @@ def decrypt_chunks(read: Reader, content_key: bytes, package_id: bytes, blob_id:
     file must consume the generator to the end before trusting any of it.
     """
     _check_ids(package_id, blob_id)
-    raw_header = read(HEADER_SIZE)
+    raw_header = bytes(read(HEADER_SIZE))
     header = BlobHeader.parse(raw_header)
     aad = raw_header + package_id + blob_id
     cipher = _cipher(content_key, header, package_id, blob_id)
@@ -180,6 +180,38 @@ def decrypt_chunks(read: Reader, content_key: bytes, package_id: bytes, blob_id:
             return
         counter += 1
         current = following
+
+
+def decrypt_into(read: Reader, content_key: bytes, package_id: bytes, blob_id: bytes, out: memoryview) -> None:
+    """Decrypt a blob whose plaintext is exactly ``len(out)`` bytes straight into ``out`` (no copies).
+
+    The same checks as :func:`decrypt_chunks`; a blob that decrypts to more or fewer bytes is ``tampered``.
+    On an exception, ``out`` holds unauthenticated garbage: the caller must discard it.
+    """
+    _check_ids(package_id, blob_id)
+    raw_header = bytes(read(HEADER_SIZE))
+    header = BlobHeader.parse(raw_header)
+    aad = raw_header + package_id + blob_id
+    cipher = _cipher(content_key, header, package_id, blob_id)
+    size, sealed_size = header.chunk_size, header.chunk_size + TAG_SIZE
+    expected = max(1, -(-len(out) // size))  # chunks the declared plaintext needs
+    pos = 0
+    for counter in range(expected):
+        last = counter == expected - 1
+        want = len(out) - pos if last else size
+        current = read(sealed_size)
+        if len(current) != want + TAG_SIZE:
+            raise PackageError(f"encrypted file chunk {counter} has the wrong length: the file was truncated "
+                               "or does not match its declared size", "tampered")
+        try:
+            cipher.decrypt_into(_nonce(counter, last), current, aad, out[pos:pos + want])
+        except InvalidTag:
+            raise PackageError(f"encrypted file chunk {counter} failed authentication: the file was modified, "
+                               "truncated, reordered or belongs to another package, or the key is wrong",
+                               "tampered") from None
+        pos += want
+    if read(1):
+        raise PackageError("data follows the last chunk of an encrypted file", "tampered")
 
 
 def decrypt_bytes(data: bytes, content_key: bytes, package_id: bytes, blob_id: bytes) -> bytes:
