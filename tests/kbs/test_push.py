@@ -126,3 +126,26 @@ def test_a_sealed_key_does_not_open_in_another_keep(tmp_path):
     conn.close()
     result2["thread"].join(30)
     assert isinstance(result2.get("error"), PackageError) and result2["error"].reason == "tampered"
+
+
+def test_enarx_push_cli(tmp_path):
+    """The owner's real command against a waiting keep; a refused keep is one `Error:` line."""
+    from conftest import assert_one_line_error, enarx
+    from enarx.attestation.simulate.snp import default_pki
+
+    pkg, pub = sealed_package(tmp_path, "snp", "owner/cli/v1")
+    keys.write_content_key(tmp_path / "content.key", pkg.content_key)
+    (tmp_path / "ark.der").write_bytes(default_pki().ark)
+    (tmp_path / "ask.der").write_bytes(default_pki().ask)
+    common = ["--key", tmp_path / "content.key", "--publisher-key", pub, "--insecure-trust-anchor",
+              tmp_path / "ark.der", "--insecure-trust-anchor", tmp_path / "ask.der", pkg.directory]
+    port, result = run_keep(SimulatedKeep("snp"))
+    proc = enarx("push", "--to", f"127.0.0.1:{port}", *common)
+    result["thread"].join(30)
+    assert proc.returncode == 0, proc.stderr
+    assert b"Pushed 1 file(s) to an attested snp keep" in proc.stdout
+    assert MARKER in result["files"]["main.wasm"]
+    port, result = run_keep(SimulatedKeep("snp", OTHER_MEASUREMENT))
+    proc = enarx("push", "--to", f"127.0.0.1:{port}", *common)
+    result["thread"].join(30)
+    assert_one_line_error(proc, "package's keep policy", "policy.measurement.allow")

@@ -25,6 +25,7 @@ _SUBCOMMANDS = {
     "steward": ("enarx.cli.steward", "steward"),
     "package": ("enarx.cli.package_crypto", "package"),
     "kbs": ("enarx.cli.kbs", "kbs"),
+    "push": ("enarx.cli.push", "push"),
 }
 
 
