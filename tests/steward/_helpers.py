@@ -107,3 +107,26 @@ def split_bundle(body: bytes) -> tuple[list[x509.Certificate], list[x509.Certifi
     parsed = Bundle.load(body)
     return ([x509.load_der_x509_certificate(c.dump()) for c in parsed["chain"]],
             [x509.load_der_x509_certificate(c.dump()) for c in parsed["issued"]])
+
+
+def many_entry_crl(entries: int, *, serial_base: int = 1) -> bytes:
+    """A signed DER CRL with ``entries`` revoked serials, built directly (``cryptography``'s builder is slow)."""
+    from datetime import UTC
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    when = der.time(datetime(2024, 1, 1, tzinfo=UTC))
+    revoked = b"".join(der.seq(der.integer(serial_base + i), when) for i in range(entries))
+    algorithm = der.seq(der.oid("1.2.840.10045.4.3.2"))
+    tbs = der.seq(der.integer(1), algorithm, der.name([("CN", "hostile CRL")]), when,
+                  der.time(datetime(2040, 1, 1, tzinfo=UTC)), *([der.seq(revoked)] if entries else []))
+    return der.seq(tbs, algorithm, der.bit_string(key.sign(tbs, ec.ECDSA(hashes.SHA256()))))
+
+
+def crl_heavy_csr(crls: list[bytes]) -> bytes:
+    """A well-formed SEV-SNP CSR (simulated evidence) whose CrlList carries ``crls``."""
+    from enarx.attestation.simulate.snp import simulate_snp
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    sim = simulate_snp(report_data=report_data_for(spki(key), Tee.SNP))
+    evidence = der.seq(der.seq(sim.endorsement_cert, crl_list(crls)), der.octet_string(sim.report))
+    return make_csr(key, [(OID_SNP, evidence)])

@@ -13,6 +13,7 @@ from typing import Any
 
 from asn1crypto import core
 from asn1crypto import csr as asn1_csr
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -35,6 +36,12 @@ EVIDENCE_OIDS = {OID_KVM: Tee.KVM, OID_SGX: Tee.SGX, OID_SNP: Tee.SNP, OID_TDX: 
 SNP_REPORT_SIZE = 1184
 MAX_CRLS = 64
 MAX_CERTS = 64
+#: Caps on what a CSR may make the Steward parse: vendors' CRLs are small (Intel's PCK platform CRL: ~3 KB,
+#: 44 entries in 2023; AMD's: no entries), so these leave ample room while keeping the worst request cheap.
+MAX_CRL_BYTES = 256 << 10
+MAX_CRL_ENTRIES = 4096
+MAX_CRL_ENTRIES_TOTAL = 8192
+MAX_JSON_BYTES = 256 << 10
 
 
 class CsrError(AttestationError):
@@ -105,10 +112,31 @@ def _short(exc: BaseException) -> str:
 
 
 def _crl_ders(crl_list: Any) -> list[bytes]:
+    """The DER CRLs of a CrlList, within the size and entry caps, checked before anything parses their
+    entries (counting them with ``cryptography`` costs microseconds; a full parse of 40,000 costs seconds)."""
     entries = crl_list["crls"]
     if len(entries) > MAX_CRLS:
         raise CsrError(f"{len(entries)} CRLs is more than {MAX_CRLS}", reason="malformed-evidence")
-    return [entry["crl"].dump() for entry in entries]
+    ders, total = [], 0
+    for entry in entries:
+        der = entry["crl"].dump()
+        if len(der) > MAX_CRL_BYTES:
+            raise CsrError(f"a CRL of {len(der)} bytes is larger than the Steward's limit of {MAX_CRL_BYTES}",
+                           reason="crl-too-large")
+        try:
+            count = len(x509.load_der_x509_crl(der))
+        except ValueError as exc:
+            raise CsrError(f"a CRL in the evidence is not a DER X.509 CRL: {_short(exc)}",
+                           reason="malformed-evidence") from None
+        if count > MAX_CRL_ENTRIES:
+            raise CsrError(f"a CRL with {count} entries is more than the Steward's limit of {MAX_CRL_ENTRIES}",
+                           reason="crl-too-large")
+        total += count
+        if total > MAX_CRL_ENTRIES_TOTAL:
+            raise CsrError(f"the CRLs carry more than {MAX_CRL_ENTRIES_TOTAL} entries in all",
+                           reason="crl-too-large")
+        ders.append(der)
+    return ders
 
 
 def _collateral(certs: list[bytes], crls: list[bytes], what: str) -> CollateralSet:
@@ -121,6 +149,9 @@ def _collateral(certs: list[bytes], crls: list[bytes], what: str) -> CollateralS
 
 
 def _add_json(out: CollateralSet, raw: bytes, what: str) -> None:
+    if len(raw) > MAX_JSON_BYTES:
+        raise CsrError(f"{what} of {len(raw)} bytes is larger than the Steward's limit of {MAX_JSON_BYTES}",
+                       reason="malformed-evidence")
     try:
         ok = add_bytes(out, raw, what)
     except AttestationError:
@@ -168,9 +199,15 @@ def _decode_intel(oid: str, tee: Tee, value: bytes) -> Evidence:
 
 
 def _decode_snp(value: bytes) -> Evidence:
+    """Parsed lazily like the Intel containers: CRLs are size-checked before their entries are parsed."""
     try:
-        parsed = _load(SnpEvidence, value, "SEV-SNP evidence")
-    except CsrError:
+        parsed = SnpEvidence.load(value, strict=True)
+        report = parsed["report"].native
+        vcek = parsed["vcek"]
+        vcek_der = vcek["vcek"].dump()
+        crls = vcek["crls"]
+        crls["crls"]  # the CrlList must decode as one
+    except Exception:  # noqa: BLE001 - asn1crypto raises ValueError, TypeError, KeyError, …
         try:
             _load(LegacySnpEvidence, value, "SEV-SNP evidence")
         except CsrError:
@@ -179,11 +216,15 @@ def _decode_snp(value: bytes) -> Evidence:
         raise CsrError("legacy Steward SEV-SNP container SEQUENCE { VCEK, report } without a CrlList: "
                        "revocation of the VCEK chain cannot be checked; the keep must send "
                        "SEQUENCE { SEQUENCE { VCEK, CrlList }, report }", reason="legacy-evidence") from None
-    report = parsed["report"].native
     if len(report) != SNP_REPORT_SIZE:
         raise CsrError(f"SEV-SNP report is {len(report)} bytes, not {SNP_REPORT_SIZE}", reason="malformed-evidence")
-    vcek = parsed["vcek"]
-    collateral = _collateral([vcek["vcek"].dump()], _crl_ders(vcek["crls"]), "SEV-SNP evidence")
+    try:
+        crl_ders = _crl_ders(crls)
+    except CsrError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - lazy parsing of the CrlList
+        raise CsrError(f"SEV-SNP evidence is not valid DER: {_short(exc)}", reason="malformed-evidence") from None
+    collateral = _collateral([vcek_der], crl_ders, "SEV-SNP evidence")
     return Evidence(OID_SNP, Tee.SNP, report, collateral)
 
 
