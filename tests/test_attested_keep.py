@@ -145,7 +145,7 @@ def test_plain_http_steward_only_on_loopback(tmp_path):
     cfg = tmp_path / "Enarx.toml"
     cfg.write_text('steward = "http://attest.example.com/"\n' + STDIO)
     result = enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
-    assert result.status == 1 and "refusing to use an unencrypted steward url" in result.error
+    assert result.status == 1 and "refusing to use the steward url" in result.error and "use https" in result.error
 
 
 @pytest.mark.parametrize("tee,claim,digest", [("tdx", "mrtd", hashlib.sha384), ("sgx", "mrenclave", hashlib.sha256)])

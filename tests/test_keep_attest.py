@@ -26,7 +26,7 @@ from enarx.runtime.attest.evidence import (
     snp_extension,
     snp_vcek_from_auxblob,
 )
-from enarx.runtime.attest.steward import check_url
+from enarx.runtime.attest.steward import challenge_url, tls_context
 from enarx.steward.csr import decode_csr
 
 
@@ -116,10 +116,20 @@ def test_tsm_missing_interface_is_a_clear_error(tmp_path):
                                     ("http://attest.example.com/", False), ("http://10.0.0.1/", False)])
 def test_steward_url_rule(url, ok):
     if ok:
-        check_url(url)
+        context = tls_context(url, None)
+        assert (context is not None) == url.startswith("https")
+        assert context is None or context.verify_mode.name == "CERT_REQUIRED" and context.check_hostname
     else:
-        with pytest.raises(KeepError, match="unencrypted"):
-            check_url(url)
+        with pytest.raises(KeepError, match="refusing to use the steward url .*: use https"):
+            tls_context(url, None)
+
+
+@pytest.mark.parametrize("url,expected", [("http://127.0.0.1:3000/", "http://127.0.0.1:3000/challenge"),
+                                          ("http://127.0.0.1:3000", "http://127.0.0.1:3000/challenge"),
+                                          ("https://h.example/steward/", "https://h.example/steward/challenge"),
+                                          ("https://h.example/steward?x=1", "https://h.example/steward/challenge")])
+def test_challenge_url_sits_beside_the_post_path(url, expected):
+    assert challenge_url(url) == expected
 
 
 def test_snp_evidence_from_dev_sev_guest_when_configfs_tsm_is_absent(tmp_path):

@@ -3,15 +3,14 @@ decision pool off the event loop (503 + Retry-After when full). Real servers, re
 
 from __future__ import annotations
 
-import re
 import socket
 import subprocess
-import sys
 import threading
 
 import httpx
 import pytest
 from _helpers import crl_heavy_csr, many_entry_crl, steward
+from _helpers import steward_process as start_steward
 from starlette.testclient import TestClient
 
 from enarx.steward.app import CT_PKCS10, DecisionPool, create_app
@@ -24,11 +23,8 @@ BIG = 32 << 20
 @pytest.fixture(scope="module")
 def steward_process():
     """The real ``enarx steward serve`` on an ephemeral loopback port."""
-    proc = subprocess.Popen([sys.executable, "-m", "enarx", "steward", "serve", "--addr", "127.0.0.1", "--port", "0",
-                             "--generate-ca", "limits.test"], stderr=subprocess.PIPE)
+    proc, port = start_steward("--generate-ca", "limits.test")
     try:
-        line = proc.stderr.readline().decode()
-        port = int(re.search(r"listening on http://127\.0\.0\.1:(\d+)/", line).group(1))
         yield port
     finally:
         proc.terminate()

@@ -37,14 +37,21 @@ def steward() -> None:
 @click.option("--insecure-accept-kvm", is_flag=True, help="INSECURE: certify KVM/nil keeps (no hardware).")
 @click.option("--insecure-trust-anchor", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="INSECURE: extra root(s) (and intermediates) e.g. the simulator's; repeatable.")
+@click.option("--require-challenge", is_flag=True,
+              help="Refuse evidence that does not bind a fresh nonce from GET /challenge (plain Enarx keeps "
+                   "send none).")
+@click.option("--challenge-ttl", type=click.IntRange(1, 3600), default=120, show_default=True,
+              help="Seconds a GET /challenge nonce stays valid.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes sharing the listeners (verification is CPU-bound: one per core).")
 def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: str | None, write_ca: str | None,
           force: bool,
           policy_file: str | None, san: tuple[str, ...], validity: float, verify_at: str | None,
           tls_crt: str | None, tls_key: str | None, tls_port: int, no_plain: bool, insecure_accept_kvm: bool,
-          insecure_trust_anchor: tuple[str, ...], workers: int) -> None:
-    """Serve the Steward protocol (POST / with a CSR, GET /ca, GET /metrics)."""
+          insecure_trust_anchor: tuple[str, ...], require_challenge: bool, challenge_ttl: int,
+          workers: int) -> None:
+    """Serve the Steward protocol (POST / with a CSR, GET /ca, GET /challenge, GET /metrics)."""
+    from enarx.attestation.freshness import ChallengeIssuer
     from enarx.attestation.model import AttestationError
     from enarx.attestation.policy import Policy
     from enarx.attestation.verifier import parse_time
@@ -91,7 +98,8 @@ def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: s
     config = StewardConfig(ca=ca, policy=policy, policy_name=Path(policy_file).stem if policy_file else "default",
                            validity=timedelta(days=validity), sans=list(san), verify_at=at,
                            accept_kvm=insecure_accept_kvm, insecure_anchors=anchors,
-                           insecure_intermediates=intermediates)
+                           insecure_intermediates=intermediates, require_challenge=require_challenge,
+                           challenges=ChallengeIssuer.generate(timedelta(seconds=challenge_ttl)))
     if insecure_accept_kvm or anchors:
         click.echo("warning: insecure options given: certificates may be issued without hardware attestation",
                    err=True)

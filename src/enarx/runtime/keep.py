@@ -285,15 +285,11 @@ class Keep:
         import hashlib
         from pathlib import Path
 
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        from enarx.attestation.binding import report_data_for
         from enarx.errors import KeepError
-        from enarx.runtime.attest.csr import build_csr
-        from enarx.runtime.attest.steward import check_url, request_certificate
+        from enarx.runtime.attest.steward import certify, tls_context
         from enarx.runtime.identity import KeepIdentity
 
-        check_url(steward_url)
+        tls_context(steward_url, req.ca_bundle_pem)  # the URL rule and the bundle, before any evidence is made
         if req.simulate_tee:
             from enarx.runtime.attest.simulated import SimulatedIntelEvidence, SimulatedSnpEvidence
 
@@ -312,9 +308,7 @@ class Keep:
                 raise KeepError(f"cannot simulate {req.simulate_tee!r} evidence; supported: sev-snp, tdx, sgx")
         else:
             source = _platform_evidence()
-        key = ec.generate_private_key(source.curve())
-        oid, value = source.extension(report_data_for(key, source.tee))
-        chain = request_certificate(steward_url, build_csr(key, oid, value))
+        key, chain = certify(steward_url, source, ca_pem=req.ca_bundle_pem)
         _log_info("certified by %s as %s", steward_url, chain[0].subject.rfc4514_string() or "(empty subject)")
         return KeepIdentity(key, chain)
 

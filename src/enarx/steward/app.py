@@ -4,7 +4,9 @@ Routes: ``GET /`` health (200, empty); ``POST /`` with ``application/pkcs10`` (D
 ``SEQUENCE OF Certificate`` = [CA, issued]) or ``application/vnd.steward.pkcs10-bundle.v1`` (DER
 ``SEQUENCE OF CertificationRequest`` → DER ``SEQUENCE { chain SEQUENCE OF Certificate, issued SEQUENCE
 OF Certificate }``); ``GET /ca`` the CA certificate (PEM, or DER when ``Accept: application/pkix-cert``);
-``GET /metrics`` Prometheus. Refusals are RFC 9457 ``application/problem+json``: ``type``, ``title``,
+``GET /metrics`` Prometheus;
+``GET /challenge`` a fresh nonce (JSON ``{"nonce", "expires", "binding"}``, see
+:mod:`enarx.attestation.freshness`) that a keep binds into its evidence with its key. Refusals are RFC 9457 ``application/problem+json``: ``type``, ``title``,
 ``status``, ``detail``, plus ``reason`` (stable token), ``checks`` (failed checks) and ``warnings``.
 Other content types → 415, bodies over ``max_body`` → 413 (answered before the body is read). Decisions
 run off the event loop in a bounded :class:`DecisionPool`; when it and its queue are full the answer is 503
@@ -122,6 +124,10 @@ def create_app(steward: Steward, *, max_body: int = MAX_BODY, pool: DecisionPool
     async def health(request: Request) -> Response:
         return Response(b"", status_code=200)
 
+    async def challenge(request: Request) -> Response:
+        issued = steward.config.challenges.issue()
+        return JSONResponse(issued.to_json(), headers={"Cache-Control": "no-store"})
+
     async def ca(request: Request) -> Response:
         if "application/pkix-cert" in request.headers.get("accept", ""):
             return Response(ca_der, media_type="application/pkix-cert")
@@ -173,6 +179,7 @@ def create_app(steward: Steward, *, max_body: int = MAX_BODY, pool: DecisionPool
         Route("/", health, methods=["GET"]),
         Route("/", submit, methods=["POST"]),
         Route("/ca", ca, methods=["GET"]),
+        Route("/challenge", challenge, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     app = Starlette(routes=routes)

@@ -28,6 +28,7 @@ from enarx.attestation.envelope import (
     SnpEvidence,
     TdxEvidence,
 )
+from enarx.attestation.freshness import NONCE_SIZE, OID_NONCE
 from enarx.attestation.model import AttestationError, CollateralSet, Tee
 from enarx.attestation.pki import _sig_alg, verify_signed
 
@@ -78,6 +79,7 @@ class DecodedCsr:
     spki_der: bytes
     signature_algorithm: str
     evidence: list[Evidence]
+    nonce: bytes | None = None  # a challenge nonce (OID_NONCE extension) bound into the evidence with the key
 
     @property
     def spki_sha256(self) -> str:
@@ -228,6 +230,19 @@ def _decode_snp(value: bytes) -> Evidence:
     return Evidence(OID_SNP, Tee.SNP, report, collateral)
 
 
+def _decode_nonce(value: bytes, critical: bool) -> bytes:
+    if critical:
+        raise CsrError(f"challenge nonce extension {OID_NONCE} must not be critical", reason="malformed-csr")
+    try:
+        nonce = core.OctetString.load(value, strict=True).native
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises several types
+        raise CsrError(f"challenge nonce extension is not an OCTET STRING: {_short(exc)}",
+                       reason="malformed-csr") from None
+    if not 1 <= len(nonce) <= NONCE_SIZE:
+        raise CsrError(f"challenge nonce of {len(nonce)} bytes is not one a Steward issues", reason="malformed-csr")
+    return nonce
+
+
 def decode_csr(body: bytes) -> DecodedCsr:
     """Parse a DER PKCS#10 request, verify its self-signature, and decode every evidence extension."""
     req = _load(asn1_csr.CertificationRequest, body, "CSR", "malformed-csr")
@@ -249,17 +264,24 @@ def decode_request(req: Any) -> DecodedCsr:
         if not verify_signed(public_key, algorithm, info.dump(), req["signature"].native):
             raise CsrError("CSR signature does not verify with its own public key", reason="csr-signature")
         evidence: list[Evidence] = []
+        nonces: list[bytes] = []
         for attr in info["attributes"]:
             oid = attr["type"].dotted
             if oid != OID_EXTENSION_REQUEST:
                 raise CsrError(f"CSR attribute {oid} is not extensionRequest", reason="malformed-csr")
             for extensions in attr["values"]:
                 for ext in extensions:
-                    item = decode_evidence(ext["extn_id"].dotted, ext["extn_value"].contents,
-                                           bool(ext["critical"].native))
+                    ext_oid, value, critical = ext["extn_id"].dotted, ext["extn_value"].contents, \
+                        bool(ext["critical"].native)
+                    if ext_oid == OID_NONCE:
+                        nonces.append(_decode_nonce(value, critical))
+                        continue
+                    item = decode_evidence(ext_oid, value, critical)
                     item.extension_der = ext.dump()
                     evidence.append(item)
-        return DecodedCsr(public_key, spki, algorithm.oid, evidence)
+        if len(nonces) > 1:
+            raise CsrError("the CSR carries more than one challenge nonce", reason="malformed-csr")
+        return DecodedCsr(public_key, spki, algorithm.oid, evidence, nonces[0] if nonces else None)
     except CsrError:
         raise
     except Exception as exc:  # noqa: BLE001 - lazy asn1crypto parsing errors surface here
