@@ -178,3 +178,18 @@ def test_dev_sev_guest_errors_are_reported(tmp_path):
         SevGuestDevice(str(device_file), refusing_ioctl).get(bytes(64))
     with pytest.raises(KeepError, match="is this an SEV-SNP guest"):
         SevGuestDevice(str(tmp_path / "missing")).get(bytes(64))
+
+
+def test_csr_carries_the_challenge_nonce_the_report_data_binds():
+    from enarx.attestation.binding import CHALLENGE_DOMAIN
+    from enarx.attestation.freshness import ChallengeIssuer
+
+    nonce = ChallengeIssuer.generate().issue().nonce
+    key = ec.generate_private_key(ec.SECP384R1())
+    decoded = decode_csr(build_csr(key, OID_KVM, b"", nonce=nonce))
+    assert decoded.nonce == nonce and [e.oid for e in decoded.evidence] == [OID_KVM]
+    assert decode_csr(build_csr(key, OID_KVM, b"")).nonce is None
+    spki_der = spki(key)
+    message = CHALLENGE_DOMAIN + struct.pack(">I", len(spki_der)) + spki_der + struct.pack(">I", len(nonce)) + nonce
+    assert report_data_for(key, Tee.SNP, nonce) == hashlib.sha384(message).digest() + bytes(16)
+    assert report_data_for(key, Tee.SNP, nonce) != report_data_for(key, Tee.SNP)  # Enarx layout unchanged
