@@ -34,22 +34,28 @@ def _free_port() -> int:
 
 
 def test_serve_subprocess_plain_and_tls(tmp_path) -> None:
+    import ipaddress
     import subprocess
     import sys
     import time
     from datetime import UTC, datetime, timedelta
 
     import httpx
+    import pytest
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
+
+    from enarx import cabundle
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
             .sign(key, hashes.SHA256()))
     (tmp_path / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                          serialization.PrivateFormat.PKCS8,
@@ -67,7 +73,12 @@ def test_serve_subprocess_plain_and_tls(tmp_path) -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.05)
-        assert httpx.get(f"https://127.0.0.1:{tls_port}/", verify=False).status_code == 200
+        tls_url = f"https://127.0.0.1:{tls_port}/"
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(tls_url)  # a server certificate nobody vouches for is refused …
+        trusted = cabundle.client_context(str(tmp_path / "tls.crt"))  # … and accepted once its CA is given
+        assert httpx.get(tls_url, verify=trusted).status_code == 200
+        assert httpx.get(tls_url + "ca", verify=trusted).content == (tmp_path / "ca" / "ca.crt").read_bytes()
         ca = httpx.get(f"http://127.0.0.1:{port}/ca").content
         assert ca == (tmp_path / "ca" / "ca.crt").read_bytes()
         resp = httpx.post(f"http://127.0.0.1:{port}/", content=b"junk",

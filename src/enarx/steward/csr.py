@@ -189,6 +189,7 @@ def _decode_intel(oid: str, tee: Tee, value: bytes) -> Evidence:
     spec = SgxEvidence if tee is Tee.SGX else TdxEvidence
     parsed = spec.load(value, strict=True)
     quote = parsed["quote"].native
+    _check_quote_tee(quote, tee)
     certs = [c.dump() for c in parsed["tcb"]["certs"]]
     collateral = _collateral(certs, _crl_ders(parsed["crls"]), f"{tee.value} evidence")
     _add_json(collateral, parsed["tcb"]["report"].native, "TcbPackage tcbInfo")
@@ -198,6 +199,21 @@ def _decode_intel(oid: str, tee: Tee, value: bytes) -> Evidence:
         if len(collateral.json_documents) == before:
             raise CsrError("qeIdentity is not JSON", reason="malformed-evidence")
     return Evidence(oid, tee, quote, collateral)
+
+
+INTEL_TEE_TYPES = {Tee.SGX: 0x00000000, Tee.TDX: 0x00000081}  # quote header bytes 4..8, little-endian
+
+
+def _check_quote_tee(quote: bytes, tee: Tee) -> None:
+    """The quote must be of the TEE its extension OID names: the SGX and TDX verifiers share code, so a TDX
+    quote under the SGX OID would otherwise be verified (and certified) as if it were SGX."""
+    if len(quote) < 8:
+        raise CsrError(f"{tee.value} quote of {len(quote)} bytes has no header", reason="malformed-evidence")
+    found = int.from_bytes(quote[4:8], "little")
+    if found != INTEL_TEE_TYPES[tee]:
+        named = {v: k.value for k, v in INTEL_TEE_TYPES.items()}.get(found, f"tee_type 0x{found:x}")
+        raise CsrError(f"the evidence under the {tee.value} extension OID is a {named} quote",
+                       reason="tee-mismatch")
 
 
 def _decode_snp(value: bytes) -> Evidence:

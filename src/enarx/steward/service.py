@@ -172,9 +172,6 @@ class Steward:
                                        format=FORMAT_FOR_TEE[ev.tee])
         checks = list(verdict.checks)
         claims = verdict.claims
-        if claims is not None and claims.tee is not ev.tee:
-            checks.append(Check("steward.tee-matches-oid", False, "evidence TEE differs from the extension OID",
-                                ev.tee.value, claims.tee.value))
         if claims is not None:
             checks.append(binding_check(claims, csr.spki_der, csr.nonce))
         failed = [c for c in checks if not c.passed]
