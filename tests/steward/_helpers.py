@@ -17,6 +17,7 @@ from enarx.attestation.policy import Policy
 from enarx.attestation.verifier import parse_time
 from enarx.steward.csr import OID_EXTENSION_REQUEST, OID_SNP
 from enarx.steward.issuer import CertificateAuthority
+from enarx.steward.loadgen import many_entry_crl  # noqa: F401 - re-exported for the tests
 from enarx.steward.service import Steward, StewardConfig, load_insecure_anchors
 
 SGX_CSR = "icelake.signed.tcb.crl.multi.xeon.csr"
@@ -114,19 +115,6 @@ def split_bundle(body: bytes) -> tuple[list[x509.Certificate], list[x509.Certifi
             [x509.load_der_x509_certificate(c.dump()) for c in parsed["issued"]])
 
 
-def many_entry_crl(entries: int, *, serial_base: int = 1) -> bytes:
-    """A signed DER CRL with ``entries`` revoked serials, built directly (``cryptography``'s builder is slow)."""
-    from datetime import UTC
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    when = der.time(datetime(2024, 1, 1, tzinfo=UTC))
-    revoked = b"".join(der.seq(der.integer(serial_base + i), when) for i in range(entries))
-    algorithm = der.seq(der.oid("1.2.840.10045.4.3.2"))
-    tbs = der.seq(der.integer(1), algorithm, der.name([("CN", "hostile CRL")]), when,
-                  der.time(datetime(2040, 1, 1, tzinfo=UTC)), *([der.seq(revoked)] if entries else []))
-    return der.seq(tbs, algorithm, der.bit_string(key.sign(tbs, ec.ECDSA(hashes.SHA256()))))
-
-
 def crl_heavy_csr(crls: list[bytes]) -> bytes:
     """A well-formed SEV-SNP CSR (simulated evidence) whose CrlList carries ``crls``."""
     from enarx.attestation.simulate.snp import simulate_snp
@@ -138,16 +126,24 @@ def crl_heavy_csr(crls: list[bytes]) -> bytes:
 
 
 def steward_process(*args: str) -> tuple[Any, int]:
-    """The real ``enarx steward serve --addr 127.0.0.1 --port 0 ARGS…``, and the port it announced."""
+    """The real ``enarx steward serve --addr 127.0.0.1 --port 0 ARGS…``, and the port it announced.
+
+    Its stderr (one JSON line per decision) is read on a thread into ``proc.log_lines``: an unread pipe
+    would fill up and stall the server."""
     import re
     import subprocess
     import sys
+    import threading
 
     proc = subprocess.Popen([sys.executable, "-m", "enarx", "steward", "serve", "--addr", "127.0.0.1", "--port", "0",
                              *args], stderr=subprocess.PIPE)
+    proc.log_lines = []
     for line in proc.stderr:
+        proc.log_lines.append(line.decode())
         found = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", line.decode())
         if found:
+            threading.Thread(target=lambda: proc.log_lines.extend(x.decode() for x in proc.stderr),
+                             daemon=True).start()
             return proc, int(found.group(1))
     proc.wait(10)
-    raise RuntimeError(f"the Steward did not start (exit status {proc.returncode})")
+    raise RuntimeError(f"the Steward did not start (exit status {proc.returncode}): {''.join(proc.log_lines)}")

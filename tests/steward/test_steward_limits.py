@@ -13,8 +13,8 @@ from _helpers import crl_heavy_csr, many_entry_crl, steward
 from _helpers import steward_process as start_steward
 from starlette.testclient import TestClient
 
-from enarx.steward.app import CT_PKCS10, DecisionPool, create_app
-from enarx.steward.csr import MAX_CRL_ENTRIES, MAX_CRL_ENTRIES_TOTAL, CsrError, decode_csr
+from enarx.steward.app import CT_PKCS10, MAX_BODY, DecisionPool, create_app
+from enarx.steward.csr import MAX_CRL_BYTES, MAX_CRL_ENTRIES, MAX_CRL_ENTRIES_TOTAL, CsrError, decode_csr
 from enarx.steward.server import BackgroundServer
 
 BIG = 32 << 20
@@ -75,12 +75,20 @@ def test_oversized_body_from_real_clients_gets_413_not_a_reset(steward_process) 
     assert curl.stdout.endswith(b"\n413") and b'"too-large"' in curl.stdout, curl.stderr
 
 
-def test_crl_with_42000_entries_is_refused_at_decode() -> None:
+def test_crl_with_42000_entries_is_refused_before_it_is_parsed() -> None:
+    """Issue 8's CSR (one 42,000-entry CRL, ~0.9 MB) is over the body limit; whatever the limit, the CRL byte
+    cap refuses it at decode without parsing an entry."""
     csr = crl_heavy_csr([many_entry_crl(42_000)])
-    assert len(csr) < 1 << 20  # it fits the body limit: only the CRL cap stops it
     resp = TestClient(create_app(steward())).post("/", content=csr, headers={"content-type": CT_PKCS10})
-    body = _problem(resp, 400, "crl-too-large")
-    assert "42000 entries" in body["detail"] or "bytes is larger" in body["detail"]
+    _problem(resp, 413, "too-large")
+    with pytest.raises(CsrError, match=f"larger than the Steward's limit of {MAX_CRL_BYTES}") as caught:
+        decode_csr(csr)
+    assert caught.value.reason == "crl-too-large"
+    just_over = crl_heavy_csr([many_entry_crl(MAX_CRL_ENTRIES + 1)])
+    assert len(just_over) <= MAX_BODY  # within the body limit: the entry cap refuses it
+    body = _problem(TestClient(create_app(steward())).post("/", content=just_over,
+                                                            headers={"content-type": CT_PKCS10}), 400, "crl-too-large")
+    assert f"{MAX_CRL_ENTRIES + 1} entries is more than" in body["detail"]
 
 
 def test_crl_entry_caps_per_crl_and_in_all() -> None:
@@ -135,7 +143,7 @@ def test_full_pool_answers_503_with_retry_after_and_decides_off_the_loop() -> No
                 break
             threading.Event().wait(0.02)
         with httpx.Client(timeout=30) as client:
-            busy = client.post(url, content=b"\x00" * (900 << 10), headers={"content-type": CT_PKCS10})
+            busy = client.post(url, content=b"\x00" * (200 << 10), headers={"content-type": CT_PKCS10})
             body = _problem(busy, 503, "busy")
             assert busy.headers["retry-after"] == "7" and "retry in 7 s" in body["detail"]
             assert client.get(url).status_code == 200  # the event loop still answers while decisions wait

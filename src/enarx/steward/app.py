@@ -38,7 +38,9 @@ from enarx.web.problem import problem as web_problem
 CT_PKCS10 = "application/pkcs10"
 CT_BUNDLE = "application/vnd.steward.pkcs10-bundle.v1"
 CT_CHAIN = "application/pkix-pkipath"
-MAX_BODY = 1 << 20
+#: Real CSRs are 1-20 KB (an SGX CSR with its CRLs and TCB info: 13 KB). Decoding costs several copies of
+#: the body (asn1crypto slices each nesting level), so the limit also bounds the memory of each decision.
+MAX_BODY = 256 << 10
 VERIFY_THREADS = 2
 QUEUE_LIMIT = 32
 RETRY_AFTER = 1

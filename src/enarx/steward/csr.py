@@ -261,7 +261,10 @@ def _decode_nonce(value: bytes, critical: bool) -> bytes:
 
 def decode_csr(body: bytes) -> DecodedCsr:
     """Parse a DER PKCS#10 request, verify its self-signature, and decode every evidence extension."""
-    req = _load(asn1_csr.CertificationRequest, body, "CSR", "malformed-csr")
+    try:  # lazily: the evidence (up to the body limit) is cut out as bytes, never parsed whole here
+        req = asn1_csr.CertificationRequest.load(body, strict=True)
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises ValueError, TypeError, …
+        raise CsrError(f"CSR is not valid DER: {_short(exc)}", reason="malformed-csr") from None
     return decode_request(req)
 
 
