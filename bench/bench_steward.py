@@ -167,3 +167,55 @@ def python_load(port: int, body: bytes, total: int, clients: int) -> tuple[int, 
 
 if __name__ == "__main__":
     main()
+
+
+# --- hostile load: honest throughput with and without 100 hostile requests (issue 8) ------------------------
+
+
+def _hostile_round(honest_clients: int = 32, per_client: int = 4, hostile: int = 100) -> tuple[float, float, int]:
+    """(unloaded honest req/s, loaded honest req/s, peak RSS growth KiB) against one real Steward process."""
+    from enarx.steward import loadgen
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Path(tmp)
+        honest = loadgen.snp_csrs(sim, honest_clients * per_client)
+        bodies = loadgen.hostile_bodies(hostile, simulator=sim)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "enarx", "steward", "serve", "--addr", "127.0.0.1",
+                                   "--port", str(port), "--generate-ca", "bench",
+                                   "--insecure-trust-anchor", str(loadgen.simulator_chain(sim))],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            groups = [honest[i::honest_clients] for i in range(honest_clients)]
+            loadgen.run_load(port, groups[:4])  # warm-up, the same for both sides
+            unloaded = loadgen.run_load(port, groups)
+            baseline = rss_peak_kib(server.pid)
+            loaded = loadgen.run_load(port, groups, bodies)
+            growth = rss_peak_kib(server.pid) - baseline
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    if unloaded.honest_failed or loaded.honest_failed:
+        raise SystemExit(f"honest requests failed: {unloaded.honest_failed} / {loaded.honest_failed}")
+    return unloaded.honest_rate, loaded.honest_rate, growth
+
+
+def collect(rounds: int = 3) -> list[dict]:
+    """Bench rows (see the GUIDE's bench convention): the Steward's honest throughput under hostile load."""
+    measured = [_hostile_round() for _ in range(rounds)]
+    ratios = [loaded / unloaded for unloaded, loaded, _ in measured]
+    return [{
+        "group": "steward", "name": "Steward honest throughput under hostile load (100 oversized/CRL-heavy)",
+        "unit": "req/s", "baseline_label": "unloaded, 32 honest clients",
+        "baseline": statistics.median(u for u, _, _ in measured),
+        "value": statistics.median(x for _, x, _ in measured),
+        "ratio": statistics.median(ratios), "target": 0.5, "compare": ">=", "rounds": ratios,
+        "note": "simulated SEV-SNP CSRs, 1 worker; honest clients retry on 503 after Retry-After; peak RSS growth "
+                f"under load ≤ {max(g for _, _, g in measured) / 1024:.0f} MiB",
+    }]
