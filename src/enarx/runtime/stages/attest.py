@@ -25,7 +25,8 @@ def attest(launch: Launch) -> None:
 
 def certify(launch: Launch, steward_url: str):
     """A :class:`~enarx.runtime.identity.KeepIdentity` whose chain the Steward issued."""
-    from enarx.runtime.attest.steward import certify as request_certified_key, tls_context
+    from enarx.runtime.attest.steward import certify as request_certified_key
+    from enarx.runtime.attest.steward import tls_context
     from enarx.runtime.identity import KeepIdentity
 
     ca_pem = launch.request.ca_bundle_pem
