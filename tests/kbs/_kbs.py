@@ -31,18 +31,24 @@ OTHER_MEASUREMENT = hashlib.sha384(b"some other image").digest()
 INTEL_PKI = IntelTestPki.create(datetime(2020, 1, 1, tzinfo=UTC), datetime(2045, 1, 1, tzinfo=UTC))
 
 
-def package_policy(tee: str, measurement: bytes = MEASUREMENT, extra: str = "") -> str:
+def package_policy(tee: str, measurement: bytes = MEASUREMENT, extra: str = "", *, test_anchors: bool = True) -> str:
+    """A keep policy for ``tee`` and ``measurement``; simulated keeps chain to test roots, which a package
+    must allow explicitly (``allow_test_anchors``)."""
     name = "measurement" if tee == "snp" else "mrtd"
     tees = "sev-snp" if tee == "snp" else "tdx"
-    return f'tees = ["{tees}"]\n{extra}\n[measurements.{name}]\nallow = ["{measurement.hex()}"]\n'
+    allow = "allow_test_anchors = true\n" if test_anchors else ""
+    return f'{allow}tees = ["{tees}"]\n{extra}\n[measurements.{name}]\nallow = ["{measurement.hex()}"]\n'
 
 
 class SimulatedKeep:
     """A keep without hardware: simulated SNP or TDX evidence over whatever report_data it is asked for."""
 
-    def __init__(self, tee: str, measurement: bytes = MEASUREMENT, **fields: Any):
+    def __init__(self, tee: str, measurement: bytes = MEASUREMENT, *, bound: bytes | None = None, **fields: Any):
+        """``bound``: 32 bytes the host bound at launch (SEV-SNP HOST_DATA, TDX MRCONFIGID ‖ 16 zeros)."""
         self.tee = tee
         self.measurement = measurement
+        if bound is not None:
+            fields["host_data" if tee == "snp" else "mrconfigid"] = bound if tee == "snp" else bound + bytes(16)
         self.fields = fields
         self.last_report_data: bytes | None = None
 

@@ -64,7 +64,7 @@ def test_attested_keep_gets_the_key_and_opens_the_package(tmp_path, broker, issu
     assert register(broker, issuer, pkg).status_code == 201
     keep = SimulatedKeep(tee)
     client = KbsClient(broker.url)
-    token = client.attest(tee, keep.evidence_for)
+    token = client.attest(tee, keep.evidence_for, package=pkg.manifest.digest)
     key = client.resource(pkg.manifest.resource)
     assert key == pkg.content_key
     source = unseal.DirectorySource(pkg.directory)
@@ -74,7 +74,11 @@ def test_attested_keep_gets_the_key_and_opens_the_package(tmp_path, broker, issu
     assert client.resource(pkg.manifest.resource, use_token=True) == pkg.content_key
     claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
     assert claims["eat_profile"] == "tag:github.com,2023:veraison/ear"
-    assert claims["submods"][tee]["ear.status"] == "affirming"
+    # simulated evidence chains to a test root: never "affirming", and the token says so
+    assert claims["submods"][tee]["ear.status"] == "warning"
+    assert claims["submods"][tee]["ear.trustworthiness-vector"]["hardware"] == 32
+    assert claims["submods"][tee]["enarx.test-anchor"] is True
+    assert claims["enarx-package"] == pkg.manifest.digest
     # the token verifies with the key published at the JWKS endpoint
     from joserfc import jwt
     from joserfc.jwk import KeySet
@@ -102,7 +106,7 @@ def test_a_keep_that_fails_the_package_policy_is_refused_with_the_rules(tmp_path
         keep = {"measurement": SimulatedKeep(tee, OTHER_MEASUREMENT), "debug": SimulatedKeep(tee, debug=True),
                 "old-tcb": SimulatedKeep(tee, **OLD_TCB[tee][1])}[case]
         client = KbsClient(broker.url)
-        client.attest(tee, keep.evidence_for)
+        client.attest(tee, keep.evidence_for, package=pkg.manifest.digest)
         with pytest.raises(KbsError) as exc:
             client.resource(pkg.manifest.resource)
         rule = {"measurement": "policy.measurement.allow" if tee == "snp" else "policy.mrtd.allow",
@@ -123,7 +127,8 @@ def test_the_default_broker_policy_refuses_a_debug_keep_at_attestation(broker):
 def test_the_broker_policy_applies_at_attestation(tmp_path, issuer):
     from enarx.packaging import trust
 
-    _broker, server = make_broker(tmp_path, issuer, policy=trust.parse_policy(package_policy("snp", OTHER_MEASUREMENT)))
+    _broker, server = make_broker(tmp_path, issuer, policy=trust.parse_policy(
+        package_policy("snp", OTHER_MEASUREMENT, test_anchors=False)))
     try:
         with pytest.raises(KbsError) as exc:
             KbsClient(f"http://127.0.0.1:{server.port}").attest("snp", SimulatedKeep("snp").evidence_for)
@@ -137,7 +142,7 @@ def test_a_release_replayed_to_another_keep_or_after_restart_is_useless(tmp_path
     pkg, _ = sealed_package(tmp_path, tee, f"alice/{tee}-replay/v1")
     assert register(broker, issuer, pkg).status_code == 201
     victim = KbsClient(broker.url)
-    victim.attest(tee, SimulatedKeep(tee).evidence_for)
+    victim.attest(tee, SimulatedKeep(tee).evidence_for, package=pkg.manifest.digest)
     # an attacker on the path records the response and the token …
     response = httpx.get(f"{broker.url}/kbs/v0/resource/{pkg.manifest.resource}",
                          headers={"Authorization": f"Bearer {victim.token}"}).json()
@@ -231,7 +236,7 @@ def test_keys_never_reach_the_logs_or_leave_the_store_in_the_clear(tmp_path, bro
     pkg, _ = sealed_package(tmp_path, "snp", "alice/logs/v1")
     assert register(broker, issuer, pkg).status_code == 201
     client = KbsClient(broker.url)
-    client.attest("snp", SimulatedKeep("snp").evidence_for)
+    client.attest("snp", SimulatedKeep("snp").evidence_for, package=pkg.manifest.digest)
     client.resource(pkg.manifest.resource)
     text = caplog.text
     assert "kbs.resource" in text and "released" in text

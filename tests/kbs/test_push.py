@@ -46,14 +46,16 @@ class Relay:
             p.join(30)
 
 
-def run_keep(keep: SimulatedKeep) -> tuple[int, dict]:
+def run_keep(keep: SimulatedKeep, publisher=None) -> tuple[int, dict]:
+    """A keep waiting for one push; ``publisher`` is the key it is pinned to (its host data must say so)."""
     listener = socket.create_server(("127.0.0.1", 0))
     result: dict = {}
 
     def serve() -> None:
         conn, _ = listener.accept()
         try:
-            result["files"] = push.receive(push.Channel(conn.recv, conn.sendall), keep.tee, keep.evidence_for)
+            received = push.receive(push.Channel(conn.recv, conn.sendall), keep.tee, keep.evidence_for, publisher)
+            result["files"], result["publisher"] = received.files, received.publisher
         except PackageError as exc:
             result["error"] = exc
         finally:
@@ -69,9 +71,16 @@ def owner_trust(policy: str = "") -> push.PushTrust:
                           simulator_pool())
 
 
-def do_push(tmp_path, tee: str, keep: SimulatedKeep):
+def pinned(tee: str, pub, measurement=None) -> tuple[SimulatedKeep, object]:
+    """A keep launched with ``--publisher-key pub``: pinned to it, and its evidence says so."""
+    key = keys.load_public_key(pub)
+    kw = {"measurement": measurement} if measurement is not None else {}
+    return SimulatedKeep(tee, bound=keys.publisher_host_data(key), **kw), key
+
+
+def do_push(tmp_path, tee: str, measurement=None):
     pkg, pub = sealed_package(tmp_path, tee, f"owner/{tee}/v1")
-    port, result = run_keep(keep)
+    port, result = run_keep(*pinned(tee, pub, measurement))
     relay = Relay(port)
     owner = socket.create_connection(("127.0.0.1", relay.port))
     try:
@@ -86,8 +95,8 @@ def do_push(tmp_path, tee: str, keep: SimulatedKeep):
 
 @pytest.mark.parametrize("tee", ["snp", "tdx"])
 def test_push_reaches_the_attested_keep_and_the_relay_sees_only_ciphertext(tmp_path, tee):
-    outcome, result, relay, pkg = do_push(tmp_path, tee, SimulatedKeep(tee))
-    assert outcome["files"] == 1
+    outcome, result, relay, pkg = do_push(tmp_path, tee)
+    assert outcome["files"] == 1 and outcome["pinned"]
     assert MARKER in result["files"]["main.wasm"]
     assert len(relay.seen) > 0 and MARKER not in relay.seen
     assert pkg.content_key not in relay.seen
@@ -96,7 +105,7 @@ def test_push_reaches_the_attested_keep_and_the_relay_sees_only_ciphertext(tmp_p
 @pytest.mark.parametrize("tee", ["snp", "tdx"])
 def test_a_keep_with_the_wrong_measurement_gets_nothing(tmp_path, tee):
     with pytest.raises(PackageError) as exc:
-        do_push(tmp_path, tee, SimulatedKeep(tee, OTHER_MEASUREMENT))
+        do_push(tmp_path, tee, OTHER_MEASUREMENT)
     assert exc.value.reason == "refused"
     assert "measurement" in str(exc.value) or "mrtd" in str(exc.value)
 
@@ -149,3 +158,33 @@ def test_enarx_push_cli(tmp_path):
     proc = enarx("push", "--to", f"127.0.0.1:{port}", *common)
     result["thread"].join(30)
     assert_one_line_error(proc, "package's keep policy", "policy.measurement.allow")
+
+
+def test_the_owner_refuses_a_keep_pinned_to_another_publisher(tmp_path):
+    """The host launched the keep with its own --publisher-key: the evidence says so, the owner sends nothing."""
+    pkg, pub = sealed_package(tmp_path, "tdx", "owner/other/v1")
+    keys.generate_signing_key(tmp_path / "host.key")
+    port, result = run_keep(*pinned("tdx", tmp_path / "host.key.pub"))
+    conn = socket.create_connection(("127.0.0.1", port))
+    sent = bytearray()
+    with pytest.raises(PackageError) as exc:
+        push.push(push.Channel(conn.recv, lambda d: (sent.extend(d), conn.sendall(d))), pkg.directory,
+                  pkg.content_key, keys.load_public_key(pub), owner_trust())
+    conn.close()
+    result["thread"].join(30)
+    assert exc.value.reason == "refused" and "launched for another publisher" in str(exc.value)
+    assert MARKER not in sent and len(sent) < 200  # only the challenge left the owner
+
+
+def test_frames_are_bounded_before_anything_is_allocated():
+    """A frame header claiming 4 GiB is refused from its 4 bytes; blob data larger than the signed size too."""
+    import struct
+
+    def feed(*parts: bytes):
+        pending = iter(parts)
+        return push.Channel(lambda n: next(pending), lambda d: None)
+
+    with pytest.raises(push.PushError, match="larger than"):
+        feed(struct.pack(">I", 0xFFFFFFF0)).recv_blob(10 << 30)
+    with pytest.raises(push.PushError, match="larger than 4"):
+        feed(struct.pack(">I", 8), b"12345678").recv_blob(4)

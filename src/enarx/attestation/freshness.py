@@ -6,12 +6,14 @@ it beside the evidence, so that evidence made before the nonce existed cannot be
 *stateless*: a nonce carries its own expiry and a MAC under the verifier's secret key, so any process that
 holds the key — every ``--workers`` process of a Steward — accepts what any other issued, and nothing is
 stored per nonce. A nonce is not single-use (replaying one within its lifetime with *the same key's*
-evidence gains nothing: the evidence already binds that key); it expires.
+evidence gains nothing: the evidence already binds that key); it expires. The key broker uses the same
+nonces for its sessions (with the session's TEE as MAC context) and adds single-use redemption *after*
+the evidence verified (:mod:`enarx.kbs.sessions`), so that anonymous clients create no server state.
 
 Nonce layout (57 bytes; sent base64url)::
 
     version (1 byte, = 1) ‖ expiry (8 bytes, big-endian Unix seconds) ‖ random (16 bytes)
-    ‖ HMAC-SHA256(key, "enarx-challenge-v1\\0" ‖ the 25 bytes before)
+    ‖ HMAC-SHA256(key, "enarx-challenge-v1\\0" ‖ the 25 bytes before ‖ context)   (context: empty for the Steward)
 
 This module knows no HTTP: servers expose :meth:`ChallengeIssuer.issue` however they route.
 """
@@ -87,21 +89,24 @@ class ChallengeIssuer:
         """A fresh random key (made before a server forks its workers, so that they share it)."""
         return cls(secrets.token_bytes(KEY_SIZE), ttl)
 
-    def _mac(self, head: bytes) -> bytes:
-        return hmac.new(self._key, _MAC_DOMAIN + head, hashlib.sha256).digest()
+    def _mac(self, head: bytes, context: bytes) -> bytes:
+        return hmac.new(self._key, _MAC_DOMAIN + head + context, hashlib.sha256).digest()
 
-    def issue(self, now: datetime | None = None) -> Challenge:
+    def issue(self, now: datetime | None = None, *, context: bytes = b"") -> Challenge:
+        """A new nonce. ``context`` (e.g. the key broker's session TEE) is covered by the MAC but not carried
+        in the nonce: :meth:`check` must be given the same context, so a nonce issued for one purpose is
+        refused for another."""
         expires = (now or datetime.now(UTC)) + self.ttl
         head = _HEAD.pack(VERSION, int(expires.timestamp())) + secrets.token_bytes(16)
-        return Challenge(head + self._mac(head), datetime.fromtimestamp(int(expires.timestamp()), UTC))
+        return Challenge(head + self._mac(head, context), datetime.fromtimestamp(int(expires.timestamp()), UTC))
 
-    def check(self, nonce: bytes, now: datetime | None = None) -> datetime:
-        """The nonce's expiry if it is ours and unexpired; :class:`FreshnessError` otherwise."""
+    def check(self, nonce: bytes, now: datetime | None = None, *, context: bytes = b"") -> datetime:
+        """The nonce's expiry if it is ours (for ``context``) and unexpired; :class:`FreshnessError` otherwise."""
         if len(nonce) != NONCE_SIZE or nonce[0] != VERSION:
             raise FreshnessError(f"the challenge nonce is not one this server issues ({len(nonce)} bytes)",
                                  reason="challenge-invalid")
         head, mac = nonce[:-32], nonce[-32:]
-        if not hmac.compare_digest(mac, self._mac(head)):
+        if not hmac.compare_digest(mac, self._mac(head, context)):
             raise FreshnessError("the challenge nonce was not issued by this server (its MAC does not verify)",
                                  reason="challenge-invalid")
         expires = datetime.fromtimestamp(_HEAD.unpack_from(head)[1], UTC)

@@ -25,6 +25,8 @@ def kbs() -> None:
               help="Directory for registered keys (0700); default: memory only, lost at exit.")
 @click.option("--oidc-issuer", help="Publishers' OIDC issuer (https; http only on loopback).")
 @click.option("--oidc-audience", help="The audience publishers' tokens must carry.")
+@click.option("--namespace-claim", default="sub", show_default=True,
+              help="The token claim naming the one repository a publisher may register under.")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
               help="Extra CA certificates to trust for the OIDC issuer (or ENARX_CA_BUNDLE).")
 @click.option("--verify-at", help="Evaluate evidence as of this time (ISO 8601).")
@@ -32,7 +34,7 @@ def kbs() -> None:
               help="INSECURE: extra root(s) (and intermediates), e.g. the simulator's; repeatable.")
 def serve(addr: str, port: int, tls_crt: str | None, tls_key: str | None, policy_file: str | None,
           collateral_dirs: tuple[str, ...], store: str | None, oidc_issuer: str | None, oidc_audience: str | None,
-          ca_bundle: str | None, verify_at: str | None, insecure_trust_anchor: tuple[str, ...]) -> None:
+          namespace_claim: str, ca_bundle: str | None, verify_at: str | None, insecure_trust_anchor: tuple[str, ...]) -> None:
     """Serve /kbs/v0/auth, /kbs/v0/attest, /kbs/v0/resource/... and /.well-known/jwks.json."""
     from enarx import cabundle
     from enarx.attestation import roots
@@ -70,7 +72,8 @@ def serve(addr: str, port: int, tls_crt: str | None, tls_key: str | None, policy
     configure_logging()
     config = BrokerConfig(policy=policy, policy_name=Path(policy_file).stem if policy_file else "default",
                           anchors=roots.builtin_anchors(anchors), collateral=pool, store=ResourceStore(store),
-                          publishers=publisher.make(oidc_issuer, oidc_audience, cabundle.resolve(ca_bundle)),
+                          publishers=publisher.make(oidc_issuer, oidc_audience, cabundle.resolve(ca_bundle),
+                                                    namespace_claim),
                           verify_at=at)
     if anchors:
         click.echo("warning: insecure trust anchors given: keys may be released without hardware attestation",

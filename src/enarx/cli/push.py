@@ -47,4 +47,5 @@ def push(target: str, policy_file: str | None, key_file: str, publisher_key: str
     with conn:
         outcome = protocol.push(protocol.Channel(conn.recv, conn.sendall), package, keys.read_content_key(key_file),
                                 keys.load_public_key(publisher_key), owner)
-    click.echo(f"Pushed {outcome['files']} file(s) to an attested {outcome['tee']} keep")
+    how = "pinned to your publisher key" if outcome["pinned"] else "not pinned to a publisher; it confirmed opening yours"
+    click.echo(f"Pushed {outcome['files']} file(s) to an attested {outcome['tee']} keep ({how})")

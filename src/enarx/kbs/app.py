@@ -69,13 +69,13 @@ def create_app(broker: Broker) -> Starlette:
 
     async def auth(request: Request) -> Response:
         try:
-            session, challenge = broker.auth(await _json(request))
+            challenge = broker.auth(await _json(request))
         except KbsRefusal as refusal:
             _record("auth", "refused", reason=refusal.reason)
             return _refused(refusal)
-        _record("auth", "challenged", tee=session.tee, session=_session_tag(session.id))
-        response = JSONResponse(challenge)
-        response.set_cookie(COOKIE, session.id, max_age=300, httponly=True, samesite="strict",
+        _record("auth", "challenged", tee=challenge.tee, session=_session_tag(challenge.cookie))
+        response = JSONResponse({"nonce": challenge.nonce, "extra-params": ""})
+        response.set_cookie(COOKIE, challenge.cookie, max_age=300, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")
         return response
 
@@ -88,9 +88,8 @@ def create_app(broker: Broker) -> Starlette:
             _record("attest", "refused", reason=refusal.reason, tee=refusal.tee, session=_session_tag(session_id),
                     failed_checks=[c.name for c in refusal.checks], detail=refusal.detail)
             return _refused(refusal)
-        claims = session.claims
         _record("attest", "attested", tee=session.tee, session=_session_tag(session_id),
-                tcb_status=claims.tcb_status.value if claims else None)
+                tcb_status=session.claims.tcb_status.value, package=session.package)
         return JSONResponse({"token": token})
 
     def _path(request: Request) -> str:
@@ -104,7 +103,8 @@ def create_app(broker: Broker) -> Starlette:
         path = None
         try:
             path = _path(request)
-            wrapped, found = broker.resource(path, session_id, request.headers.get("authorization"))
+            wrapped, found = await run_in_threadpool(broker.resource, path, session_id,
+                                                     request.headers.get("authorization"))
         except KbsRefusal as refusal:
             _record("resource", "refused", reason=refusal.reason, resource=path, tee=refusal.tee,
                     session=_session_tag(session_id), failed_checks=[c.name for c in refusal.checks])
@@ -117,7 +117,8 @@ def create_app(broker: Broker) -> Starlette:
         try:
             path = _path(request)
             body = await _json(request)
-            found = broker.register(path, request.headers.get("authorization"), body)
+            # the OIDC check may fetch the issuer's keys: off the event loop
+            found = await run_in_threadpool(broker.register, path, request.headers.get("authorization"), body)
         except KbsRefusal as refusal:
             _record("register", "refused", reason=refusal.reason, resource=path)
             return _refused(refusal)

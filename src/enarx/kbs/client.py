@@ -1,7 +1,10 @@
 """The keep's side of the KBS protocol: auth → attest → fetch resources, all inside the keep.
 
 ``evidence_for(report_data) -> tee-evidence JSON`` is the keep's evidence source; the ephemeral key is
-made here, for this one attestation, and never leaves the process.
+made here, for this one attestation, and never leaves the process. ``package`` (the digest of the
+manifest the keep has verified) goes into runtime-data as ``enarx-package``: the broker releases a
+package's key only to a keep bound to that package. Redirects are never followed (a redirect could carry
+the session cookie or token elsewhere, or downgrade https to http).
 """
 
 from __future__ import annotations
@@ -31,11 +34,21 @@ class KbsError(EnarxError):
         self.reason = reason
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # the 3xx surfaces as an HTTPError
+
+
 class KbsClient:
-    def __init__(self, url: str, *, ca_bundle: str | None = None):
+    def __init__(self, url: str, *, ca_bundle: str | None = None, ca_bundle_pem: str | None = None):
         cabundle.check_service_url(url, "key broker")
         self.url = url.rstrip("/")
-        self._context = cabundle.client_context(ca_bundle) if url.startswith("https") else None
+        context = None
+        if url.startswith("https"):
+            context = cabundle.client_context(ca_bundle)
+            if ca_bundle_pem:
+                context.load_verify_locations(cadata=ca_bundle_pem)
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirects)
         self._cookie: str | None = None
         self._private: Any = None
         self.token: str | None = None
@@ -48,7 +61,7 @@ class KbsClient:
         if self._cookie:
             request.add_header("Cookie", self._cookie)
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self._context) as response:
+            with self._opener.open(request, timeout=TIMEOUT) as response:
                 raw = response.read(MAX_RESPONSE + 1)
                 jar = SimpleCookie(response.headers.get("Set-Cookie", ""))
                 if "kbs-session-id" in jar:
@@ -66,13 +79,15 @@ class KbsClient:
         except ValueError:
             raise KbsError(f"key broker answered {method} {path} with something that is not JSON") from None
 
-    def attest(self, tee: str, evidence_for: Callable[[bytes], dict[str, Any]]) -> str:
-        """Run auth + attest; returns the attestation token. The report_data binds nonce and key."""
+    def attest(self, tee: str, evidence_for: Callable[[bytes], dict[str, Any]], *, package: str | None = None) -> str:
+        """Run auth + attest; returns the attestation token. The report_data binds nonce, key and package."""
         challenge = self._call("POST", "/kbs/v0/auth", {"version": PROTOCOL_VERSION, "tee": tee, "extra-params": ""})
         if not isinstance(challenge, dict) or not isinstance(challenge.get("nonce"), str):
             raise KbsError("key broker answered auth without a nonce")
         self._private, public = teekey.generate()
-        runtime_data = {"nonce": challenge["nonce"], "tee-pubkey": public}
+        runtime_data: dict[str, Any] = {"nonce": challenge["nonce"], "tee-pubkey": public}
+        if package is not None:
+            runtime_data[evidence.PACKAGE_MEMBER] = package
         tee_evidence = evidence_for(evidence.report_data_for(runtime_data))
         result = self._call("POST", "/kbs/v0/attest", {"runtime-data": runtime_data, "tee-evidence": tee_evidence})
         if not isinstance(result, dict) or not isinstance(result.get("token"), str):

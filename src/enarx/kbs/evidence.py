@@ -9,14 +9,18 @@ Shapes accepted (those of Trustee's attesters, so its clients interoperate):
 * ``sgx``: ``{"quote": base64}``.
 
 ``tee-evidence`` may also arrive as a JSON *string* holding that object (Trustee's TDX attester sends
-one), or wrapped as ``{"primary_evidence": …}``. An optional extension member ``"enarx-collateral"``
-(a list of base64 certificates, CRLs or Intel JSON collateral) helps build chains; it is untrusted like
-any collateral — everything in it is signed by the vendor or ignored.
+one), or as Trustee's (protocol 0.4) composite ``{"primary_evidence": …, "additional_evidence": …}``
+(one level of wrapping only). An optional extension member ``"enarx-collateral"`` (a list of base64
+certificates, CRLs or Intel JSON collateral) helps build chains; it is untrusted like any collateral —
+everything in it is signed by the vendor or ignored.
 
 **Binding.** ``runtime-data`` is a JSON object holding at least ``nonce`` (the challenge) and
 ``tee-pubkey`` (the keep's ephemeral JWK). report_data must equal ``SHA-384(canonical JSON of
 runtime-data)`` followed by 16 zero bytes, canonical JSON being sorted keys, no whitespace, UTF-8 — what
-Trustee's clients hash (serde_json of a ``Value``), for SEV-SNP and TDX alike.
+Trustee's clients hash (serde_json of a ``Value``), for SEV-SNP and TDX alike. With composite evidence the
+hashed object is runtime-data plus ``"additional-evidence"`` (the composite's ``additional_evidence``
+string), as Trustee 0.4 clients hash it; additional (device) evidence itself is not verified here, so
+only an empty one is accepted.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ SNP_REPORT_SIZE = 1184
 MAX_ITEM = 1 << 20
 MAX_COLLATERAL_ITEMS = 16
 _VERSION = re.compile(r"0\.\d{1,3}\.\d{1,3}")
+PACKAGE_MEMBER = "enarx-package"  # runtime-data member (Enarx's extension): the manifest digest the keep verified
 
 
 class EvidenceError(Exception):
@@ -50,6 +55,13 @@ class TeeEvidence:
     tee: Tee
     evidence: bytes
     collateral: CollateralSet = field(default_factory=CollateralSet)
+    additional: str | None = None  # the composite form's additional_evidence ("" when sent empty)
+
+    def bound_object(self, runtime_data: dict[str, Any]) -> dict[str, Any]:
+        """What the keep hashed into report_data for ``runtime_data`` (see the module's Binding)."""
+        if self.additional is None:
+            return runtime_data
+        return {**runtime_data, "additional-evidence": self.additional}
 
 
 def check_version(version: Any) -> str:
@@ -59,13 +71,20 @@ def check_version(version: Any) -> str:
 
 
 def tee_of(name: Any) -> Tee:
-    if name not in TEES:
-        raise EvidenceError(f"TEE {name!r} is not supported here (supported: {', '.join(sorted(TEES))})")
+    if not isinstance(name, str) or name not in TEES:
+        shown = repr(name)[:40] if isinstance(name, str) else f"of type {type(name).__name__}"
+        raise EvidenceError(f"TEE {shown} is not supported here (supported: {', '.join(sorted(TEES))})")
     return TEES[name]
 
 
 def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted keys, no whitespace, UTF-8; :class:`EvidenceError` for text that is not valid Unicode."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise EvidenceError("runtime-data holds text that is not valid Unicode (a lone surrogate)") from None
+    except (TypeError, ValueError, RecursionError):
+        raise EvidenceError("runtime-data cannot be serialized as JSON") from None
 
 
 def report_data_for(runtime_data: dict[str, Any]) -> bytes:
@@ -90,22 +109,38 @@ def _bytes(value: Any, what: str, limit: int = MAX_ITEM) -> bytes:
     raise EvidenceError(f"{what} must be base64 or an array of byte values")
 
 
-def _object(value: Any) -> dict[str, Any]:
+def _object(value: Any, what: str = "tee-evidence") -> dict[str, Any]:
     if isinstance(value, str):
+        if len(value) > MAX_ITEM * 4:
+            raise EvidenceError(f"{what} is too large")
         try:
             value = json.loads(value)
         except (ValueError, RecursionError):
-            raise EvidenceError("tee-evidence is a string that does not hold JSON") from None
-    if isinstance(value, dict) and "primary_evidence" in value:
-        return _object(value["primary_evidence"])
+            raise EvidenceError(f"{what} is a string that does not hold JSON") from None
     if not isinstance(value, dict):
-        raise EvidenceError("tee-evidence must be a JSON object")
+        raise EvidenceError(f"{what} must be a JSON object")
     return value
+
+
+def _unwrap(value: Any) -> tuple[dict[str, Any], str | None]:
+    """The per-TEE object and, for Trustee's composite form, its ``additional_evidence``."""
+    doc = _object(value)
+    if "primary_evidence" not in doc:
+        return doc, None
+    additional = doc.get("additional_evidence", "")
+    if not isinstance(additional, str):
+        raise EvidenceError("additional_evidence must be a string")
+    if additional:
+        raise EvidenceError("additional (device) evidence is not supported by this broker: send it empty")
+    primary = _object(doc["primary_evidence"], "primary_evidence")
+    if "primary_evidence" in primary:
+        raise EvidenceError("primary_evidence must be a per-TEE evidence object, not another wrapper")
+    return primary, additional
 
 
 def parse_tee_evidence(tee: Tee, value: Any) -> TeeEvidence:
     """The evidence bytes and collateral of a ``tee-evidence`` member; :class:`EvidenceError` if malformed."""
-    doc = _object(value)
+    doc, additional = _unwrap(value)
     out = CollateralSet()
     if tee is Tee.SNP:
         report = _bytes(doc.get("attestation_report"), "attestation_report")
@@ -126,7 +161,7 @@ def parse_tee_evidence(tee: Tee, value: Any) -> TeeEvidence:
         raise EvidenceError("enarx-collateral must be a list of at most 16 base64 items")
     for i, item in enumerate(extra):
         _add(out, _bytes(item, f"enarx-collateral[{i}]"), f"enarx-collateral[{i}]")
-    return TeeEvidence(tee, evidence, out)
+    return TeeEvidence(tee, evidence, out, additional)
 
 
 def _add(out: CollateralSet, data: bytes, source: str) -> None:

@@ -4,15 +4,20 @@ One small interface (:class:`PublisherAuth`), so the broker can switch to the re
 verifier in one place. :class:`OidcPublisherAuth` reads the issuer's discovery document and JWKS
 (https; http only on loopback), and accepts RS256/ES256 tokens whose ``iss``, ``aud`` and ``exp`` are
 right; the publisher is ``iss`` + ``sub``. With no issuer configured, registration is refused.
+
+**Namespaces.** A publisher registers only under its own namespace — the first part (``repository``) of
+a resource path must equal a claim of its verified token (``--namespace-claim``, default ``sub``) — so
+nobody can squat another publisher's repository name by registering in it first.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -24,6 +29,12 @@ from enarx.errors import EnarxError
 ALGORITHMS = ["RS256", "ES256"]
 MAX_DOCUMENT = 1 << 20
 REFRESH_AFTER = 60.0
+NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+class Publisher(NamedTuple):
+    identity: str  # "<issuer>#<sub>": who owns what it registers
+    namespace: str | None  # the repository name it may register under (None: its claim is not a valid name)
 
 
 class AuthError(Exception):
@@ -34,23 +45,25 @@ class AuthError(Exception):
 
 
 class PublisherAuth(Protocol):
-    def authenticate(self, authorization: str | None) -> str:
-        """The publisher's identity for an ``Authorization`` header; :class:`AuthError` otherwise."""
+    def authenticate(self, authorization: str | None) -> Publisher:
+        """The publisher for an ``Authorization`` header; :class:`AuthError` otherwise."""
 
 
 class NoPublishers:
     """Registration switched off (no ``--oidc-issuer``)."""
 
-    def authenticate(self, authorization: str | None) -> str:
+    def authenticate(self, authorization: str | None) -> Publisher:
         raise AuthError(403, "registration-disabled",
                         "this broker accepts no key registrations (start it with --oidc-issuer/--oidc-audience)")
 
 
 class OidcPublisherAuth:
-    def __init__(self, issuer: str, audience: str, ca_bundle: str | None = None, clock=time.time):
+    def __init__(self, issuer: str, audience: str, ca_bundle: str | None = None, clock=time.time,
+                 namespace_claim: str = "sub"):
         cabundle.check_service_url(issuer, "OIDC issuer")
         self.issuer = issuer.rstrip("/")
         self.audience = audience
+        self.namespace_claim = namespace_claim
         self._context = cabundle.client_context(ca_bundle) if issuer.startswith("https") else None
         self._clock = clock
         self._keys: KeySet | None = None
@@ -90,7 +103,7 @@ class OidcPublisherAuth:
                 self._fetched = self._clock()
             return self._keys
 
-    def authenticate(self, authorization: str | None) -> str:
+    def authenticate(self, authorization: str | None) -> Publisher:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise AuthError(401, "unauthenticated", "registering a key needs Authorization: Bearer <OIDC token>")
         token = authorization[7:].strip()
@@ -111,12 +124,15 @@ class OidcPublisherAuth:
         except JoseError as exc:
             raise AuthError(401, "bad-token", f"the bearer token is not valid here: {exc.description or exc.error}"
                             ) from None
-        return f"{self.issuer}#{decoded.claims['sub']}"
+        namespace = decoded.claims.get(self.namespace_claim)
+        valid = isinstance(namespace, str) and NAMESPACE.fullmatch(namespace)
+        return Publisher(f"{self.issuer}#{decoded.claims['sub']}", namespace if valid else None)
 
 
-def make(issuer: str | None, audience: str | None, ca_bundle: str | None = None) -> PublisherAuth:
+def make(issuer: str | None, audience: str | None, ca_bundle: str | None = None,
+         namespace_claim: str = "sub") -> PublisherAuth:
     if not issuer:
         return NoPublishers()
     if not audience:
         raise EnarxError("--oidc-issuer needs --oidc-audience")
-    return OidcPublisherAuth(issuer, audience, ca_bundle)
+    return OidcPublisherAuth(issuer, audience, ca_bundle, namespace_claim=namespace_claim)

@@ -1,6 +1,6 @@
 """The keep's ephemeral ``tee-pubkey`` (a public JWK) and the JWE that wraps a resource to it.
 
-Keys: EC P-256 / P-384 with ``ECDH-ES+A256KW`` (the default; what the keep makes), RSA ≥ 2048 bits with
+Keys: EC P-256 / P-384 / P-521 with ``ECDH-ES+A256KW`` (the default; what the keep makes), RSA ≥ 2048 bits with
 ``RSA-OAEP-256`` or ``RSA-OAEP``; ``RSA1_5`` is refused (padding oracles). The response is the flattened
 JSON serialization (``protected``, ``encrypted_key``, ``iv``, ``ciphertext``, ``tag``) with everything —
 ``epk`` included — in the protected header, as Trustee's clients read it; content encryption ``A256GCM``.
@@ -32,8 +32,8 @@ def parse_public(jwk: Any) -> tuple[ECKey | RSAKey, str]:
     if not isinstance(jwk, dict):
         raise TeeKeyError("tee-pubkey must be a JWK object")
     kty = jwk.get("kty")
-    if kty not in _PUBLIC_MEMBERS:
-        raise TeeKeyError(f"tee-pubkey kty {kty!r} is not EC or RSA")
+    if not isinstance(kty, str) or kty not in _PUBLIC_MEMBERS:
+        raise TeeKeyError(f"tee-pubkey kty {str(kty)[:20]!r} is not EC or RSA")
     extra = set(jwk) - _PUBLIC_MEMBERS[kty]
     if extra:
         raise TeeKeyError(f"tee-pubkey has member {min(extra)!r} (a private key, or not a public JWK)")
@@ -41,8 +41,8 @@ def parse_public(jwk: Any) -> tuple[ECKey | RSAKey, str]:
         raise TeeKeyError("tee-pubkey members must be strings")
     try:
         if kty == "EC":
-            if jwk.get("crv") not in ("P-256", "P-384"):
-                raise TeeKeyError(f"tee-pubkey curve {jwk.get('crv')!r} is not P-256 or P-384")
+            if jwk.get("crv") not in ("P-256", "P-384", "P-521"):
+                raise TeeKeyError(f"tee-pubkey curve {jwk.get('crv')!r} is not P-256, P-384 or P-521")
             alg = jwk.get("alg", EC_ALG)
             if alg != EC_ALG:
                 raise TeeKeyError(f"EC tee-pubkey alg must be {EC_ALG}, not {alg!r}")

@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
 
 from enarx.packaging.errors import PackageError
@@ -75,14 +76,44 @@ def load_public_key(path: str | os.PathLike[str]) -> PublisherKey:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise PackageError(f"cannot read publisher key {os.fspath(path)!r}: {exc.strerror}", "io") from None
+    return parse_public_key(data, repr(os.fspath(path)))
+
+
+def parse_public_key(data: bytes, source: str = "publisher key") -> PublisherKey:
+    """A publisher's public key from PEM bytes (a private key's PEM gives its public half)."""
     try:
         key: Any = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
         try:
             key = serialization.load_pem_private_key(data, password=None).public_key()
         except (ValueError, TypeError):
-            raise PackageError(f"{os.fspath(path)!r} is not a PEM public key", "format") from None
+            raise PackageError(f"{source} is not a PEM public key", "format") from None
     return _as_jwk(key)
+
+
+def public_key_from_jwk(doc: Any) -> PublisherKey:
+    """A publisher's public key from its JWK (EC P-256/P-384 or OKP Ed25519); private members are refused."""
+    members = {"EC": {"kty", "crv", "x", "y"}, "OKP": {"kty", "crv", "x"}}
+    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()) or doc.get("kty") not in members:
+        raise PackageError("a publisher key is an EC or OKP public JWK", "format")
+    if set(doc) - members[doc["kty"]] - {"alg", "kid", "use"}:
+        raise PackageError("a publisher key JWK has unexpected (private?) members", "format")
+    if doc.get("crv") not in ALGORITHMS:
+        raise PackageError(f"publisher keys are P-256, P-384 or Ed25519, not {str(doc.get('crv'))[:20]!r}", "format")
+    try:
+        key = (ECKey if doc["kty"] == "EC" else OKPKey).import_key(dict(doc))
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise PackageError(f"the publisher key JWK is not a valid key: {exc}", "format") from None
+    return public_jwk(key)
+
+
+def publisher_host_data(key: PublisherKey) -> bytes:
+    """What a keep pinned to ``key`` carries as launch-time host data: the key's RFC 7638 thumbprint
+    (SHA-256 of its canonical public JWK), 32 bytes — any JOSE tool computes it."""
+    import base64
+
+    text = thumbprint(key)
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def public_jwk(key: PublisherKey) -> PublisherKey:

@@ -95,7 +95,10 @@ class Manifest:
 
 
 def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise PackageError("the package manifest holds text that is not valid Unicode") from None
 
 
 def sign(manifest: Manifest, key: keys.PublisherKey) -> str:
@@ -158,19 +161,19 @@ def parse_payload(payload: bytes) -> Manifest:
         raise PackageError(f"package format version {data.get('version')!r} is not supported (this enarx reads "
                            f"version {VERSION})")
     aead = data.get("aead")
-    if aead not in AEADS:
+    if not isinstance(aead, str) or aead not in AEADS:
         raise PackageError(f"unknown AEAD {aead!r} in the package manifest")
     chunk_log2 = data.get("chunk_log2")
     if not _is_int(chunk_log2) or not MIN_CHUNK_LOG2 <= chunk_log2 <= MAX_CHUNK_LOG2:
         raise PackageError("the package manifest's chunk_log2 is out of range")
     name = data.get("name", "")
-    if not isinstance(name, str) or len(name) > 256:
+    if not isinstance(name, str) or len(name) > 256 or not _unicode(name):
         raise PackageError("the package manifest's name must be a string of at most 256 characters")
     resource = data.get("resource")
     if resource is not None and (not isinstance(resource, str) or not _RESOURCE.fullmatch(resource)):
         raise PackageError("the package manifest's resource must be \"<repository>/<type>/<tag>\"")
     policy = data.get("policy")
-    if not isinstance(policy, str) or len(policy.encode()) > MAX_POLICY:
+    if not isinstance(policy, str) or not _unicode(policy) or len(policy.encode()) > MAX_POLICY:
         raise PackageError(f"the package manifest's policy must be TOML text of at most {MAX_POLICY} bytes")
     blobs = data.get("blobs")
     if not isinstance(blobs, list) or len(blobs) > MAX_BLOBS:
@@ -183,6 +186,15 @@ def parse_payload(payload: bytes) -> Manifest:
     return Manifest(package_id=_hex(data.get("package_id"), _HEX32, "package_id"),
                     key_id=_hex(data.get("key_id"), _HEX64, "key_id"), policy=policy, index=index, blobs=refs,
                     aead=aead, chunk_log2=chunk_log2, name=name, resource=resource)
+
+
+def _unicode(text: str) -> bool:
+    """Encodable as UTF-8 (JSON's ``\\ud800`` escapes decode to lone surrogates, which are not)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_int(value: Any) -> bool:

@@ -61,7 +61,7 @@ def seal_package(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
                  policy: str, resource: str | None = None, name: str = "", aead: str = "AES-256-GCM",
                  chunk_log2: int = stream.DEFAULT_CHUNK_LOG2, content_key: bytes | None = None) -> SealedPackage:
     """Encrypt ``source`` into the new directory ``out`` under a fresh content key and sign the manifest."""
-    trust.parse_policy(policy)  # refuse a policy no keep could ever be judged by
+    trust.parse_keep_policy(policy)  # refuse a policy no keep could ever be judged by
     files = plaintext_files(Path(source))
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -73,9 +73,9 @@ def seal_package(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
     entries, refs = [], []
     for path, full in files:
         blob_id = os.urandom(stream.ID_SIZE)
-        ref = _seal_file(full, out, content_key, package_id, blob_id, options)
+        ref, size = _seal_file(full, out, content_key, package_id, blob_id, options)
         refs.append(ref)
-        entries.append(index.IndexEntry(path, ref.id, full.stat().st_size))
+        entries.append(index.IndexEntry(path, ref.id, size))  # what was sealed, even if the file changed since
     index_id = os.urandom(stream.ID_SIZE)
     sealed_index = stream.encrypt_bytes(index.encode(entries), content_key, package_id, index_id, **options)
     index_ref = _write_blob(out, index_id, sealed_index)
@@ -90,14 +90,14 @@ def seal_package(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
 
 
 def _seal_file(full: Path, out: Path, content_key: bytes, package_id: bytes, blob_id: bytes,
-               options: dict) -> manifest.BlobRef:
+               options: dict) -> tuple[manifest.BlobRef, int]:
     target = out / f"blobs/{blob_id.hex()}.enc"
     with open(full, "rb") as src, open(target, "xb") as dst:
         writer = stream.BlobWriter(dst.write, content_key, package_id, blob_id, **options)
         while block := src.read(READ_SIZE):
             writer.write(block)
         writer.close()
-    return manifest.BlobRef(blob_id.hex(), writer.size, writer.sha256)
+    return manifest.BlobRef(blob_id.hex(), writer.size, writer.sha256), writer.plaintext_size
 
 
 def _write_blob(out: Path, blob_id: bytes, data: bytes) -> manifest.BlobRef:

@@ -144,17 +144,26 @@ class BlobWriter:
         return self._digest.hexdigest()
 
 
+def _header(read: Reader, expect: tuple[str, int] | None) -> tuple[bytes, BlobHeader]:
+    raw = bytes(read(HEADER_SIZE))
+    header = BlobHeader.parse(raw)
+    if expect is not None and (header.aead, header.chunk_log2) != expect:
+        raise PackageError(f"an encrypted file's header ({header.aead}, 2^{header.chunk_log2}-byte chunks) differs "
+                           f"from the signed manifest ({expect[0]}, 2^{expect[1]})", "tampered")
+    return raw, header
+
+
 def decrypt_chunks(read: Reader, content_key: bytes, package_id: bytes, blob_id: bytes,
-                   *, max_plaintext: int | None = None) -> Iterator[bytes]:
+                   *, max_plaintext: int | None = None, expect: tuple[str, int] | None = None) -> Iterator[bytes]:
     """Yield the plaintext of a blob chunk by chunk, each chunk authenticated before it is yielded.
 
     The generator raises :class:`PackageError` (``tampered``) at the first chunk that fails, and only
     finishes normally after the last-flagged chunk with nothing after it. A caller that needs the whole
-    file must consume the generator to the end before trusting any of it.
+    file must consume the generator to the end before trusting any of it. ``expect`` = (aead, chunk_log2)
+    from the signed manifest: a header that says otherwise is refused (no downgrade).
     """
     _check_ids(package_id, blob_id)
-    raw_header = bytes(read(HEADER_SIZE))
-    header = BlobHeader.parse(raw_header)
+    raw_header, header = _header(read, expect)
     aad = raw_header + package_id + blob_id
     cipher = _cipher(content_key, header, package_id, blob_id)
     sealed_size = header.chunk_size + TAG_SIZE
@@ -182,15 +191,15 @@ def decrypt_chunks(read: Reader, content_key: bytes, package_id: bytes, blob_id:
         current = following
 
 
-def decrypt_into(read: Reader, content_key: bytes, package_id: bytes, blob_id: bytes, out: memoryview) -> None:
+def decrypt_into(read: Reader, content_key: bytes, package_id: bytes, blob_id: bytes, out: memoryview,
+                 *, expect: tuple[str, int] | None = None) -> None:
     """Decrypt a blob whose plaintext is exactly ``len(out)`` bytes straight into ``out`` (no copies).
 
     The same checks as :func:`decrypt_chunks`; a blob that decrypts to more or fewer bytes is ``tampered``.
     On an exception, ``out`` holds unauthenticated garbage: the caller must discard it.
     """
     _check_ids(package_id, blob_id)
-    raw_header = bytes(read(HEADER_SIZE))
-    header = BlobHeader.parse(raw_header)
+    raw_header, header = _header(read, expect)
     aad = raw_header + package_id + blob_id
     cipher = _cipher(content_key, header, package_id, blob_id)
     size, sealed_size = header.chunk_size, header.chunk_size + TAG_SIZE

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -28,23 +29,32 @@ class BlobSource(Protocol):
 
 
 class DirectorySource:
-    """An encrypted package directory (``manifest.jws`` + ``blobs/``)."""
+    """An encrypted package directory (``manifest.jws`` + ``blobs/``). Only regular files are read, never
+    through a symbolic link (a FIFO or device planted by whoever controls the directory cannot hang us)."""
 
     def __init__(self, directory: str | os.PathLike[str]):
         self.directory = Path(directory)
 
-    def manifest_token(self) -> bytes:
+    def _open(self, relative: str, missing: str, reason: str):
+        path = self.directory / relative
         try:
-            return (self.directory / MANIFEST_NAME).read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
-            raise PackageError(f"{self.directory}: not an encrypted package ({MANIFEST_NAME}: {exc.strerror})",
-                               "io") from None
+            raise PackageError(f"{missing}: {exc.strerror}", reason) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise PackageError(f"{missing}: not a regular file", reason)
+        return os.fdopen(fd, "rb")
+
+    def manifest_token(self) -> bytes:
+        with self._open(MANIFEST_NAME, f"{self.directory}: not an encrypted package ({MANIFEST_NAME})", "io") as fh:
+            data = fh.read(manifest.MAX_MANIFEST + 2)
+        if len(data) > manifest.MAX_MANIFEST + 1:  # the token and a newline
+            raise PackageError(f"{self.directory}/{MANIFEST_NAME} is larger than {manifest.MAX_MANIFEST} bytes")
+        return data
 
     def reader(self, ref: manifest.BlobRef) -> Callable[[int], bytes]:
-        try:
-            fh = open(self.directory / ref.path, "rb")  # noqa: SIM115 - closed when the reader reaches EOF
-        except OSError as exc:
-            raise PackageError(f"encrypted file {ref.path} is missing: {exc.strerror}", "digest") from None
+        fh = self._open(ref.path, f"encrypted file {ref.path} is missing", "digest")
 
         def read(n: int) -> bytes:
             if fh.closed:
@@ -113,7 +123,7 @@ def _chunks(source: BlobSource, doc: manifest.Manifest, ref: manifest.BlobRef, c
             verify_digests: bool, max_plaintext: int | None) -> Iterator[bytes]:
     checked = _Checked(source.reader(ref), ref, verify_digests)
     yield from stream.decrypt_chunks(checked, content_key, doc.package_id_bytes, bytes.fromhex(ref.id),
-                                     max_plaintext=max_plaintext)
+                                     max_plaintext=max_plaintext, expect=(doc.aead, doc.chunk_log2))
     checked.finish()
 
 
@@ -157,7 +167,8 @@ def open_package(source: BlobSource, doc: manifest.Manifest, content_key: bytes,
         ref = doc.blob(entry.blob)
         checked = _Checked(source.reader(ref), ref, verify_digests)
         buffer = bytearray(entry.size)
-        stream.decrypt_into(checked, content_key, doc.package_id_bytes, bytes.fromhex(ref.id), memoryview(buffer))
+        stream.decrypt_into(checked, content_key, doc.package_id_bytes, bytes.fromhex(ref.id), memoryview(buffer),
+                            expect=(doc.aead, doc.chunk_log2))
         checked.finish()
         files[entry.path] = buffer
     return files
