@@ -118,6 +118,86 @@ def run(
     return KeepResult(status=report.status, kind=report.kind, error=report.error, started=started)
 
 
+def await_push(
+    address: str,
+    options: KeepOptions | None = None,
+    *,
+    publisher_key: str | os.PathLike[str] | None = None,
+    stdin: Source = 0,
+    stdout: Sink = 1,
+    stderr: Sink = 2,
+    on_waiting: Callable[[tuple[str, int]], None] | None = None,
+    on_started: Callable[[dict], None] | None = None,
+) -> KeepResult:
+    """Start an empty keep that waits on ``address`` (``ADDR:PORT``) for its owner to push an encrypted package
+    (``enarx push``), then runs it. The host only relays the connection: it sees evidence and ciphertext.
+    With ``publisher_key`` (a PEM public key) the keep runs only packages that key signed, and its evidence
+    says so (the key's thumbprint is its host data). ``on_waiting`` gets the address actually bound."""
+    from enarx.backends.registry import pick_backend
+    from enarx.errors import ConfigError
+    from enarx.host.push_relay import listen
+
+    options = options or KeepOptions()
+    if options.config_path is not None:
+        raise ConfigError("--wasmcfgfile cannot be used with --await-push: a pushed package brings its own Enarx.toml")
+    publisher_pem = _publisher_pem(publisher_key) if publisher_key is not None else None
+    for host, _guest, _writable in options.dirs:
+        _check_dir(host)
+    backend = pick_backend(options.backend)
+    try:
+        listener = listen(address)
+    except ValueError as exc:
+        raise ConfigError(f"--await-push {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"--await-push {address}: cannot listen: {exc.strerror or exc}") from None
+    request = LaunchRequest(
+        module_name="main.wasm",
+        args=list(options.args),
+        env=[(k, v) for k, v in options.env],
+        dirs=[(os.path.abspath(h), g, w) for h, g, w in options.dirs],
+        memory_limit=options.memory_limit,
+        timeout=options.timeout,
+        cache_dir=None,  # a pushed package is confidential: never the host's module cache
+        log_level=options.log_level,
+        simulate_tee=options.simulate_tee,
+        simulator_dir=os.path.abspath(options.simulator_dir) if options.simulator_dir else None,
+        ca_bundle_pem=_ca_bundle_pem(options.ca_bundle, None),
+        await_push=True,
+        publisher_key_pem=publisher_pem,
+    )
+    started: dict = {}
+
+    def note_started(info: dict) -> None:
+        started.update(info)
+        if on_started is not None:
+            on_started(info)
+
+    try:
+        keep = backend.launch()
+    except BaseException:
+        listener.close()
+        raise
+    supervisor = Supervisor(keep, Stdio(stdin=stdin, stdout=stdout, stderr=stderr), on_started=note_started,
+                            push_listener=listener)
+    if on_waiting is not None:
+        on_waiting(listener.getsockname()[:2])
+    report = supervisor.run(request, b"", relay_stdin=True)
+    return KeepResult(status=report.status, kind=report.kind, error=report.error, started=started)
+
+
+def _publisher_pem(path: str | os.PathLike[str]) -> str:
+    """The public PEM of a publisher key file, checked; only the public half ever reaches the keep."""
+    from enarx.errors import ConfigError
+    from enarx.packaging import keys
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(1 << 16)
+    except OSError as exc:
+        raise ConfigError(f"cannot read publisher key {os.fspath(path)!r}: {exc.strerror}") from None
+    return keys.parse_public_key(data, repr(os.fspath(path))).as_pem(private=False).decode()
+
+
 def _check_dir(path: str) -> None:
     from enarx.errors import ConfigError
 

@@ -188,3 +188,28 @@ def test_frames_are_bounded_before_anything_is_allocated():
         feed(struct.pack(">I", 0xFFFFFFF0)).recv_blob(10 << 30)
     with pytest.raises(push.PushError, match="larger than 4"):
         feed(struct.pack(">I", 8), b"12345678").recv_blob(4)
+
+
+@pytest.mark.parametrize("tee", ["snp", "tdx"])
+@pytest.mark.parametrize("case", ["debug", "old-tcb"])
+def test_a_debug_or_outdated_keep_gets_nothing_with_the_policys_reasons(tmp_path, tee, case):
+    """The owner's own policy allows debug here, so each refusal comes from the package's keep policy."""
+    from _kbs import package_policy
+    from test_kbs import OLD_TCB
+
+    policy = package_policy(tee, extra=OLD_TCB[tee][0] if case == "old-tcb" else "")
+    pkg, pub = sealed_package(tmp_path, tee, f"owner/{tee}-{case}/v1", policy=policy)
+    key = keys.load_public_key(pub)
+    fields = {"debug": True} if case == "debug" else OLD_TCB[tee][1]
+    keep = SimulatedKeep(tee, bound=keys.publisher_host_data(key), **fields)
+    port, result = run_keep(keep, key)
+    conn = socket.create_connection(("127.0.0.1", port))
+    with pytest.raises(PackageError) as exc:
+        push.push(push.Channel(conn.recv, conn.sendall), pkg.directory, pkg.content_key, key,
+                  owner_trust("allow_debug = true\n"))
+    conn.close()
+    result["thread"].join(30)
+    rule = {"debug": "policy.debug", "old-tcb": "policy.min_svn.snp" if tee == "snp" else "policy.min_svn.tdx_module_svn"}
+    assert exc.value.reason == "refused" and "package's keep policy" in str(exc.value)
+    assert rule[case] in str(exc.value) and "expected" in str(exc.value)
+    assert "files" not in result  # the keep received nothing

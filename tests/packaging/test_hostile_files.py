@@ -129,3 +129,15 @@ def test_allow_test_anchors_must_be_a_boolean():
     assert trust.parse_keep_policy("allow_test_anchors = true\n").allow_test_anchors
     with pytest.raises(PackageError):  # the broker's and an owner's own policies are plain attestation policies
         trust.parse_policy("allow_test_anchors = true\n")
+
+
+def test_a_manifest_listing_the_most_files_allowed_verifies(publisher):  # noqa: F811
+    """joserfc's default payload limit (128 kB) would refuse a manifest of a few thousand files (CPython's
+    standard library is 3,164): the manifest's own limits apply instead."""
+    refs = tuple(manifest.BlobRef(f"{i:032x}", 1 << 30, "ab" * 32) for i in range(1, manifest.MAX_BLOBS + 1))
+    doc = manifest.Manifest(package_id="cd" * 16, key_id="ef" * 32, policy=POLICY, blobs=refs,
+                            index=manifest.BlobRef("0" * 32, 100, "12" * 32))
+    token = manifest.sign(doc, publisher[0])
+    assert len(token) <= manifest.MAX_MANIFEST
+    assert manifest.verify(token, publisher[1]).digest == doc.digest
+    assert manifest.parse_unverified(token).blobs == refs

@@ -23,19 +23,42 @@ from enarx.cli.runner import execute
 @click.option("--ca-bundle", metavar="PEM",
               help="CA certificates the keep trusts for an https Steward under a private CA (default: "
                    "$ENARX_CA_BUNDLE), added to the system roots.")
-@click.argument("module", type=click.Path())
+@click.option("--await-push", metavar="ADDR:PORT",
+              help="Start an empty keep that waits here for its owner's `enarx push` of an encrypted package "
+                   "(no MODULE then); the host only relays ciphertext.")
+@click.option("--publisher-key", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
+              help="With --await-push: run only packages this publisher key signed (bound into the keep's "
+                   "evidence).")
+@click.argument("module", type=click.Path(), required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...],
         dirs: tuple[str, ...], memory_limit: str | None, timeout: str | None, no_cache: bool,
-        simulate_tee: str | None, simulator_pki: str | None, ca_bundle: str | None, module: str, args: tuple[str, ...]) -> None:
+        simulate_tee: str | None, simulator_pki: str | None, ca_bundle: str | None, await_push: str | None,
+        publisher_key: str | None, module: str | None, args: tuple[str, ...]) -> None:
     """Run MODULE (a .wasm file or a package directory) in a keep; ARGS go to the workload.
 
+    With --await-push ADDR:PORT there is no MODULE: the keep starts empty, serves its evidence to the
+    owner who connects there, and runs the package the owner pushes (ARGS still go to the workload).
     The workload's exit status becomes enarx's exit status. A trap exits 134, a timeout 124.
     """
+    log_filter = (ctx.obj or {}).get("log_filter")
+    if await_push is not None:
+        from enarx.cli.runner import await_push as wait_for_push
+
+        if module is not None:
+            args = (module, *args)  # everything after the options is the workload's
+        wait_for_push(address=await_push, publisher_key=publisher_key, backend=backend, wasmcfgfile=wasmcfgfile,
+                      env=env, dirs=dirs, memory_limit=memory_limit, timeout=timeout, args=list(args),
+                      log_filter=log_filter, simulate_tee=simulate_tee, simulator_pki=simulator_pki,
+                      ca_bundle=ca_bundle)
+        return
+    if publisher_key is not None:
+        raise click.UsageError("--publisher-key goes with --await-push", ctx=ctx)
+    if module is None:
+        raise click.UsageError("Missing argument 'MODULE' (or --await-push ADDR:PORT).", ctx=ctx)
     if module.startswith("-") and module != "-":
         raise click.UsageError(f"No such option: {module}", ctx=ctx)
-    log_filter = (ctx.obj or {}).get("log_filter")
     execute(backend=backend, wasmcfgfile=wasmcfgfile, env=env, dirs=dirs, memory_limit=memory_limit,
             timeout=timeout, no_cache=no_cache, module=module, args=list(args), log_filter=log_filter,
             simulate_tee=simulate_tee, simulator_pki=simulator_pki, ca_bundle=ca_bundle)

@@ -28,13 +28,7 @@ def _parse_dirs(values: tuple[str, ...]) -> list[tuple[str, str, bool]]:
     return dirs
 
 
-def execute(*, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...], dirs: tuple[str, ...],
-            memory_limit: str | None, timeout: str | None, no_cache: bool, module: str, args: list[str],
-            log_filter: str | None = None, simulate_tee: str | None = None,
-            simulator_pki: str | None = None, ca_bundle: str | None = None) -> None:
-    """Run the keep and exit with its status (shared by the click command and the fast path)."""
-    from enarx.api import KeepOptions
-    from enarx.api import run as run_keep
+def _limits(memory_limit: str | None, timeout: str | None) -> tuple[int | None, float | None]:
     from enarx.config.parse import parse_size, parse_timeout
 
     try:
@@ -45,6 +39,55 @@ def execute(*, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...
         seconds = parse_timeout(timeout) if timeout is not None else None
     except ValueError as exc:
         raise ConfigError(f"--timeout: {exc}") from None
+    return memory, seconds
+
+
+def _warn_simulated(simulate_tee: str | None) -> None:
+    if simulate_tee:
+        sys.stderr.write(f"warning: attesting with SIMULATED {simulate_tee} evidence: no hardware protects "
+                         "this keep\n")
+
+
+def _finish(result) -> None:
+    if result.error:
+        sys.stderr.write(f"Error: {result.error}\n")
+        sys.stderr.flush()
+    sys.exit(result.status)
+
+
+def await_push(*, address: str, publisher_key: str | None, backend: str | None, wasmcfgfile: str | None,
+               env: tuple[str, ...], dirs: tuple[str, ...], memory_limit: str | None, timeout: str | None,
+               args: list[str], log_filter: str | None, simulate_tee: str | None, simulator_pki: str | None,
+               ca_bundle: str | None) -> None:
+    """``enarx run --await-push``: an empty keep that waits for its owner's push, then runs the package."""
+    from enarx.api import KeepOptions
+    from enarx.api import await_push as wait
+
+    memory, seconds = _limits(memory_limit, timeout)
+    options = KeepOptions(args=list(args), env=_parse_env(env), dirs=_parse_dirs(dirs), config_path=wasmcfgfile,
+                          backend=backend, memory_limit=memory, timeout=seconds, cache=False,
+                          log_level="debug" if log_filter and "debug" in log_filter.lower() else None,
+                          simulate_tee=simulate_tee, simulator_dir=simulator_pki, ca_bundle=ca_bundle)
+
+    def waiting(bound: tuple[str, int]) -> None:
+        _warn_simulated(simulate_tee)
+        host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        pinned = "packages signed by the given publisher key" if publisher_key else "any publisher's package"
+        sys.stderr.write(f"enarx: keep waiting for a push on {host}:{bound[1]} (it will run {pinned})\n")
+        sys.stderr.flush()
+
+    _finish(wait(address, options, publisher_key=publisher_key, on_waiting=waiting, on_started=report_listening))
+
+
+def execute(*, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...], dirs: tuple[str, ...],
+            memory_limit: str | None, timeout: str | None, no_cache: bool, module: str, args: list[str],
+            log_filter: str | None = None, simulate_tee: str | None = None,
+            simulator_pki: str | None = None, ca_bundle: str | None = None) -> None:
+    """Run the keep and exit with its status (shared by the click command and the fast path)."""
+    from enarx.api import KeepOptions
+    from enarx.api import run as run_keep
+
+    memory, seconds = _limits(memory_limit, timeout)
     options = KeepOptions(
         args=list(args),
         env=_parse_env(env),
@@ -59,14 +102,8 @@ def execute(*, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...
         simulator_dir=simulator_pki,
         ca_bundle=ca_bundle,
     )
-    if simulate_tee:
-        sys.stderr.write(f"warning: attesting with SIMULATED {simulate_tee} evidence: no hardware protects "
-                         "this keep\n")
-    result = run_keep(module, options, on_started=report_listening)
-    if result.error:
-        sys.stderr.write(f"Error: {result.error}\n")
-        sys.stderr.flush()
-    sys.exit(result.status)
+    _warn_simulated(simulate_tee)
+    _finish(run_keep(module, options, on_started=report_listening))
 
 
 def report_listening(info: dict) -> None:

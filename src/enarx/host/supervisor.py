@@ -24,7 +24,7 @@ from enarx.protocol import (
     ProtocolError,
 )
 from enarx.protocol.frames import enlarge_pipe
-from enarx.protocol.messages import StopRequest, json_object
+from enarx.protocol.messages import PushEnd, StopRequest, json_object
 
 
 def _log(name: str):  # logging is imported only when there is something to log (start-up time)
@@ -69,11 +69,17 @@ def _writer(sink: Sink) -> Callable[[bytes], None]:
 
 
 class Supervisor:
-    def __init__(self, keep: KeepProcess, stdio: Stdio, *, on_started: Callable[[dict], None] | None = None):
+    def __init__(self, keep: KeepProcess, stdio: Stdio, *, on_started: Callable[[dict], None] | None = None,
+                 push_listener=None):
         self.keep = keep
         self.stdio = stdio
         self.channel = Channel(keep.channel, max_incoming=MAX_KEEP_TO_HOST)
         self.on_started = on_started
+        self.push_relay = None
+        if push_listener is not None:  # `enarx run --await-push`: relay the owner's connection to the keep
+            from enarx.host.push_relay import PushRelay
+
+            self.push_relay = PushRelay(push_listener, self.channel)
         self._stop_timer: threading.Timer | None = None
         self._stdout_broken = False
 
@@ -86,8 +92,12 @@ class Supervisor:
                 pass  # the keep died before reading; reported below from its exit status
             if relay_stdin:
                 self._start_stdin_relay()
+            if self.push_relay is not None:
+                self.push_relay.start()
             return self._relay()
         finally:
+            if self.push_relay is not None:
+                self.push_relay.close()
             self._restore_signal_handlers(previous)
             if self._stop_timer is not None:
                 self._stop_timer.cancel()
@@ -149,7 +159,13 @@ class Supervisor:
                 frame = Frame(ftype, bytes(payload))
                 if frame.type == FrameType.LOG:
                     _log("enarx.keep").info("%s", frame.payload.decode("utf-8", "replace"))
+                elif frame.type == FrameType.PUSH_REPLY and self.push_relay is not None:
+                    self.push_relay.to_owner(frame.payload)
+                elif frame.type == FrameType.PUSH_END and self.push_relay is not None:
+                    self.push_relay.end(PushEnd.decode(frame.payload).accepted)
                 elif frame.type == FrameType.STARTED:
+                    if self.push_relay is not None:
+                        self.push_relay.close()  # the workload runs: no more pushes
                     if self.on_started is not None:
                         self.on_started(json_object(frame.payload))
                 elif frame.type == FrameType.EXIT:

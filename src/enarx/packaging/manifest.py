@@ -17,6 +17,7 @@ from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
+from joserfc.jws import JWSRegistry
 
 from enarx.packaging import keys
 from enarx.packaging.errors import PackageError
@@ -25,7 +26,7 @@ from enarx.packaging.stream import AEADS, MAX_CHUNK_LOG2, MIN_CHUNK_LOG2
 FORMAT = "enarx-encrypted-package"
 VERSION = 1
 JWS_TYPE = "enarx-package-manifest+jws"
-MAX_MANIFEST = 1 << 20
+MAX_MANIFEST = 2 << 20  # a token for MAX_BLOBS files fits
 MAX_BLOBS = 10_000
 MAX_POLICY = 64 * 1024
 MAX_BLOB_SIZE = 1 << 40
@@ -34,6 +35,12 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _RESOURCE = re.compile(r"[A-Za-z0-9._-]{1,128}/[A-Za-z0-9._-]{1,128}/[A-Za-z0-9._-]{1,128}")
 _KEYS = {"format", "version", "package_id", "name", "aead", "chunk_log2", "key_id", "resource", "policy",
          "index", "blobs"}
+
+
+class _Registry(JWSRegistry):
+    """joserfc's limits, with room for a manifest of :data:`MAX_BLOBS` files (its default is 128 kB)."""
+
+    max_payload_length = MAX_MANIFEST
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,7 @@ def verify(token: str | bytes, publisher: keys.PublisherKey) -> Manifest:
     """The manifest, if ``token`` is signed by ``publisher`` (the pinned key); ``PackageError`` otherwise."""
     text = _token_text(token)
     try:
-        obj = jws.deserialize_compact(text, publisher, algorithms=[keys.algorithm(publisher)])
+        obj = jws.deserialize_compact(text, publisher, registry=_Registry(algorithms=[keys.algorithm(publisher)]))
     except JoseError as exc:
         raise PackageError("the package manifest is not signed by the pinned publisher key "
                            f"({keys.thumbprint(publisher)}): {exc.description or exc.error}", "signature") from None
@@ -127,7 +134,7 @@ def parse_unverified(token: str | bytes) -> Manifest:
     """The manifest **without** checking its signature — only for display and routing, never for trust."""
     text = _token_text(token)
     try:
-        obj = jws.extract_compact(text.encode())
+        obj = jws.extract_compact(text.encode(), registry=_Registry())
     except (JoseError, ValueError, TypeError):
         raise PackageError("the package manifest is not a compact JWS", "format") from None
     return parse_payload(obj.payload)

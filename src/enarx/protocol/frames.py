@@ -20,12 +20,15 @@ class FrameType(enum.IntEnum):
     LAUNCH = 0x01  # u32 json length | JSON LaunchRequest | module bytes
     STDIN = 0x02  # bytes for the workload's stdin; an empty payload means end of file
     STOP = 0x03  # JSON {"signal": "SIGINT"|"SIGTERM"}: stop the workload now
+    PUSH = 0x04  # bytes from the owner's push connection (--await-push); empty: that connection ended
     # keep → host
     STARTED = 0x10  # JSON {"protocol": 1, "backend": ..., "listening": [...]}: the workload is about to run
     STDOUT = 0x11  # bytes the workload wrote to stdout
     STDERR = 0x12  # bytes the workload wrote to stderr
     LOG = 0x13  # one UTF-8 log line from the keep runtime
     EXIT = 0x14  # JSON ExitReport; the last frame a keep sends
+    PUSH_REPLY = 0x15  # bytes for the owner's push connection
+    PUSH_END = 0x16  # JSON {"accepted": bool}: close the owner's connection; accepted: stop waiting for pushes
 
 
 def enlarge_pipe(fd: int, size: int = 1 << 20) -> None:

@@ -31,6 +31,8 @@ class LaunchRequest(NamedTuple):
     simulate_tee: str | None = None  # "sev-snp": attest with simulated evidence (testing without hardware)
     simulator_dir: str | None = None  # where the simulator's persistent test PKI lives
     ca_bundle_pem: str | None = None  # extra CA certificates (PEM) the keep trusts for its Steward's TLS
+    await_push: bool = False  # start empty and wait for an encrypted package pushed through PUSH frames
+    publisher_key_pem: str | None = None  # with await_push: run only packages this key signed (bound in host data)
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
@@ -69,6 +71,8 @@ class LaunchRequest(NamedTuple):
                 simulate_tee=_typed(doc, "simulate_tee", str, optional=True),
                 simulator_dir=_typed(doc, "simulator_dir", str, optional=True),
                 ca_bundle_pem=_typed(doc, "ca_bundle_pem", str, optional=True),
+                await_push=_flag(doc.get("await_push", False)),
+                publisher_key_pem=_typed(doc, "publisher_key_pem", str, optional=True),
             )
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed LAUNCH header: {exc}") from None
@@ -120,6 +124,19 @@ class Started(NamedTuple):
         return cls(protocol if isinstance(protocol, int) else PROTOCOL_VERSION, items)
 
 
+class PushEnd(NamedTuple):
+    """PUSH_END: the keep is done with the owner's connection; ``accepted``: it got its package."""
+
+    accepted: bool = False
+
+    def encode(self) -> bytes:
+        return json.dumps(self._asdict()).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> PushEnd:
+        return cls(json_object(payload).get("accepted") is True)
+
+
 class StopRequest(NamedTuple):
     """STOP: end the workload now, as if it had received ``signal`` (SIGINT, SIGTERM or SIGPIPE)."""
 
@@ -150,6 +167,12 @@ def _typed(doc: dict[str, Any], key: str, typ: type, optional: bool = False) -> 
         return None
     if not isinstance(value, typ) or isinstance(value, bool):
         raise TypeError(f"{key} must be {typ.__name__}")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("await_push must be a boolean")
     return value
 
 

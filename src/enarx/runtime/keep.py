@@ -78,6 +78,8 @@ class Keep:
                 if abrupt:
                     pump.stop()
                 pump.join(timeout=5)
+            if self.launch is not None:
+                self.launch.remove_staging()
             try:
                 self.channel.send(FrameType.EXIT, report.encode())
                 self.channel.sock.shutdown(socket.SHUT_WR)
@@ -91,6 +93,9 @@ class Keep:
             while frame := self.channel.recv():
                 if frame.type == FrameType.STDIN:
                     launch.stdin.queue.put(frame.payload)
+                elif frame.type == FrameType.PUSH and launch.request.await_push:
+                    if launch.push_inbox is not None:  # after the push stage, late owners are ignored
+                        launch.push_inbox.put(bytes(frame.payload))
                 elif frame.type == FrameType.STOP:
                     signal = StopRequest.decode(frame.payload).signal
                     status = STATUS_SIGNAL.get(signal, 143)
@@ -126,6 +131,10 @@ class Keep:
         if req.log_level and self._capture_logs:
             _log_to_channel(self.channel, req.log_level)
         launch = self.launch = Launch(req, module_bytes, self.channel)
+        if req.await_push:
+            import queue
+
+            launch.push_inbox = queue.Queue()  # before the control loop: no PUSH frame can be missed
         launch.stdin.start()  # before the control loop: no STDIN frame can be missed
         threading.Thread(target=self._control_loop, args=(launch,), name="control", daemon=True).start()
         self.finish(self.run(launch), abrupt=False)

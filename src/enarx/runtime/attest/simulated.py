@@ -46,9 +46,10 @@ class SimulatedSnpEvidence(EvidenceSource):
     technology = "sev-snp"
     simulated = True
 
-    def __init__(self, pki_dir: Path, measurement: bytes):
+    def __init__(self, pki_dir: Path, measurement: bytes, host_data: bytes = b""):
         self.pki_dir = pki_dir  # the simulator directory (the SNP hierarchy is in its snp/ subdirectory)
         self.measurement = measurement
+        self.host_data = host_data  # what the host bound at launch (a package digest, a publisher key)
 
     def extension(self, report_data: bytes) -> tuple[str, bytes]:
         from enarx.attestation.simulate.snp import simulate_snp
@@ -57,7 +58,7 @@ class SimulatedSnpEvidence(EvidenceSource):
             pki = load_or_create_snp_pki(self.pki_dir)
         except (OSError, ValueError) as exc:
             raise KeepError(f"cannot use the SEV-SNP simulator PKI in {self.pki_dir}: {exc}") from None
-        sim = simulate_snp(report_data=report_data, measurement=self.measurement, pki=pki)
+        sim = simulate_snp(report_data=report_data, measurement=self.measurement, host_data=self.host_data, pki=pki)
         url = f"https://kdsintf.amd.com/vcek/v1/{pki.product}/crl"
         return OID_SNP, snp_extension(sim.endorsement_cert, sim.report, [(url, der) for der in sim.crls])
 
@@ -101,11 +102,13 @@ class SimulatedIntelEvidence(EvidenceSource):
 
     simulated = True
 
-    def __init__(self, technology: str, pki_dir: Path, module_digest_384: bytes, module_digest_256: bytes):
+    def __init__(self, technology: str, pki_dir: Path, module_digest_384: bytes, module_digest_256: bytes,
+                 host_data: bytes = b""):
         self.technology = technology
         self.pki_dir = pki_dir
         self.mrtd = module_digest_384
         self.mrenclave = module_digest_256
+        self.host_data = host_data  # TDX: MRCONFIGID = host data ‖ zeros (SGX has no launch-time host data)
 
     def extension(self, report_data: bytes) -> tuple[str, bytes]:
         from enarx.attestation.simulate.intel import simulate_sgx, simulate_tdx
@@ -115,7 +118,8 @@ class SimulatedIntelEvidence(EvidenceSource):
         except (OSError, ValueError) as exc:
             raise KeepError(f"cannot use the Intel simulator PKI in {self.pki_dir}: {exc}") from None
         tdx = self.technology == "tdx"
-        sim = (simulate_tdx(report_data=report_data, mrtd=self.mrtd, pki=pki) if tdx
+        sim = (simulate_tdx(report_data=report_data, mrtd=self.mrtd, pki=pki, mrconfigid=self.host_data.ljust(48, b"\0"))
+               if tdx
                else simulate_sgx(report_data=report_data, mrenclave=self.mrenclave, pki=pki))
         crls = [(INTEL_ROOT_CRL_URL, sim.files["root_ca.crl.der"]), (INTEL_PCK_CRL_URL, sim.files["pck_platform.crl.der"])]
         tcb_certs = [pki.tcb.public_bytes(serialization.Encoding.DER), pki.root.public_bytes(serialization.Encoding.DER)]

@@ -1,6 +1,6 @@
 """The keep's start-up as a list of stages, each with one job, run in order on one :class:`~enarx.runtime.launch.Launch`.
 
-    plan → attest → [obtain] → open sockets → compile → configure WASI → instantiate   (SETUP)
+    plan → attest → receive push → [obtain] → open sockets → compile → configure WASI → instantiate   (SETUP)
     then run (:func:`~enarx.runtime.stages.execute.run_workload`) and report
     (:func:`~enarx.runtime.stages.execute.conclude`).
 
@@ -18,11 +18,12 @@ from enarx.runtime.launch import Launch
 from enarx.runtime.stages.attest import attest
 from enarx.runtime.stages.instantiate import compile_module, configure_wasi, instantiate
 from enarx.runtime.stages.plan import plan
+from enarx.runtime.stages.push import receive_push
 from enarx.runtime.stages.resources import open_sockets
 
 Stage = Callable[[Launch], None]
 
-SETUP: tuple[Stage, ...] = (plan, attest, open_sockets, compile_module, configure_wasi, instantiate)
+SETUP: tuple[Stage, ...] = (plan, attest, receive_push, open_sockets, compile_module, configure_wasi, instantiate)
 
 
 def with_stage(stages: Sequence[Stage], stage: Stage, *, after: Stage) -> tuple[Stage, ...]:
@@ -33,4 +34,4 @@ def with_stage(stages: Sequence[Stage], stage: Stage, *, after: Stage) -> tuple[
 
 
 __all__ = ["SETUP", "Stage", "attest", "compile_module", "configure_wasi", "instantiate", "open_sockets", "plan",
-           "with_stage"]
+           "receive_push", "with_stage"]

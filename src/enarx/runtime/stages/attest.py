@@ -53,11 +53,15 @@ def evidence_source(launch: Launch):
         from enarx.runtime.cachedir import default_cache_dir
 
         directory = default_cache_dir() / "simulator"
+    from enarx.runtime.hostdata import host_data
+
+    # an empty keep (--await-push) is measured before its package exists: the package's publisher is named by
+    # the host data bound at launch
     if req.simulate_tee in ("sev-snp", "snp"):
-        return SimulatedSnpEvidence(directory, hashlib.sha384(launch.wasm).digest())
+        return SimulatedSnpEvidence(directory, hashlib.sha384(launch.wasm).digest(), host_data(req))
     if req.simulate_tee in ("tdx", "sgx"):
         return SimulatedIntelEvidence(req.simulate_tee, directory, hashlib.sha384(launch.wasm).digest(),
-                                      hashlib.sha256(launch.wasm).digest())
+                                      hashlib.sha256(launch.wasm).digest(), host_data(req))
     raise KeepError(f"cannot simulate {req.simulate_tee!r} evidence; supported: sev-snp, tdx, sgx")
 
 
