@@ -36,7 +36,11 @@ def sim(tmp_path):
 def test_a_pushed_example_runs_and_its_plaintext_never_crosses_the_host(tmp_path, sim, tee, lang, traced):
     sim_dir, anchors = sim
     publisher = Publisher(tmp_path)
-    source = package_dir(tmp_path / "src", example(lang, "hello"), files={"data/notes.txt": MARKER * 3})
+    config = ('[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+              '[[files]]\nkind = "dir"\npath = "data"\n[[files]]\nkind = "secrets"\n'
+              '[[secrets]]\nname = "token"\nenv = "TOKEN"\n')
+    source = package_dir(tmp_path / "src", example(lang, "hello"), config=config,
+                         files={"data/notes.txt": MARKER * 3, "secrets/token": MARKER})
     pkg = publisher.seal(source, tmp_path / "pkg", keep_policy(tee))
     keep_tmp = tmp_path / "keep-tmp"  # where the nil keep stages the package's data files
     keep_tmp.mkdir()
@@ -67,18 +71,31 @@ def test_a_pushed_example_runs_and_its_plaintext_never_crosses_the_host(tmp_path
         assert MARKER not in host and MARKER[:12] not in host
 
 
-def test_the_cpython_package_runs_pushed_with_its_data(tmp_path, sim):
-    """The interpreter, its standard library and an application reading a data file, all pushed encrypted."""
+def test_the_cpython_package_runs_pushed_with_its_data_and_secrets(tmp_path, sim):
+    """The interpreter, its standard library and an application reading a data file and a secret (as a file
+    and as an environment variable), all pushed encrypted; the package's directories are read-only."""
     sim_dir, anchors = sim
     source = tmp_path / "python"
     shutil.copytree(EXAMPLES / "python", source)
     (source / "main.wasm").unlink()
     data = MARKER * 10
-    app = ("import hashlib, sys\n"
+    app = ("import hashlib, os, sys\n"
+           "def writable(path):\n"
+           "    try:\n"
+           "        open(path, 'wb').close()\n"
+           "        return True\n"
+           "    except OSError:\n"
+           "        return False\n"
            "data = open('/app/data/secret.txt', 'rb').read()\n"
-           "print('provisioned', sys.version_info[:2], hashlib.sha256(data).hexdigest())\n")
+           "token = open('/run/secrets/api-token', 'rb').read()\n"
+           "print('provisioned', sys.version_info[:2], hashlib.sha256(data).hexdigest(),\n"
+           "      hashlib.sha256(token).hexdigest(), os.environ['API_TOKEN'].encode() == token,\n"
+           "      writable('/run/secrets/x'), writable('/app/data/x'))\n")
     config = (EXAMPLES / "python" / "Enarx.toml").read_text().replace(
         'args = ["-B", "/app/app.py", "--from-config"]', 'args = ["-B", "/app/provisioned.py"]')
+    config += '[[files]]\nkind = "secrets"\n\n[[secrets]]\nname = "api-token"\nenv = "API_TOKEN"\n'
+    (source / "secrets").mkdir()
+    (source / "secrets" / "api-token").write_bytes(MARKER + b"-token")
     shutil.rmtree(source / "app")
     package_dir(tmp_path / "staged", EXAMPLES / "python" / "main.wasm")
     (source / "main.wasm").write_bytes((tmp_path / "staged" / "main.wasm").read_bytes())
@@ -97,7 +114,8 @@ def test_the_cpython_package_runs_pushed_with_its_data(tmp_path, sim):
     finally:
         keep.kill()
     assert status == 0, stderr
-    assert stdout.decode() == f"provisioned (3, 11) {hashlib.sha256(data).hexdigest()}\n"
+    token = hashlib.sha256(MARKER + b"-token").hexdigest()
+    assert stdout.decode() == f"provisioned (3, 11) {hashlib.sha256(data).hexdigest()} {token} True False False\n"
     relay.thread.join(30)
     assert len(relay.seen) > 90 << 20 and MARKER not in relay.seen
 

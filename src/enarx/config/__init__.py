@@ -8,6 +8,8 @@ from enarx.config.model import (
     Limits,
     ListenFile,
     NullFile,
+    Secret,
+    SecretsFile,
     StdioFile,
     default_config,
 )
@@ -23,6 +25,8 @@ __all__ = [
     "Limits",
     "ListenFile",
     "NullFile",
+    "Secret",
+    "SecretsFile",
     "StdioFile",
     "default_config",
     "load_config",

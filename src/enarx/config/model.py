@@ -1,7 +1,7 @@
 """The typed form of an Enarx.toml, code-accurate to Enarx's ``enarx-config`` crate plus documented extensions.
 
-Extensions beyond Enarx: ``[[files]] kind = "dir"``, ``[limits]``, and the TLS fields ``ca`` (connect)
-and ``client_ca`` (listen).
+Extensions beyond Enarx: ``[[files]] kind = "dir"`` and ``kind = "secrets"``, ``[[secrets]]``, ``[limits]``,
+and the TLS fields ``ca`` (connect) and ``client_ca`` (listen).
 
 The records are immutable ``NamedTuple``s rather than dataclasses: this module is on the start-up path of
 every ``enarx run`` (host and keep), and ``dataclasses`` costs several milliseconds to import.
@@ -62,7 +62,23 @@ class DirFile(NamedTuple):
     kind: Literal["dir"] = "dir"
 
 
-FileEntry = NullFile | StdioFile | ListenFile | ConnectFile | DirFile
+class SecretsFile(NamedTuple):
+    """Extension: the read-only directory holding the package's ``[[secrets]]``, one file each."""
+
+    name: str = "/run/secrets"  # the guest path
+    kind: Literal["secrets"] = "secrets"
+
+
+FileEntry = NullFile | StdioFile | ListenFile | ConnectFile | DirFile | SecretsFile
+
+
+class Secret(NamedTuple):
+    """Extension: a file of the (encrypted) package the workload gets as a secret — in the secrets directory
+    as ``name`` and, with ``env``, as that environment variable."""
+
+    name: str
+    path: str  # the package file holding it, relative to the package (the Enarx.toml's directory)
+    env: str | None = None
 
 
 class Limits(NamedTuple):
@@ -81,6 +97,7 @@ class Config(NamedTuple):
     steward: str | None = None
     limits: Limits = Limits()
     source: str | None = None
+    secrets: tuple[Secret, ...] = ()
 
     def fd_names(self) -> list[str]:
         return [f.name for f in self.files]
@@ -100,6 +117,8 @@ class Config(NamedTuple):
                     item[key] = value
             files.append(item)
         out["files"] = files
+        if self.secrets:
+            out["secrets"] = [{k: v for k, v in s._asdict().items() if v is not None} for s in self.secrets]
         limits: dict[str, Any] = {}
         if self.limits.memory is not None:
             limits["memory"] = self.limits.memory

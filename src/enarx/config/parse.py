@@ -22,12 +22,14 @@ from enarx.config.model import (
     Limits,
     ListenFile,
     NullFile,
+    Secret,
+    SecretsFile,
     StdioFile,
 )
 from enarx.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1_000_000  # Enarx's limit for an Enarx.toml
-KNOWN_TOP_LEVEL = {"steward", "args", "env", "files", "limits"}
+KNOWN_TOP_LEVEL = {"steward", "args", "env", "files", "limits", "secrets"}
 
 _FIELDS: dict[str, tuple[set[str], set[str]]] = {
     # kind: (required fields, optional fields) — besides "kind" itself
@@ -38,7 +40,10 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "listen": ({"name", "prot"}, {"addr", "port", "client_ca"}),
     "connect": ({"host", "prot"}, {"name", "port", "ca"}),
     "dir": ({"path"}, {"name", "writable"}),
+    "secrets": (set(), {"name"}),
 }
+_SECRET_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B|[KMGT])?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -126,10 +131,49 @@ def parse_config(text: str, *, source: str = "Enarx.toml", base_dir: str | None 
         raise ConfigError(f"{source}: files: expected an array of tables ([[files]])")
     files = tuple(_parse_file(entry, i, source, base_dir) for i, entry in enumerate(files_doc))
 
+    if sum(isinstance(f, SecretsFile) for f in files) > 1:
+        raise ConfigError(f"{source}: files: at most one entry of kind \"secrets\" (it holds every secret)")
+    secrets = _parse_secrets(doc.get("secrets", []), source, {key for key, _ in env})
+
     limits = _parse_limits(doc.get("limits", {}), source)
     return Config(
-        files=files, args=tuple(args), env=tuple(env), steward=steward, limits=limits, source=source
+        files=files, args=tuple(args), env=tuple(env), steward=steward, limits=limits, source=source,
+        secrets=secrets,
     )
+
+
+def _parse_secrets(value: Any, source: str, env_names: set[str]) -> tuple[Secret, ...]:
+    """``[[secrets]]``: name (a file name), path (a package path, default ``secrets/<name>``), env."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: secrets: expected an array of tables ([[secrets]])")
+    out: list[Secret] = []
+    for i, entry in enumerate(value):
+        where = f"{source}: secrets[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table with a `name`")
+        unknown = set(entry) - {"name", "path", "env"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown field `{min(unknown)}` (expected name, path, env)")
+        if "name" not in entry:
+            raise ConfigError(f"{where}: missing field `name`")
+        name = _string(entry, "name", where)
+        if not _SECRET_NAME.fullmatch(name) or name in (".", ".."):
+            raise ConfigError(f"{where}.name: {name!r} is not a file name (1-128 of A-Z a-z 0-9 . _ -)")
+        path = _string(entry, "path", where) if "path" in entry else f"secrets/{name}"
+        parts = path.split("/")
+        if os.path.isabs(path) or "\\" in path or "\0" in path or any(p in ("", ".", "..") for p in parts):
+            raise ConfigError(f"{where}.path: {path!r} must be a relative path inside the package")
+        env = _string(entry, "env", where) if "env" in entry else None
+        if env is not None and not _ENV_NAME.fullmatch(env):
+            raise ConfigError(f"{where}.env: {env!r} is not an environment variable name")
+        if env is not None and env in env_names:
+            raise ConfigError(f"{where}.env: {env} is set twice (in [env] too, or by another secret)")
+        if any(s.name == name for s in out):
+            raise ConfigError(f"{where}.name: secret {name!r} is declared twice")
+        if env is not None:
+            env_names.add(env)
+        out.append(Secret(name, path, env))
+    return tuple(out)
 
 
 def _parse_steward(value: Any, source: str) -> str:
@@ -176,6 +220,8 @@ def _parse_file(entry: Any, index: int, source: str, base_dir: str | None) -> Fi
         return NullFile(name=name if name is not None else "null")
     if kind in ("stdin", "stdout", "stderr"):
         return StdioFile(kind=kind, name=name if name is not None else kind)
+    if kind == "secrets":
+        return SecretsFile(name=name) if name is not None else SecretsFile()
 
     if kind == "dir":
         path = _string(entry, "path", where)

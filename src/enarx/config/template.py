@@ -49,6 +49,16 @@ kind = "stderr"
 # name = "data"
 # writable = false
 
+## Extension: the package's secrets as files in a read-only directory (before listen/connect entries)
+# [[files]]
+# kind = "secrets"
+# name = "/run/secrets"
+
+## Extension: a secret of the (encrypted) package: the file secrets/db-password, also as $DB_PASSWORD
+# [[secrets]]
+# name = "db-password"
+# env = "DB_PASSWORD"
+
 ## Extension: resource limits
 # [limits]
 # memory = "256MiB"

@@ -13,11 +13,21 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from enarx.config import Config, ConnectFile, DirFile, ListenFile, NullFile, StdioFile, parse_config
+from enarx.config import (
+    Config,
+    ConnectFile,
+    DirFile,
+    ListenFile,
+    NullFile,
+    SecretsFile,
+    StdioFile,
+    parse_config,
+)
 from enarx.errors import ConfigError
 from enarx.protocol import LaunchRequest
 
 _STD_FD = {"stdin": 0, "stdout": 1, "stderr": 2}
+SECRETS_PENDING = ""  # the host path of the secrets directory, until the secrets stage has made it
 
 
 class Preopen(NamedTuple):
@@ -88,12 +98,15 @@ def plan_workload(req: LaunchRequest) -> WorkloadPlan:
                 f"{where}: kind {entry.kind!r} cannot be fd {fd} in this runtime; "
                 "fds 0-2 take stdin, stdout, stderr (or null) in that order"
             )
-        if isinstance(entry, DirFile):
+        if isinstance(entry, (DirFile, SecretsFile)):
             if plan.sockets:
                 raise ConfigError(
-                    f"{where}: `dir` entries must come before `listen`/`connect` entries (workloads find "
+                    f"{where}: `{entry.kind}` entries must come before `listen`/`connect` entries (workloads find "
                     "their directories by scanning fds upwards from 3 until the first non-directory)")
-            plan.preopens.append(Preopen(entry.path, entry.name, entry.writable))
+            if isinstance(entry, SecretsFile):
+                plan.preopens.append(Preopen(SECRETS_PENDING, entry.name, False))
+            else:
+                plan.preopens.append(Preopen(entry.path, entry.name, entry.writable))
         elif isinstance(entry, (ListenFile, ConnectFile)):
             plan.sockets.append((fd, entry))
         else:

@@ -45,23 +45,26 @@ def install(launch: Launch, files: dict[str, bytearray], origin: str) -> None:
             config_text = bytes(files[CONFIG]).decode()
         except UnicodeDecodeError:
             raise StageFailure(f"{origin}: its Enarx.toml is not UTF-8") from None
-    root = _stage(launch, files)
+    launch.staging_dir = tempfile.mkdtemp(prefix="enarx-package-")  # 0700, removed when the keep ends
+    root = os.path.join(launch.staging_dir, PACKAGE_DIR)
     launch.package_files = files
     launch.request = req._replace(module_name=MODULE, config_toml=config_text,
                                   config_source=os.path.join(root, CONFIG) if config_text is not None else None,
                                   cache_dir=None)  # never the host's module cache
     launch.module_bytes = module  # launch.wasm stays what the keep was measured with (the empty keep)
     plan(launch)
+    config = launch.need_plan().config
+    secrets = {s.path for s in config.secrets} if config is not None else set()
+    _stage(launch, root, {path: data for path, data in files.items() if path not in secrets})
     _confine(launch, root, origin)
     attest(launch)  # a package that names a Steward gets the keep certified now that its config is known
 
 
-def _stage(launch: Launch, files: dict[str, bytearray]) -> str:
-    """A private directory holding the package's data files (everything but the module and Enarx.toml)."""
-    launch.staging_dir = tempfile.mkdtemp(prefix="enarx-package-")  # 0700, removed when the keep ends
-    root = os.path.join(launch.staging_dir, PACKAGE_DIR)
-    os.mkdir(root, 0o700)
+def _stage(launch: Launch, root: str, files: dict[str, bytearray]) -> None:
+    """The package's data files (everything but the module, the Enarx.toml and the secrets) under ``root``,
+    for wasmtime to preopen; secrets stay in memory until the secrets stage."""
     try:
+        os.mkdir(root, 0o700)
         for path, data in files.items():
             if path in (MODULE, CONFIG):
                 continue
@@ -73,7 +76,6 @@ def _stage(launch: Launch, files: dict[str, bytearray]) -> str:
     except OSError as exc:
         launch.remove_staging()
         raise StageFailure(f"cannot stage the package's data files: {exc.strerror}") from None
-    return root
 
 
 def _confine(launch: Launch, root: str, origin: str) -> None:

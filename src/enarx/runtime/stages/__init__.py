@@ -1,6 +1,7 @@
 """The keep's start-up as a list of stages, each with one job, run in order on one :class:`~enarx.runtime.launch.Launch`.
 
-    plan → attest → receive push → [obtain] → open sockets → compile → configure WASI → instantiate   (SETUP)
+    plan → attest → receive push → [obtain] → secrets → open sockets → compile → configure WASI → instantiate
+    (SETUP)
     then run (:func:`~enarx.runtime.stages.execute.run_workload`) and report
     (:func:`~enarx.runtime.stages.execute.conclude`).
 
@@ -20,10 +21,12 @@ from enarx.runtime.stages.instantiate import compile_module, configure_wasi, ins
 from enarx.runtime.stages.plan import plan
 from enarx.runtime.stages.push import receive_push
 from enarx.runtime.stages.resources import open_sockets
+from enarx.runtime.stages.secrets import provide_secrets
 
 Stage = Callable[[Launch], None]
 
-SETUP: tuple[Stage, ...] = (plan, attest, receive_push, open_sockets, compile_module, configure_wasi, instantiate)
+SETUP: tuple[Stage, ...] = (plan, attest, receive_push, provide_secrets, open_sockets, compile_module, configure_wasi,
+                            instantiate)
 
 
 def with_stage(stages: Sequence[Stage], stage: Stage, *, after: Stage) -> tuple[Stage, ...]:
@@ -34,4 +37,4 @@ def with_stage(stages: Sequence[Stage], stage: Stage, *, after: Stage) -> tuple[
 
 
 __all__ = ["SETUP", "Stage", "attest", "compile_module", "configure_wasi", "instantiate", "open_sockets", "plan",
-           "receive_push", "with_stage"]
+           "provide_secrets", "receive_push", "with_stage"]
