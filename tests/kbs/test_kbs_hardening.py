@@ -1,5 +1,6 @@
 """The broker against the review's attacks, beyond the review's own tests: no state for anonymous clients,
 keys released only to keeps bound to their package, namespaces, test anchors, hostile bodies, redirects."""
+# ruff: noqa: F811 - the broker and issuer fixtures are test_kbs's, imported by name
 
 from __future__ import annotations
 
@@ -8,35 +9,20 @@ import json
 
 import httpx
 import pytest
-from _kbs import OidcIssuer, SimulatedKeep, make_broker, package_policy, sealed_package
+from _kbs import SimulatedKeep, package_policy, sealed_package
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
-from test_kbs import register
+from test_kbs import broker, issuer, register  # noqa: F401
 
 from enarx.kbs import evidence, teekey
 from enarx.kbs.client import KbsClient, KbsError
 from enarx.steward.server import BackgroundServer
 
 AUTH = {"version": "0.1.1", "tee": "snp", "extra-params": ""}
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    server = OidcIssuer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def broker(tmp_path, issuer):
-    broker, server = make_broker(tmp_path, issuer)
-    broker.url = f"http://127.0.0.1:{server.port}"
-    yield broker
-    server.stop()
 
 
 def attest_raw(http: httpx.Client, keep: SimulatedKeep, runtime_extra: dict | None = None, *, tee: str = "snp",

@@ -32,6 +32,17 @@ def sim(tmp_path):
     return directory, simulator(directory)
 
 
+def push_through_relay(keep: WaitingKeep, pkg, publisher: Publisher, anchors: list[str], tmp_path):
+    """The owner pushes through a recording relay; (relay, the push's result, the keep's (status, out, err))."""
+    relay = RecordingRelay(keep.port)
+    try:
+        pushed = push_cli(relay.port, pkg, publisher, anchors, tmp_path)
+        assert pushed.returncode == 0, pushed.stderr
+        return relay, pushed, keep.wait()
+    finally:
+        keep.kill()
+
+
 @pytest.mark.parametrize("tee,lang,traced", [("snp", "c", True), ("tdx", "rust", False)])
 def test_a_pushed_example_runs_and_its_plaintext_never_crosses_the_host(tmp_path, sim, tee, lang, traced):
     sim_dir, anchors = sim
@@ -47,13 +58,7 @@ def test_a_pushed_example_runs_and_its_plaintext_never_crosses_the_host(tmp_path
     trace = tmp_path / "host.strace" if traced else None
     keep = WaitingKeep(tmp_path, tee, sim_dir, publisher=publisher.pub_path, strace=trace,
                        env={"TMPDIR": str(keep_tmp)})
-    relay = RecordingRelay(keep.port)
-    try:
-        pushed = push_cli(relay.port, pkg, publisher, anchors, tmp_path)
-        assert pushed.returncode == 0, pushed.stderr
-        status, stdout, stderr = keep.wait()
-    finally:
-        keep.kill()
+    relay, pushed, (status, stdout, stderr) = push_through_relay(keep, pkg, publisher, anchors, tmp_path)
     assert f"to an attested {tee} keep (pinned to your publisher key)".encode() in pushed.stdout
     assert status == 0, stderr
     assert stdout == b"Hello, world!\n"
@@ -106,13 +111,7 @@ def test_the_cpython_package_runs_pushed_with_its_data_and_secrets(tmp_path, sim
     publisher = Publisher(tmp_path)
     pkg = publisher.seal(source, tmp_path / "pkg", keep_policy("tdx"))
     keep = WaitingKeep(tmp_path, "tdx", sim_dir, publisher=publisher.pub_path)
-    relay = RecordingRelay(keep.port)
-    try:
-        pushed = push_cli(relay.port, pkg, publisher, anchors, tmp_path)
-        assert pushed.returncode == 0, pushed.stderr
-        status, stdout, stderr = keep.wait()
-    finally:
-        keep.kill()
+    relay, _pushed, (status, stdout, stderr) = push_through_relay(keep, pkg, publisher, anchors, tmp_path)
     assert status == 0, stderr
     token = hashlib.sha256(MARKER + b"-token").hexdigest()
     assert stdout.decode() == f"provisioned (3, 11) {hashlib.sha256(data).hexdigest()} {token} True False False\n"
