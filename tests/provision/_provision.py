@@ -220,3 +220,66 @@ def captured_bytes(trace: Path) -> bytes:
             for match in re.finditer(r'"((?:\\x[0-9a-f]{2})+)"', rest):
                 buffers.append(bytes.fromhex(match[1].replace("\\x", "")))
     return b"".join(buffers)
+
+
+class Broker:
+    """A key broker on loopback that trusts the simulator PKIs in ``sim`` (as `--insecure-trust-anchor` would)
+    and a loopback OIDC issuer for registrations; ``register`` records a sealed package's key as publisher
+    ``sub``."""
+
+    def __init__(self, sim: Path, store: Path | None = None):
+        from joserfc.jwk import RSAKey
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        from enarx.attestation import roots
+        from enarx.attestation.collateral import from_ders
+        from enarx.kbs import publisher
+        from enarx.kbs.app import create_app
+        from enarx.kbs.service import Broker as KeyBroker
+        from enarx.kbs.service import BrokerConfig
+        from enarx.kbs.store import ResourceStore
+        from enarx.steward.server import BackgroundServer
+        from enarx.steward.service import load_insecure_anchors
+
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+
+        async def discovery(request):
+            return JSONResponse({"issuer": self.issuer_url, "jwks_uri": self.issuer_url + "/jwks"})
+
+        async def jwks(request):
+            return JSONResponse({"keys": [{**self.key.as_dict(private=False), "kid": "k1", "alg": "RS256"}]})
+
+        self.oidc = BackgroundServer(Starlette(routes=[Route("/.well-known/openid-configuration", discovery),
+                                                       Route("/jwks", jwks)])).start()
+        self.issuer_url = f"http://127.0.0.1:{self.oidc.port}"
+        anchors, intermediates = load_insecure_anchors([sim / "snp" / "chain.pem", sim / "intel" / "root.pem"])
+        config = BrokerConfig(anchors=roots.builtin_anchors(anchors), collateral=from_ders(intermediates),
+                              store=ResourceStore(store), publishers=publisher.make(self.issuer_url, "enarx-kbs"))
+        self.broker = KeyBroker(config)
+        self.server = BackgroundServer(create_app(self.broker)).start()
+        self.url = f"http://127.0.0.1:{self.server.port}"
+
+    def token(self, sub: str) -> str:
+        import time
+
+        from joserfc import jwt
+
+        now = int(time.time())
+        claims = {"iss": self.issuer_url, "sub": sub, "aud": "enarx-kbs", "iat": now, "exp": now + 300}
+        return jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.key)
+
+    def register(self, pkg: seal.SealedPackage, sub: str) -> None:
+        import base64
+
+        import httpx
+
+        body = {"manifest": pkg.token, "key": base64.urlsafe_b64encode(pkg.content_key).decode().rstrip("=")}
+        r = httpx.post(f"{self.url}/kbs/v0/resource/{pkg.manifest.resource}", json=body,
+                       headers={"Authorization": f"Bearer {self.token(sub)}"})
+        assert r.status_code == 201, r.text
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.oidc.stop()

@@ -43,11 +43,7 @@ class KbsClient:
     def __init__(self, url: str, *, ca_bundle: str | None = None, ca_bundle_pem: str | None = None):
         cabundle.check_service_url(url, "key broker")
         self.url = url.rstrip("/")
-        context = None
-        if url.startswith("https"):
-            context = cabundle.client_context(ca_bundle)
-            if ca_bundle_pem:
-                context.load_verify_locations(cadata=ca_bundle_pem)
+        context = cabundle.client_context(ca_bundle, cadata=ca_bundle_pem) if url.startswith("https") else None
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirects)
         self._cookie: str | None = None
         self._private: Any = None

@@ -1,0 +1,79 @@
+"""The keep's pull from the key broker (runtime/unlock.py), in process: verify the fetched manifest against
+the pinned publisher, attest with the package's digest, get the key, decrypt, install — and every refusal."""
+
+from __future__ import annotations
+
+import pytest
+from _provision import MARKER, Broker, Publisher, keep_policy, package_dir, simulator
+
+from conftest import example
+from enarx.protocol import LaunchRequest
+from enarx.runtime import stages
+from enarx.runtime.launch import Launch, StageFailure
+from enarx.runtime.unlock import is_encrypted, unlock
+
+CONFIG = ('[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+          '[[files]]\nkind = "secrets"\n[[secrets]]\nname = "token"\nenv = "TOKEN"\n')
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unlock")
+    sim = root / "simulator"
+    simulator(sim)
+    broker = Broker(sim)
+    yield root, sim, broker
+    broker.stop()
+
+
+def fetched(pkg) -> dict[str, bytes]:
+    """What a keep fetches from a registry for an encrypted package: the manifest and the ciphertext."""
+    files = {"manifest.jws": (pkg.directory / "manifest.jws").read_bytes()}
+    for ref in pkg.manifest.all_blobs():
+        files[ref.path] = (pkg.directory / ref.path).read_bytes()
+    return files
+
+
+def launch_for(sim, tee: str) -> Launch:
+    launch = Launch(LaunchRequest(module_name="main.wasm", simulate_tee={"snp": "sev-snp", "tdx": "tdx"}[tee],
+                                  simulator_dir=str(sim)), b"")
+    stages.plan(launch)
+    return launch
+
+
+@pytest.mark.parametrize("tee", ["snp", "tdx"])
+def test_a_keep_unlocks_the_package_it_fetched(world, tee):
+    root, sim, broker = world
+    alice = Publisher(root, f"alice-{tee}")
+    source = package_dir(root / f"src-{tee}", example("c", "hello"), config=CONFIG, files={"secrets/token": MARKER})
+    pkg = alice.seal(source, root / f"pkg-{tee}", keep_policy(tee), resource=f"alice/hello-{tee}/1.0.0")
+    broker.register(pkg, "alice")
+    files = fetched(pkg)
+    assert is_encrypted(files) and not is_encrypted({"main.wasm": b""})
+    launch = launch_for(sim, tee)
+    unlock(launch, files, kbs_url=broker.url, publisher_pem=alice.pub_path.read_text(), origin="alice/hello")
+    assert MARKER in bytes(launch.module_bytes) and launch.request.cache_dir is None
+    stages.provide_secrets(launch)
+    assert ("TOKEN", MARKER.decode()) in launch.need_plan().env
+    launch.close()
+
+
+def test_refusals_end_the_keep_with_the_reason(world):
+    root, sim, broker = world
+    alice, mallory = Publisher(root, "alice-r"), Publisher(root, "mallory-r")
+    source = package_dir(root / "src-r", example("c", "hello"))
+    pkg = alice.seal(source, root / "pkg-r", keep_policy("snp", measurement="ab" * 48), resource="alice/strict/1")
+    broker.register(pkg, "alice")
+    files = fetched(pkg)
+    alice_pem, mallory_pem = alice.pub_path.read_text(), mallory.pub_path.read_text()
+    cases = [
+        (broker.url, mallory_pem, "not signed by the pinned publisher"),
+        (broker.url, None, "pin its publisher with --publisher-key"),
+        (None, alice_pem, "with --kbs URL"),
+        ("http://kbs.example.com", alice_pem, "use https"),
+        (broker.url, alice_pem, "policy.measurement.allow"),
+    ]
+    for kbs_url, publisher_pem, fragment in cases:
+        with pytest.raises(StageFailure) as exc:
+            unlock(launch_for(sim, "snp"), files, kbs_url=kbs_url, publisher_pem=publisher_pem, origin="alice/strict")
+        assert fragment in str(exc.value) and str(exc.value).startswith("alice/strict"), str(exc.value)
