@@ -71,6 +71,49 @@ def test_signal_stops_keep_cleanly(sig, status):
         assert not _alive(pid), "the keep process outlived its host"
 
 
+def _started_cat_in_own_group() -> subprocess.Popen[bytes]:
+    """A real `enarx run cat.wasm` leading its own process group, once its workload has echoed a line."""
+    proc = subprocess.Popen([*ENARX, "run", str(example("c", "cat"))], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"ready\n")
+    proc.stdin.flush()
+    assert proc.stdout.read(6) == b"ready\n"  # the workload runs, so the host handles signals
+    return proc
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_to_the_process_group_stops_keep_cleanly(sig, status):
+    """A terminal's Ctrl-C, `kill -- -PGID`, systemd: the signal reaches host and keep alike."""
+    proc = _started_cat_in_own_group()
+    keep_pids = _children(proc.pid)
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=30)  # stdin stays open: the signal alone ends the run
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == status
+    assert err.decode().strip() == f"Error: keep stopped by {signal.Signals(sig).name}"
+    for pid in keep_pids:
+        assert not _alive(pid), "the keep process outlived its host"
+
+
+@pytest.mark.parametrize("preserve,status", [(False, 124), (True, 143)])
+def test_under_timeout_command(preserve, status):
+    """timeout(1) signals its whole process group; with --preserve-status it passes on enarx's status."""
+    flags = ["--preserve-status"] if preserve else []
+    proc = subprocess.run(["timeout", *flags, "8", *ENARX, "run", str(example("c", "spin"))],
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == status
+    assert proc.stderr.decode().strip() == "Error: keep stopped by SIGTERM"
+
+
+def test_trap_and_timeout_statuses_in_a_process_group():
+    """The statuses a script sees for a trap and for --timeout do not depend on how it was started."""
+    for module, extra, status in (("trap", [], 134), ("spin", ["--timeout", "0.5"], 124)):
+        proc = subprocess.run([*ENARX, "run", *extra, str(example("c", module))], capture_output=True,
+                              timeout=60, start_new_session=True, stdin=subprocess.DEVNULL)
+        assert proc.returncode == status, proc.stderr
+
+
 def test_keep_crash_is_reported_not_hung():
     proc = subprocess.Popen([*ENARX, "run", str(example("c", "spin"))], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
@@ -133,12 +176,20 @@ def test_missing_config_file(tmp_path):
 
 
 def test_missing_dir_preopen(tmp_path):
-    assert_one_line_error(enarx("run", "--dir", str(tmp_path / "nope"), example("c", "hello")), "does not exist")
+    assert_one_line_error(enarx("run", "--dir", str(tmp_path / "nope"), example("c", "hello")),
+                          f"{tmp_path / 'nope'}: no such directory to preopen; create it")
+
+
+def test_file_given_as_dir_preopen():
+    module = example("c", "hello")
+    assert_one_line_error(enarx("run", "--dir", module, module), f"{module}: not a directory")
 
 
 @pytest.mark.parametrize("option,value", [("--memory-limit", "lots"), ("--timeout", "-3"), ("--env", "NOEQUALS")])
 def test_bad_option_values(option, value):
-    assert_one_line_error(enarx("run", option, value, example("c", "hello")), option)
+    proc = enarx("run", option, value, example("c", "hello"))
+    assert_one_line_error(proc, option, "(see `enarx run --help`)")
+    assert proc.returncode == 2  # a usage error
 
 
 def test_debug_logging_shows_details_on_stderr():

@@ -79,7 +79,7 @@ def cli(ctx: click.Context, log_filter: str | None, log_target: str) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: run the CLI and turn errors into one line and an exit status."""
-    from enarx.cli.exits import exit_with_error
+    from enarx.cli.exits import Stopped, exit_with_error
 
     try:
         return cli.main(args=argv, prog_name="enarx", standalone_mode=False)
@@ -90,13 +90,15 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo("Error: aborted", err=True)
         sys.exit(130)
     except click.UsageError as exc:  # one line, with the way to more help
+        from enarx.cli.exits import usage_status
+
         command = exc.ctx.command_path if exc.ctx is not None else "enarx"
         click.echo(f"Error: {exc.format_message()} (see `{command} --help`)", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(usage_status(command))
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - EnarxError, interrupts, broken pipes, bugs
+    except (Exception, KeyboardInterrupt, Stopped) as exc:  # noqa: BLE001 - EnarxError, signals, pipes, bugs
         exit_with_error(exc)

@@ -66,8 +66,11 @@ def fork_keep(*, preload: bool) -> ForkedKeep:
         status = 70
         try:
             host_end.close()
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides how to stop us
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            # The host decides how to stop us: Ctrl-C and SIGTERM sent to the whole process group (a
+            # terminal, timeout(1), `kill -- -PGID`) or to every process of a systemd unit reach the host,
+            # which asks us to stop, so the run ends with 130/143 rather than as a crashed keep.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             _die_with_parent()
             devnull = os.open(os.devnull, os.O_RDWR)
             os.dup2(devnull, 0)
