@@ -73,16 +73,16 @@ def test_simulated_evidence_warns_what_it_does(tmp_path):
     result = enarx.run(example("c", "hello"), enarx.KeepOptions(simulate_tee="tdx"), stdout=None,
                        on_warning=warnings.append)
     assert result.ok
-    assert warnings == ["SIMULATED tdx evidence is not used: nothing is attested, as there is no Enarx.toml "
-                        "with a `steward`"]
+    assert warnings == [("SIMULATED tdx evidence is not used: nothing is attested, as there is no Enarx.toml "
+                        "with a `steward`")]
     cfg = tmp_path / "Enarx.toml"
     cfg.write_text('steward = "http://127.0.0.1:9/"\n')
     warnings.clear()
     enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg, simulate_tee="sgx",
                                                         simulator_dir=str(tmp_path / "pki")),
               stdout=None, stderr=None, on_warning=warnings.append)
-    assert warnings == [f"attesting to http://127.0.0.1:9/ with SIMULATED sgx evidence (test PKI in "
-                        f"{tmp_path / 'pki'}): no hardware protects this keep"]
+    assert warnings == [(f"attesting to http://127.0.0.1:9/ with SIMULATED sgx evidence (test PKI in "
+                        f"{tmp_path / 'pki'}): no hardware protects this keep")]
 
 
 def test_exported_names():
