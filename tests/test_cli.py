@@ -123,3 +123,12 @@ def test_bare_enarx_shows_help():
     assert proc.returncode == 0
     assert "Commands:" in proc.stdout.decode() and "run" in proc.stdout.decode()
     assert not proc.stderr
+
+
+def test_usage_errors_exit_2_everywhere():
+    """Every command reports a usage error as one line with 2, except `attest verify`, where 2 means
+    "rejected": there it is 1 (with I/O errors), so that a typo is never read as a verdict."""
+    for path in _subcommand_paths():
+        proc = enarx(*path, "--no-such-option")
+        assert_one_line_error(proc, "--no-such-option", f"(see `{' '.join(('enarx', *path))} --help`)")
+        assert proc.returncode == (1 if path == ("attest", "verify") else 2), (path, proc.stderr)

@@ -233,3 +233,28 @@ def test_closed_stdout_pipe_ends_the_keep_quietly():
     out, err = proc.communicate(timeout=60)
     assert out == b"x" * 10
     assert err.strip() == b"status 141"  # SIGPIPE's status, and no error line
+
+
+def test_newcomer_mistakes_name_the_thing_and_what_to_do(tmp_path):
+    """Wrong inputs a newcomer makes: each is one line naming the path or variable, and the way out."""
+    hello = example("c", "hello")
+    (tmp_path / "p1" / "main.wasm").mkdir(parents=True)
+    (tmp_path / "p2" / "Enarx.toml").mkdir(parents=True)
+    (tmp_path / "p2" / "main.wasm").write_bytes(hello.read_bytes())
+    (tmp_path / "p3").mkdir()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    cases = [
+        (["run", tmp_path / "p1"], 1, f"{tmp_path}/p1/main.wasm: is a directory, expected a WebAssembly module"),
+        (["run", tmp_path / "p2"], 1, f"{tmp_path}/p2/Enarx.toml: is a directory; a package's Enarx.toml must"),
+        (["run", tmp_path / "p3"], 1, "package directory has no main.wasm; put the module there"),
+        (["run", ""], 2, "MODULE: expected a .wasm file or a package directory"),
+        (["run", "--simulate-tee", "sgx", "--simulator-pki", a_file, hello], 1, f"{a_file}: not a directory"),
+        (["--log-filter", "loud", "platform", "info"], 2, "unknown log level 'loud'; use error, warn"),
+        (["platform", "info"], 2, "--log-filter (from $ENARX_LOG): unknown log level 'loud'"),
+    ]
+    for args, status, fragment in cases:
+        env = {"ENARX_LOG": "loud"} if args == ["platform", "info"] else None
+        proc = enarx(*args, env=env)
+        assert_one_line_error(proc, fragment)
+        assert proc.returncode == status, (args, proc.stderr)

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from enarx.config import Config
 from enarx.config.model import StdioFile
 from enarx.config.parse import load_config_and_text
+from enarx.errors import ConfigError
 from enarx.host.supervisor import Sink, Source, Stdio, Supervisor
 from enarx.protocol import LaunchRequest
 from enarx.workload import load_workload
@@ -102,6 +103,10 @@ def run(
     for host, _guest, _writable in dirs:
         _check_dir(host)
     if options.simulate_tee:
+        if options.simulator_dir and os.path.exists(options.simulator_dir) and not os.path.isdir(
+                options.simulator_dir):
+            raise ConfigError(f"{options.simulator_dir}: not a directory; the simulator's test PKIs live in a "
+                              "directory (created when missing)")
         _warn(on_warning, _simulation_note(options, config, config_path))
 
     backend = pick_backend(options.backend)
@@ -151,8 +156,6 @@ def run(
 
 def _env_pairs(env: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """The environment as pairs, each key and value checked (a ``KEY=VALUE`` string is not a pair)."""
-    from enarx.errors import ConfigError
-
     pairs = list(env.items()) if isinstance(env, Mapping) else list(env)
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
@@ -165,8 +168,6 @@ def _env_pairs(env: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[tuple
 
 
 def _strings(values: Sequence[str], what: str) -> list[str]:
-    from enarx.errors import ConfigError
-
     if isinstance(values, (str, bytes)) or not all(isinstance(v, str) for v in values):
         raise ConfigError(f"{what}: expected a list of strings, got {values!r}")
     return list(values)
@@ -174,8 +175,6 @@ def _strings(values: Sequence[str], what: str) -> list[str]:
 
 def _dir_triples(dirs: Sequence[tuple]) -> list[tuple[str, str, bool]]:
     """``(host, guest[, writable])`` preopens; ``writable`` defaults to True, as with ``--dir``."""
-    from enarx.errors import ConfigError
-
     triples = []
     for item in dirs:
         if not isinstance(item, tuple) or len(item) not in (2, 3):
@@ -188,8 +187,6 @@ def _dir_triples(dirs: Sequence[tuple]) -> list[tuple[str, str, bool]]:
 
 
 def _check_dir(path: str, where: str = "") -> None:
-    from enarx.errors import ConfigError
-
     if not os.path.exists(path):
         raise ConfigError(f"{where}{path}: no such directory to preopen; create it or name an existing one")
     if not os.path.isdir(path):

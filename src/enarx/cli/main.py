@@ -46,7 +46,7 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-def _setup_logging(log_filter: str | None, log_target: str) -> None:
+def _setup_logging(log_filter: str | None, log_target: str, from_env: bool = False) -> None:
     if not log_filter:
         logging.getLogger("enarx").setLevel(logging.WARNING)
         handler = logging.StreamHandler(sys.stderr)
@@ -55,7 +55,8 @@ def _setup_logging(log_filter: str | None, log_target: str) -> None:
         return
     level = log_filter.split(",")[-1].split("=")[-1].strip().upper()
     if level not in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR"):
-        raise click.BadParameter(f"unknown log level {level.lower()!r}", param_hint="--log-filter")
+        raise click.BadParameter(f"unknown log level {level.lower()!r}; use error, warn, info, debug or trace",
+                                 param_hint="--log-filter (from $ENARX_LOG)" if from_env else "--log-filter")
     level = {"TRACE": "DEBUG", "WARN": "WARNING"}.get(level, level)
     stream = sys.stdout if log_target == "stdout" else sys.stderr
     handler = logging.StreamHandler(stream)
@@ -73,7 +74,8 @@ def _setup_logging(log_filter: str | None, log_target: str) -> None:
 @click.pass_context
 def cli(ctx: click.Context, log_filter: str | None, log_target: str) -> None:
     """Run WebAssembly workloads in Keeps (trusted execution environments)."""
-    _setup_logging(log_filter, log_target.lower())
+    from_env = ctx.get_parameter_source("log_filter") == click.core.ParameterSource.ENVIRONMENT
+    _setup_logging(log_filter, log_target.lower(), from_env)
     ctx.obj = {"log_filter": log_filter}
 
 

@@ -96,6 +96,8 @@ def parse(argv: list[str]) -> RunCommandLine | None:
             raw[option.dest] = value
     if i >= len(argv):
         raise usage_error("Missing argument 'MODULE'.")
+    if not argv[i]:
+        raise usage_error("MODULE: expected a .wasm file or a package directory, got ''")
     where = {option.dest: option.name for option in OPTIONS}
     for option in OPTIONS:
         if option.envvar and raw[option.dest] is None and os.environ.get(option.envvar):
