@@ -20,7 +20,7 @@ def test_config_init_writes_valid_template_and_refuses_overwrite(tmp_path):
     doc = json.loads(check.stdout)
     assert [f["kind"] for f in doc["config"]["files"]] == ["stdin", "stdout", "stderr"]
     assert doc["injected_env"] == {"FD_COUNT": "3", "FD_NAMES": "stdin:stdout:stderr"}
-    assert_one_line_error(enarx("config", "init", cwd=tmp_path), "already exists")
+    assert_one_line_error(enarx("config", "init", cwd=tmp_path), "does already exist")
 
 
 def test_config_check_prints_effective_defaults(tmp_path):

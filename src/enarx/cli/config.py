@@ -23,7 +23,7 @@ def init(path: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        raise ConfigError(f"{path} already exists; remove it or choose another path") from None
+        raise ConfigError(f"{path} does already exist; remove it or choose another path") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot create: {exc.strerror}") from None
     with os.fdopen(fd, "w") as fh:
