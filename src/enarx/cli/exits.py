@@ -17,11 +17,16 @@ import sys
 from typing import NoReturn
 
 #: ``attest verify`` exits 2 for "genuine but rejected", so its usage errors exit 1 (with I/O errors).
-USAGE_STATUS = {"enarx attest verify": 1}
+USAGE_STATUS = {"attest verify": 1}
 
 
 def usage_status(command_path: str) -> int:
-    return USAGE_STATUS.get(command_path, 2)
+    """The status of a usage error in the command at ``command_path`` (``enarx attest verify``, or
+    ``attest verify`` when the group is invoked on its own, as click's test runner does)."""
+    for command, status in USAGE_STATUS.items():
+        if command_path == command or command_path.endswith(" " + command):
+            return status
+    return 2
 
 
 class Stopped(BaseException):
