@@ -32,6 +32,15 @@ def test_bad_env_is_a_clear_error(env, fragment):
         enarx.run(example("c", "hello"), enarx.KeepOptions(env=env))
 
 
+def test_simulate_tee_names_a_known_tee():
+    from enarx.api import SIMULATED_TEES
+    from enarx.cli.runargs import OPTIONS
+
+    assert next(o for o in OPTIONS if o.name == "--simulate-tee").choices == SIMULATED_TEES
+    with pytest.raises(enarx.ConfigError, match="simulate_tee: 'snpp' is not one of sev-snp, tdx, sgx"):
+        enarx.run(example("c", "hello"), enarx.KeepOptions(simulate_tee="snpp"))
+
+
 def test_args_must_be_a_list_not_a_string():
     with pytest.raises(enarx.ConfigError, match="args: expected a list of strings"):
         enarx.run(example("c", "hello"), enarx.KeepOptions(args="one"))

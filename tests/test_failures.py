@@ -258,3 +258,28 @@ def test_newcomer_mistakes_name_the_thing_and_what_to_do(tmp_path):
         proc = enarx(*args, env=env)
         assert_one_line_error(proc, fragment)
         assert proc.returncode == status, (args, proc.stderr)
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="reads the x86-64 syscall number of openat")
+def test_signal_before_the_keep_runs_is_one_line(tmp_path):
+    """SIGTERM while enarx is still reading its module (here a FIFO nobody writes): 143 and one line."""
+    fifo = tmp_path / "app.wasm"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([*ENARX, "run", str(fifo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not _blocked_in_openat(proc.pid):
+        assert time.monotonic() < deadline, "enarx never opened its module"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert err.decode() == "Error: stopped by SIGTERM\n"
+
+
+def _blocked_in_openat(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/syscall") as fh:
+            return fh.read().split()[0] == "257"  # openat, waiting for a FIFO's writer
+    except (OSError, IndexError):
+        return False

@@ -21,6 +21,9 @@ from enarx.host.supervisor import Sink, Source, Stdio, Supervisor
 from enarx.protocol import LaunchRequest
 from enarx.workload import load_workload
 
+#: The TEEs whose evidence the simulator issues (``KeepOptions.simulate_tee``, ``--simulate-tee``).
+SIMULATED_TEES = ("sev-snp", "tdx", "sgx")
+
 
 class KeepResult(NamedTuple):
     """How a keep ended. ``status`` is the process exit status; ``error`` explains anything but a clean exit.
@@ -103,6 +106,8 @@ def run(
     for host, _guest, _writable in dirs:
         _check_dir(host)
     if options.simulate_tee:
+        if options.simulate_tee not in SIMULATED_TEES:
+            raise ConfigError(f"simulate_tee: {options.simulate_tee!r} is not one of {', '.join(SIMULATED_TEES)}")
         if options.simulator_dir and os.path.exists(options.simulator_dir) and not os.path.isdir(
                 options.simulator_dir):
             raise ConfigError(f"{options.simulator_dir}: not a directory; the simulator's test PKIs live in a "
