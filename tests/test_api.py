@@ -103,3 +103,20 @@ def test_exported_names():
     assert issubclass(enarx.ConfigError, enarx.EnarxError) and issubclass(enarx.UsageError, enarx.EnarxError)
     with pytest.raises(AttributeError):
         enarx.no_such_name  # noqa: B018
+
+
+def test_runs_in_a_process_that_already_runs_wasmtime():
+    """An embedding program that ran wasmtime WASI itself (here: an in-memory keep reading stdin): a keep
+    forked from it would inherit wasmtime's runtime without its threads and hang; it is spawned instead."""
+    from enarx.host.supervisor import Stdio, Supervisor
+    from enarx.protocol import LaunchRequest
+    from enarx.runtime.inmemory import InMemoryKeep
+
+    first: list[bytes] = []
+    report = Supervisor(InMemoryKeep(), Stdio(stdin=b"in memory", stdout=first.append, stderr=None)).run(
+        LaunchRequest(module_name="cat.wasm"), example("c", "cat").read_bytes(), relay_stdin=True)
+    assert (report.status, b"".join(first)) == (0, b"in memory")
+    chunks: list[bytes] = []
+    result = enarx.run(example("c", "cat"), enarx.KeepOptions(timeout=30), stdin=b"then a keep",
+                       stdout=chunks.append)
+    assert (result.status, result.kind, b"".join(chunks)) == (0, "exit", b"then a keep")
