@@ -46,6 +46,9 @@ OPTIONS: tuple[Option, ...] = (
            choices=("sev-snp", "tdx", "sgx")),
     Option("--simulator-pki", "simulator_pki", "value", "DIR",
            "The simulator's test PKIs (default: $ENARX_CACHE_DIR/simulator)."),
+    Option("--ca-bundle", "ca_bundle", "value", "PEM",
+           "CA certificates the keep trusts for an https Steward under a private CA (default: "
+           "$ENARX_CA_BUNDLE), added to the system roots."),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -141,12 +144,12 @@ def _convert(raw: dict, where: dict[str, str]) -> dict:
         if not host or (sep and not guest):
             raise usage_error(f"--dir {item!r}: expected HOST[::GUEST]")
         dirs.append((host, guest if sep else host, True))
-    for name in ("wasmcfgfile", "simulator_pki"):
+    for name in ("wasmcfgfile", "simulator_pki", "ca_bundle"):
         if raw[name] == "":
             raise usage_error(f"{where[name]}: expected a path, got ''")
     return {"backend": raw["backend"], "config_path": raw["wasmcfgfile"], "env": env, "dirs": dirs,
             "memory_limit": memory, "timeout": timeout, "cache": not raw["no_cache"],
-            "simulate_tee": raw["simulate_tee"], "simulator_dir": raw["simulator_pki"]}
+            "simulate_tee": raw["simulate_tee"], "simulator_dir": raw["simulator_pki"], "ca_bundle": raw["ca_bundle"]}
 
 
 def _did_you_mean(name: str) -> str:

@@ -30,6 +30,7 @@ class LaunchRequest(NamedTuple):
     log_level: str | None = None
     simulate_tee: str | None = None  # "sev-snp": attest with simulated evidence (testing without hardware)
     simulator_dir: str | None = None  # where the simulator's persistent test PKI lives
+    ca_bundle_pem: str | None = None  # extra CA certificates (PEM) the keep trusts for its Steward's TLS
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
@@ -67,6 +68,7 @@ class LaunchRequest(NamedTuple):
                 log_level=_typed(doc, "log_level", str, optional=True),
                 simulate_tee=_typed(doc, "simulate_tee", str, optional=True),
                 simulator_dir=_typed(doc, "simulator_dir", str, optional=True),
+                ca_bundle_pem=_typed(doc, "ca_bundle_pem", str, optional=True),
             )
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed LAUNCH header: {exc}") from None
