@@ -36,7 +36,7 @@ CASES = [
     # errors about things rather than the command line: exit 1
     ("missing dir", ["--dir", "{tmp}/nope", "{c/hello}"], {}, 1, "nope: no such directory to preopen"),
     ("missing module file", ["{tmp}/nope.wasm"], {}, 1, "nope.wasm: no such file"),
-    ("missing CA bundle", ["--ca-bundle", "{tmp}/nope.pem", "{c/hello}"], {}, 1, "cannot read CA bundle"),
+    ("missing CA bundle", ["--ca-bundle", "{tmp}/nope.pem", "{c/hello}"], {}, 1, "nope.pem' does not exist"),
 ]
 USAGE_ERRORS = [  # exit 2, one line naming where to look, before anything runs
     ("simulate-tee bogus", ["--simulate-tee", "bogus", "{c/hello}"], {}, 2, "'bogus' is not one of"),
