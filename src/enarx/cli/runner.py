@@ -1,109 +1,64 @@
-"""The body of ``enarx run``, free of click so that the fast path (``enarx.cli.fastrun``) can use it too."""
+"""The body of ``enarx run``, free of click so that the fast path (``enarx.cli.entry``) can use it too."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
-from enarx.errors import ConfigError
+from enarx.cli.exits import Stopped
+from enarx.cli.runargs import RunCommandLine
 
 
-def _parse_env(values: tuple[str, ...]) -> list[tuple[str, str]]:
-    env = []
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--env {item!r}: expected KEY=VALUE")
-        env.append((key, value))
-    return env
+def execute(line: RunCommandLine, log_filter: str | None = None) -> None:
+    """Run the keep and exit with its status (shared by the click command and the fast path)."""
+    from enarx.api import KeepOptions
+    from enarx.api import run as run_keep
 
+    options = KeepOptions(args=list(line.args),
+                          log_level="debug" if log_filter and "debug" in log_filter.lower() else None,
+                          **line.options)
+    run_over = False
 
-def _parse_dirs(values: tuple[str, ...]) -> list[tuple[str, str, bool]]:
-    dirs = []
-    for item in values:
-        host, sep, guest = item.partition("::")
-        if not host:
-            raise ConfigError(f"--dir {item!r}: expected HOST[::GUEST]")
-        dirs.append((host, guest if sep else host, True))
-    return dirs
+    def on_signal(signum: int, _frame: object) -> None:
+        """While the keep runs, its supervisor forwards signals; this handler sees only the others.
 
+        Before the run a signal ends ``enarx`` (128 + its number); after it, the run's own status is being
+        reported, and a repeated signal (timeout(1) sends SIGTERM to enarx, then to its whole group) is
+        ignored.
+        """
+        if not run_over:
+            raise Stopped(signum)
 
-def _limits(memory_limit: str | None, timeout: str | None) -> tuple[int | None, float | None]:
-    from enarx.config.parse import parse_size, parse_timeout
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    if line.await_push is not None:
+        from enarx.api import await_push
 
-    try:
-        memory = parse_size(memory_limit) if memory_limit is not None else None
-    except ValueError as exc:
-        raise ConfigError(f"--memory-limit: {exc}") from None
-    try:
-        seconds = parse_timeout(timeout) if timeout is not None else None
-    except ValueError as exc:
-        raise ConfigError(f"--timeout: {exc}") from None
-    return memory, seconds
-
-
-def _warn_simulated(simulate_tee: str | None) -> None:
-    if simulate_tee:
-        sys.stderr.write(f"warning: attesting with SIMULATED {simulate_tee} evidence: no hardware protects "
-                         "this keep\n")
-
-
-def _finish(result) -> None:
+        result = await_push(line.await_push, options, publisher_key=line.publisher_key,
+                            on_waiting=lambda bound: report_waiting(bound, line.publisher_key),
+                            on_started=report_listening, on_warning=warn)
+    else:
+        assert line.module is not None
+        result = run_keep(line.module, options, on_started=report_listening, on_warning=warn)
+    run_over = True
     if result.error:
         sys.stderr.write(f"Error: {result.error}\n")
         sys.stderr.flush()
     sys.exit(result.status)
 
 
-def await_push(*, address: str, publisher_key: str | None, backend: str | None, wasmcfgfile: str | None,
-               env: tuple[str, ...], dirs: tuple[str, ...], memory_limit: str | None, timeout: str | None,
-               args: list[str], log_filter: str | None, simulate_tee: str | None, simulator_pki: str | None,
-               ca_bundle: str | None) -> None:
-    """``enarx run --await-push``: an empty keep that waits for its owner's push, then runs the package."""
-    from enarx.api import KeepOptions
-    from enarx.api import await_push as wait
-
-    memory, seconds = _limits(memory_limit, timeout)
-    options = KeepOptions(args=list(args), env=_parse_env(env), dirs=_parse_dirs(dirs), config_path=wasmcfgfile,
-                          backend=backend, memory_limit=memory, timeout=seconds, cache=False,
-                          log_level="debug" if log_filter and "debug" in log_filter.lower() else None,
-                          simulate_tee=simulate_tee, simulator_dir=simulator_pki, ca_bundle=ca_bundle)
-
-    def waiting(bound: tuple[str, int]) -> None:
-        _warn_simulated(simulate_tee)
-        host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        pinned = "packages signed by the given publisher key" if publisher_key else "any publisher's package"
-        sys.stderr.write(f"enarx: keep waiting for a push on {host}:{bound[1]} (it will run {pinned})\n")
-        sys.stderr.flush()
-
-    _finish(wait(address, options, publisher_key=publisher_key, on_waiting=waiting, on_started=report_listening))
+def warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()
 
 
-def execute(*, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...], dirs: tuple[str, ...],
-            memory_limit: str | None, timeout: str | None, no_cache: bool, module: str, args: list[str],
-            log_filter: str | None = None, simulate_tee: str | None = None,
-            simulator_pki: str | None = None, ca_bundle: str | None = None) -> None:
-    """Run the keep and exit with its status (shared by the click command and the fast path)."""
-    from enarx.api import KeepOptions
-    from enarx.api import run as run_keep
-
-    memory, seconds = _limits(memory_limit, timeout)
-    options = KeepOptions(
-        args=list(args),
-        env=_parse_env(env),
-        dirs=_parse_dirs(dirs),
-        config_path=wasmcfgfile,
-        backend=backend,
-        memory_limit=memory,
-        timeout=seconds,
-        cache=not no_cache,
-        log_level="debug" if log_filter and "debug" in log_filter.lower() else None,
-        simulate_tee=simulate_tee,
-        simulator_dir=simulator_pki,
-        ca_bundle=ca_bundle,
-    )
-    _warn_simulated(simulate_tee)
-    _finish(run_keep(module, options, on_started=report_listening))
+def report_waiting(bound: tuple[str, int], publisher_key: str | None) -> None:
+    """Tell the user (and the owner) where the empty keep waits for its push."""
+    host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    pinned = "packages signed by the given publisher key" if publisher_key else "any publisher's package"
+    sys.stderr.write(f"enarx: keep waiting for a push on {host}:{bound[1]} (it will run {pinned})\n")
+    sys.stderr.flush()
 
 
 def report_listening(info: dict) -> None:
@@ -117,15 +72,19 @@ def report_listening(info: dict) -> None:
     sys.stderr.flush()
 
 
-def run_fast(opts: dict) -> None:
-    """Execute a command line parsed by the fast path, with the CLI's error conventions."""
+def run_fast(argv: list[str]) -> None:
+    """``enarx run ARGV...`` without click, with the CLI's error conventions; returns only for ``--help``."""
     from enarx.cli.exits import exit_with_error
+    from enarx.cli.runargs import parse
 
     try:
-        execute(**opts)
+        line = parse(argv)
+        if line is None:
+            return  # click renders the help
+        execute(line)
     except SystemExit as done:  # the normal end: skip interpreter teardown, it only costs start-up budget
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(done.code if isinstance(done.code, int) else 1)
-    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - reported as one line, like the click CLI
+    except (Exception, KeyboardInterrupt, Stopped) as exc:  # noqa: BLE001 - one line, like the click CLI
         exit_with_error(exc)
