@@ -117,7 +117,7 @@ def parse(argv: list[str]) -> RunCommandLine | None:
     if raw["publisher_key"] is not None:
         raise usage_error("--publisher-key goes with --await-push")
     if i >= len(argv):
-        raise usage_error("Missing argument 'MODULE' (or --await-push ADDR:PORT).")
+        raise usage_error("Missing argument 'MODULE'. (Or wait for a pushed package: --await-push ADDR:PORT.)")
     if not argv[i]:
         raise usage_error("MODULE: expected a .wasm file or a package directory, got ''")
     return RunCommandLine(module=argv[i], args=argv[i + 1:], options=_convert(raw, where))
