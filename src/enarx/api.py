@@ -139,6 +139,12 @@ def run(
         relay_stdin = True
     else:
         relay_stdin = bool(config.files) and isinstance(config.files[0], StdioFile) and config.files[0].kind == "stdin"
+    return _launch(backend, request, workload.wasm, relay_stdin, stdin, stdout, stderr, on_started, text)
+
+
+def _launch(backend, request: LaunchRequest, module: bytes, relay_stdin: bool, stdin: Source, stdout: Sink,
+            stderr: Sink, on_started: Callable[[dict], None] | None, text: bool, push_listener=None) -> KeepResult:
+    """Launch a keep on ``backend``, supervise it to its end, and say how it ended."""
     started: dict = {}
 
     def note_started(info: dict) -> None:
@@ -152,9 +158,9 @@ def run(
     err, flush_err = _sink(stderr, text)
     keep = backend.launch()
     supervisor = Supervisor(keep, Stdio(stdin=stdin if relay_stdin else None, stdout=out, stderr=err),
-                            on_started=note_started)
+                            on_started=note_started, push_listener=push_listener)
     try:
-        report = supervisor.run(request, workload.wasm, relay_stdin=relay_stdin)
+        report = supervisor.run(request, module, relay_stdin=relay_stdin)
     finally:
         flush_out()
         flush_err()
@@ -219,32 +225,12 @@ def await_push(
         await_push=True,
         publisher_key_pem=publisher_pem,
     )
-    started: dict = {}
-
-    def note_started(info: dict) -> None:
-        started.update(info)
-        if on_started is not None:
-            on_started(info)
-
-    if isinstance(stdin, str):
-        stdin = stdin.encode()
-    out, flush_out = _sink(stdout, text)
-    err, flush_err = _sink(stderr, text)
-    try:
-        keep = backend.launch()
-    except BaseException:
-        listener.close()
-        raise
-    supervisor = Supervisor(keep, Stdio(stdin=stdin, stdout=out, stderr=err), on_started=note_started,
-                            push_listener=listener)
     if on_waiting is not None:
         on_waiting(listener.getsockname()[:2])
     try:
-        report = supervisor.run(request, b"", relay_stdin=True)
+        return _launch(backend, request, b"", True, stdin, stdout, stderr, on_started, text, listener)
     finally:
-        flush_out()
-        flush_err()
-    return KeepResult(status=report.status, kind=report.kind, error=report.error, started=started)
+        listener.close()
 
 
 def _publisher_pem(path: str | os.PathLike[str]) -> str:
