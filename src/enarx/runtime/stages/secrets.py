@@ -5,8 +5,8 @@ decrypted there and never staged with the package's data files); from a plaintex
 development) it is read like the package's ``dir`` entries are. The directory (``[[files]] kind =
 "secrets"``, default guest path ``/run/secrets``) is private (0700, files 0400) and deleted when the keep
 ends; in a nil keep it is on the host's disk, like everything of a nil keep (the README's security model).
-An ``env`` secret must be UTF-8 text without NUL; it is set after ``[env]`` and ``--env``, so neither can
-replace it. Secrets survive nothing: a restarted keep gets them again only by attesting again (no sealing).
+An ``env`` secret must be UTF-8 text without NUL; it replaces any ``--env`` of the same name (the only
+value of that name the workload sees). Secrets survive nothing: a restarted keep gets them again only by attesting again (no sealing).
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def provide_secrets(launch: Launch) -> None:
         if "\0" in text or len(values[secret.name]) > MAX_ENV_SECRET:
             raise StageFailure(f"secret {secret.name!r} cannot be the environment variable {secret.env}: it must be "
                                f"UTF-8 text without NUL, at most {MAX_ENV_SECRET} bytes")
+        # a workload's getenv() takes the first match: no other value of this name may precede the secret
+        plan.env[:] = [(k, v) for k, v in plan.env if k != secret.env]
         plan.env.append((secret.env, text))
     if pending:
         directory = _directory(launch, values)
