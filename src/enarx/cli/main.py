@@ -23,6 +23,11 @@ _SUBCOMMANDS = {
     "platform": ("enarx.cli.platform", "platform"),
     "attest": ("enarx.cli.attest", "attest"),
     "steward": ("enarx.cli.steward", "steward"),
+    "drawbridge": ("enarx.cli.drawbridge", "drawbridge"),
+    "user": ("enarx.cli.registry", "user"),
+    "repo": ("enarx.cli.registry", "repo"),
+    "package": ("enarx.cli.registry", "package"),
+    "deploy": ("enarx.cli.deploy", "deploy"),
 }
 
 
