@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _pki import TestCa
-from oidc_issuer import TestIssuer
+from _pki import PrivateCa
+from oidc_issuer import LoopbackIssuer
 
 from conftest import ENARX, enarx
 
@@ -21,7 +21,7 @@ ANNOUNCE = re.compile(r"listening on https://([^/]+)/")
 
 class Pki:
     def __init__(self, directory: Path):
-        self.ca = TestCa("Drawbridge Test CA")
+        self.ca = PrivateCa("Drawbridge Test CA")
         self.ca_pem = self.ca.write(directory / "ca.pem")
         self.crt, self.key = self.ca.leaf(directory, "drawbridge")
 
@@ -32,8 +32,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="session")
-def issuer() -> Iterator[TestIssuer]:
-    server = TestIssuer()
+def issuer() -> Iterator[LoopbackIssuer]:
+    server = LoopbackIssuer()
     yield server
     server.stop()
 
@@ -41,7 +41,7 @@ def issuer() -> Iterator[TestIssuer]:
 class Drawbridge:
     """A real `enarx drawbridge serve` process."""
 
-    def __init__(self, pki: Pki, issuer: TestIssuer | None, *, store: Path | None = None, database: str | None = None,
+    def __init__(self, pki: Pki, issuer: LoopbackIssuer | None, *, store: Path | None = None, database: str | None = None,
                  keep_ca: Path | None = None, log: Path | None = None):
         args = [*ENARX, "drawbridge", "serve", "--addr", "127.0.0.1", "--port", "0", "--tls-crt", pki.crt,
                 "--tls-key", pki.key]
@@ -84,7 +84,7 @@ class Drawbridge:
 
 
 @pytest.fixture
-def start_drawbridge(pki: Pki, issuer: TestIssuer, tmp_path: Path) -> Iterator:
+def start_drawbridge(pki: Pki, issuer: LoopbackIssuer, tmp_path: Path) -> Iterator:
     started: list[Drawbridge] = []
 
     def start(**kw) -> Drawbridge:
@@ -109,3 +109,21 @@ def cli(*args, token: str | None = None, ca: Path | None = None, env: dict | Non
         full["ENARX_INSECURE_AUTH_TOKEN"] = token
     full.setdefault("XDG_CONFIG_HOME", os.environ.get("XDG_CONFIG_HOME", "/nonexistent-enarx-config"))
     return enarx(*args, env=full, **kw)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator:
+    from _postgres import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+def store_kwargs(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict:
+    """``store=`` or ``database=`` for a fresh, empty registry on ``backend`` (sqlite or postgres)."""
+    if backend == "postgres":
+        return {"database": request.getfixturevalue("postgres").new_database()}
+    store = tmp_path / f"store-{time.monotonic_ns()}"
+    store.mkdir()
+    return {"store": store}

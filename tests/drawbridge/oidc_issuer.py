@@ -21,7 +21,7 @@ from enarx.steward.server import BackgroundServer
 ALL_SCOPES = "manage:drawbridge_users manage:drawbridge_repositories manage:drawbridge_tags"
 
 
-class TestIssuer:
+class LoopbackIssuer:
     def __init__(self) -> None:
         self.keys = KeySet([RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "use": "sig"}),
                             ECKey.generate_key("P-256", parameters={"kid": "ec-1", "use": "sig"})])

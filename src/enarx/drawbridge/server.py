@@ -73,7 +73,7 @@ def server_context(tls_crt: str, tls_key: str, keep_ca: str | None) -> ssl.SSLCo
 def make_server(app: Any, context: ssl.SSLContext, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Server:
     config = uvicorn.Config(app, host=host, port=port, ssl_context_factory=lambda _cfg, _default: context,
                             http=ClientCertProtocol, log_config=None, access_log=False, lifespan="off",
-                            timeout_keep_alive=30, backlog=2048)
+                            timeout_keep_alive=30, backlog=2048, timeout_graceful_shutdown=2)
     return uvicorn.Server(config)
 
 
