@@ -10,15 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
-from _fixtures import Drawbridge, postgres, store_kwargs  # noqa: F401 - fixtures
-from _fixtures import issuer, pki  # noqa: F401 - fixtures
+from _fixtures import Drawbridge, issuer, pki, postgres, store_kwargs
 from _keeps import claims, keep_context
-from _pki import PrivateCa
 
 from conftest import example
 from enarx.cabundle import client_context
 from enarx.drawbridge.client import RegistryClient
-from enarx.drawbridge.content import CT_DIRECTORY, CT_ENTRY, CT_OCTETS, Entry, canonical, format_content_digest
+from enarx.drawbridge.content import (
+    CT_ENTRY,
+    CT_OCTETS,
+    Entry,
+    canonical,
+    format_content_digest,
+)
 from enarx.drawbridge.names import Slug
 from enarx.drawbridge.tree import build_tree
 from enarx.steward.issuer import CertificateAuthority
@@ -84,7 +88,7 @@ class Registry:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def registry(request: pytest.FixtureRequest, pki, issuer, tmp_path_factory) -> Any:  # noqa: F811
+def registry(request: pytest.FixtureRequest, pki, issuer, tmp_path_factory) -> Any:
     work = tmp_path_factory.mktemp("registry")
     steward_ca = CertificateAuthority.generate("Test Steward")
     keep_ca = work / "steward-ca.pem"

@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _fixtures import Drawbridge, postgres, store_kwargs  # noqa: F401 - fixtures
-from _fixtures import issuer, pki  # noqa: F401 - fixtures
+from _fixtures import Drawbridge, issuer, pki, postgres, store_kwargs
 
 from enarx.cabundle import client_context
 from enarx.drawbridge.client import RegistryClient
@@ -57,7 +56,7 @@ class Api:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def api(request: pytest.FixtureRequest, pki, issuer, tmp_path_factory) -> Any:  # noqa: F811
+def api(request: pytest.FixtureRequest, pki, issuer, tmp_path_factory) -> Any:
     server = Drawbridge(pki, issuer, **store_kwargs(request.param, tmp_path_factory.mktemp("content"), request))
     token = issuer.mint("alice-sub")
     client = RegistryClient(server.host, client_context(str(pki.ca_pem)), token)
@@ -98,7 +97,7 @@ def test_file_digest_and_length_mismatches_are_400(api: Api) -> None:
     _problem(api.put(f"_tag/{tag}/tree", data, CT_OCTETS), 409, "exists")
 
 
-def test_a_body_cut_short_stores_nothing(api: Api, pki) -> None:  # noqa: F811
+def test_a_body_cut_short_stores_nothing(api: Api, pki) -> None:
     """A client that declares 1000 bytes, sends 10 and hangs up leaves nothing visible."""
     import socket
 

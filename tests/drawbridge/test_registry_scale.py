@@ -13,8 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _fixtures import cli, postgres, start_drawbridge, store_kwargs  # noqa: F401 - fixtures
-from _fixtures import issuer, pki  # noqa: F401 - fixtures
+from _fixtures import cli, issuer, pki, postgres, start_drawbridge, store_kwargs
 from _postgres import ensure_installed
 
 from conftest import ENARX, example
@@ -25,7 +24,7 @@ from enarx.drawbridge.names import Slug
 from enarx.drawbridge.tree import build_tree
 
 
-def _setup(host: str, pki, issuer, private: bool = False) -> tuple[RegistryClient, str]:  # noqa: F811
+def _setup(host: str, pki, issuer, private: bool = False) -> tuple[RegistryClient, str]:
     token = issuer.mint("alice-sub")
     client = RegistryClient(host, client_context(str(pki.ca_pem)), token)
     try:
@@ -43,7 +42,7 @@ def _package(directory: Path, marker: bytes, size: int = 200_000) -> Path:
     return directory
 
 
-def _publish_both(host: str, token: str, pki, packages: list[Path], tag: str) -> list[subprocess.Popen]:  # noqa: F811
+def _publish_both(host: str, token: str, pki, packages: list[Path], tag: str) -> list[subprocess.Popen]:
     import os
 
     env = {**os.environ, "ENARX_CA_BUNDLE": str(pki.ca_pem), "ENARX_INSECURE_AUTH_TOKEN": token}
@@ -55,7 +54,7 @@ def _publish_both(host: str, token: str, pki, packages: list[Path], tag: str) ->
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_concurrent_publishes_of_one_tag(backend: str, start_drawbridge, pki, issuer, tmp_path: Path,  # noqa: F811
+def test_concurrent_publishes_of_one_tag(backend: str, start_drawbridge, pki, issuer, tmp_path: Path,
                                          request: pytest.FixtureRequest) -> None:
     server = start_drawbridge(**store_kwargs(backend, tmp_path, request))
     client, token = _setup(server.host, pki, issuer)
@@ -79,7 +78,7 @@ def test_concurrent_publishes_of_one_tag(backend: str, start_drawbridge, pki, is
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_server_killed_during_upload(backend: str, start_drawbridge, pki, issuer, tmp_path: Path,  # noqa: F811
+def test_server_killed_during_upload(backend: str, start_drawbridge, pki, issuer, tmp_path: Path,
                                      request: pytest.FixtureRequest) -> None:
     kw = store_kwargs(backend, tmp_path, request)
     server = start_drawbridge(**kw)
@@ -119,7 +118,7 @@ def test_server_killed_during_upload(backend: str, start_drawbridge, pki, issuer
     client.close()
 
 
-def test_corrupted_object_is_never_served_whole(start_drawbridge, pki, issuer, tmp_path: Path) -> None:  # noqa: F811
+def test_corrupted_object_is_never_served_whole(start_drawbridge, pki, issuer, tmp_path: Path) -> None:
     store = tmp_path / "store"
     store.mkdir()
     server = start_drawbridge(store=store)
@@ -169,7 +168,7 @@ backend drawbridges
     return proc, f"127.0.0.1:{port}"
 
 
-def test_two_servers_on_one_database_behind_haproxy(start_drawbridge, pki, issuer, postgres, tmp_path: Path  # noqa: F811
+def test_two_servers_on_one_database_behind_haproxy(start_drawbridge, pki, issuer, postgres, tmp_path: Path
                                                     ) -> None:
     database = postgres.new_database()
     servers = [start_drawbridge(database=database) for _ in range(2)]
