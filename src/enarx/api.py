@@ -102,6 +102,57 @@ def run(
         relay_stdin = True
     else:
         relay_stdin = bool(config.files) and isinstance(config.files[0], StdioFile) and config.files[0].kind == "stdin"
+    return _launch(backend, request, workload.wasm, relay_stdin, stdin, stdout, stderr, on_started)
+
+
+def deploy(
+    url: str,
+    root: str | None,
+    options: KeepOptions | None = None,
+    *,
+    steward: str | None = None,
+    ca_bundle_pem: str | None = None,
+    stdin: Source = 0,
+    stdout: Sink = 1,
+    stderr: Sink = 2,
+    on_started: Callable[[dict], None] | None = None,
+) -> KeepResult:
+    """Run a package the keep fetches itself from ``url`` (a registry tag, checked against ``root``, the tag
+    entry the host resolved); with ``steward`` the keep attests before it fetches. The host never sees the
+    package's content. ``options.config_path`` (a local Enarx.toml) overrides the package's own."""
+    from enarx.backends.registry import pick_backend
+
+    options = options or KeepOptions()
+    config_text: str | None = None
+    if options.config_path is not None:
+        config, config_text = load_config_and_text(options.config_path)
+        steward = steward or config.steward
+    for host, _guest, _writable in options.dirs:
+        _check_dir(host)
+    backend = pick_backend(options.backend)
+    request = LaunchRequest(
+        module_name="main.wasm",
+        config_toml=config_text,
+        config_source=str(options.config_path) if options.config_path is not None else None,
+        args=list(options.args),
+        env=[(k, v) for k, v in options.env],
+        dirs=[(os.path.abspath(h), g, w) for h, g, w in options.dirs],
+        memory_limit=options.memory_limit,
+        timeout=options.timeout,
+        cache_dir=None,  # a fetched (possibly private) module never goes into the host's cache
+        log_level=options.log_level,
+        simulate_tee=options.simulate_tee,
+        simulator_dir=os.path.abspath(options.simulator_dir) if options.simulator_dir else None,
+        package_url=url,
+        package_root=root,
+        steward_url=steward,
+        ca_bundle_pem=ca_bundle_pem,
+    )
+    return _launch(backend, request, b"", True, stdin, stdout, stderr, on_started)
+
+
+def _launch(backend, request: LaunchRequest, module: bytes, relay_stdin: bool, stdin: Source, stdout: Sink,
+            stderr: Sink, on_started: Callable[[dict], None] | None) -> KeepResult:
     started: dict = {}
 
     def note_started(info: dict) -> None:
@@ -112,7 +163,7 @@ def run(
     keep = backend.launch()
     supervisor = Supervisor(keep, Stdio(stdin=stdin if relay_stdin else None, stdout=stdout, stderr=stderr),
                             on_started=note_started)
-    report = supervisor.run(request, workload.wasm, relay_stdin=relay_stdin)
+    report = supervisor.run(request, module, relay_stdin=relay_stdin)
     return KeepResult(status=report.status, kind=report.kind, error=report.error, started=started)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +42,7 @@ from enarx.drawbridge.content import (
     canonical,
     digests_of,
     format_content_digest,
+    hash_blocks,
     parse_canonical,
     parse_content_digest,
     parse_directory,
@@ -58,7 +58,6 @@ from enarx.web.problem import problem as web_problem
 PROBLEM_BASE = "urn:enarx:drawbridge:problem:"
 MAX_JSON = 1 << 20  # user records and repository configs
 MAX_OBJECT = 4 << 30
-RECEIVE_BLOCK = 1 << 20
 
 log = logging.getLogger("enarx.drawbridge")
 
@@ -362,37 +361,54 @@ def _read_directory(path: str) -> dict[str, Entry]:
 
 
 async def _receive(request: Request, spool: Any, limit: int) -> Hasher:
-    """Stream the body into ``spool`` while hashing it, in a worker thread that runs alongside the receiving
-    (one block in flight), so that hashing costs little wall time."""
-    hasher = Hasher()
-    loop = asyncio.get_running_loop()
+    """Stream the body into ``spool`` while hashing it on worker threads (:func:`hash_blocks`), so that
+    receiving, hashing and writing overlap."""
+    import queue
+    import threading
+
+    blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+    outcome: dict[str, Any] = {}
+
+    def chunks() -> Any:
+        while (chunk := blocks.get()) is not None:
+            yield chunk
+
+    def work() -> None:
+        try:
+            outcome["hasher"] = hash_blocks(chunks(), spool.write)
+            spool.finish()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the handler
+            outcome["error"] = exc
+            while blocks.get() is not None:  # drain so the receiving side never blocks
+                pass
+
+    worker = threading.Thread(target=work, name="drawbridge-upload", daemon=True)
+    worker.start()
     received = 0
-    pending: asyncio.Future[None] | None = None
-    block: list[bytes] = []
-    size = 0
-
-    def consume(parts: list[bytes]) -> None:
-        data = b"".join(parts)
-        hasher.update(data)
-        spool.write(data)
-
-    with ThreadPoolExecutor(1, thread_name_prefix="drawbridge-hash") as pool:
+    try:
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
                 raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {limit}")
-            block.append(chunk)
-            size += len(chunk)
-            if size >= RECEIVE_BLOCK:
-                if pending is not None:
-                    await pending
-                pending = loop.run_in_executor(pool, consume, block)
-                block, size = [], 0
-        if pending is not None:
-            await pending
-        await loop.run_in_executor(pool, consume, block)
-        await loop.run_in_executor(pool, spool.finish)
-    return hasher
+            if chunk:
+                await _put(blocks, chunk)
+    finally:
+        await _put(blocks, None)
+        await run_in_threadpool(worker.join)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["hasher"]
+
+
+async def _put(blocks: Any, item: bytes | None) -> None:
+    import queue
+
+    while True:
+        try:
+            blocks.put_nowait(item)
+            return
+        except queue.Full:
+            await asyncio.sleep(0.001)
 
 
 def _content_type(request: Request) -> str:

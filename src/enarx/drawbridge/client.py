@@ -208,11 +208,8 @@ def fetch_tree(http: httpx.Client, host: str, url: str, expected_root: Entry | N
     queue: list[tuple[str, Entry]] = [("", root)]
     while queue:
         path, entry = queue.pop(0)
-        data = _get(http, host, url + "/tree" + (f"/{path}" if path else ""), action).content
-        try:
-            entry.check(data, f"{host}: {path or 'tree root'}")
-        except ValueError as exc:
-            raise RegistryError(str(exc)) from None
+        data = _get_checked(http, host, url + "/tree" + (f"/{path}" if path else ""), action, entry,
+                            f"{host}: {path or 'tree root'}")
         if on_progress is not None:
             on_progress(len(data))
         if entry.is_directory:
@@ -235,6 +232,29 @@ def _get(http: httpx.Client, host: str, url: str, action: str) -> httpx.Response
     if response.status_code != 200:
         raise refusal(host, action, response)
     return response
+
+
+def _get_checked(http: httpx.Client, host: str, url: str, action: str, entry: Entry, where: str) -> bytes:
+    """GET an object, checking it against ``entry`` while it downloads (all four digests and the length)."""
+    from enarx.drawbridge.content import hash_blocks, same_digests
+
+    blocks: list[bytes] = []
+    try:
+        with http.stream("GET", url) as response:
+            if response.status_code != 200:
+                response.read()
+                raise refusal(host, action, response)
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) != entry.length:
+                raise RegistryError(f"{where}: the server announces {declared} bytes, expected {entry.length}")
+            hasher = hash_blocks(response.iter_bytes(), blocks.append)
+    except httpx.HTTPError as exc:
+        raise RegistryError(f"cannot read {where} while {action}: {exc}") from None
+    if hasher.length != entry.length:
+        raise RegistryError(f"{where}: {hasher.length} bytes, expected {entry.length}")
+    if not same_digests(entry.digests, hasher.digests()):
+        raise RegistryError(f"{where}: content does not match its digest")
+    return b"".join(blocks)
 
 
 def _read_file(node: TreeNode, bar: Any) -> Iterator[bytes]:

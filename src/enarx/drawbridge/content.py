@@ -70,20 +70,78 @@ def parse_canonical(body: bytes, what: str) -> Any:
 # -- digests ---------------------------------------------------------------------------------------
 
 
+_PAIR_POOL: Any = None
+PARALLEL_MIN = 256 << 10
+
+
+def _pool() -> Any:
+    global _PAIR_POOL
+    if _PAIR_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _PAIR_POOL = ThreadPoolExecutor(1, thread_name_prefix="sha2")
+    return _PAIR_POOL
+
+
 class Hasher:
-    """All four SHA-2 digests of a stream."""
+    """All four SHA-2 digests of a stream. Large blocks are hashed on two cores at once (hashlib releases
+    the GIL): SHA-224/256 here, SHA-384/512 on a helper thread."""
 
     def __init__(self, algorithms: Iterable[str] = ALGORITHMS):
         self.hashes = {alg: hashlib.new(HASHLIB[alg]) for alg in algorithms}
         self.length = 0
+        names = list(self.hashes)
+        self._first = [self.hashes[a] for a in names if a in ("sha-224", "sha-256")]
+        self._second = [self.hashes[a] for a in names if a not in ("sha-224", "sha-256")]
 
     def update(self, data: bytes | memoryview) -> None:
         self.length += len(data)
-        for h in self.hashes.values():
-            h.update(data)
+        if len(data) < PARALLEL_MIN or not self._first or not self._second:
+            for h in self.hashes.values():
+                h.update(data)
+            return
+        other = _pool().submit(_update_all, self._second, data)
+        _update_all(self._first, data)
+        other.result()
 
     def digests(self) -> dict[str, bytes]:
         return {alg: h.digest() for alg, h in self.hashes.items()}
+
+
+def hash_blocks(chunks: Iterable[bytes], sink: Any = None, block: int = 1 << 20) -> Hasher:
+    """Hash a stream of chunks while it is still arriving: 1 MiB blocks are handed to a worker thread (one
+    block in flight), so the digests cost little wall time. ``sink(block)`` also receives every block."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hasher = Hasher()
+
+    def consume(parts: list[bytes]) -> None:
+        data = b"".join(parts)
+        hasher.update(data)
+        if sink is not None:
+            sink(data)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="sha2-stream") as pool:
+        pending = None
+        parts: list[bytes] = []
+        size = 0
+        for chunk in chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= block:
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(consume, parts)
+                parts, size = [], 0
+        if pending is not None:
+            pending.result()
+        consume(parts)
+    return hasher
+
+
+def _update_all(hashes: list[Any], data: bytes | memoryview) -> None:
+    for h in hashes:
+        h.update(data)
 
 
 def digests_of(data: bytes) -> dict[str, bytes]:

@@ -11,6 +11,8 @@ from typing import Any
 
 from enarx.drawbridge.store.base import CHUNK, SCHEMA, Spool, Store, StoreError
 
+READ_BATCH = 8  # chunks of 1 MiB per query when reading
+
 BLOB_SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, length BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (key TEXT NOT NULL, seq INTEGER NOT NULL, data BYTEA NOT NULL,
@@ -92,13 +94,15 @@ class PostgresStore(Store):
     def _blob_chunks(self, key: str) -> Iterator[bytes]:
         seq = 0
         while True:
-            with self.transaction() as cur:
-                cur.execute("SELECT data FROM chunks WHERE key = ? AND seq = ?", (key, seq))
-                row = cur.fetchone()
-            if row is None:
+            with self.transaction() as cur:  # a few chunks per query: fewer round trips, bounded memory
+                cur.execute("SELECT data FROM chunks WHERE key = ? AND seq >= ? AND seq < ? ORDER BY seq",
+                            (key, seq, seq + READ_BATCH))
+                rows = cur.fetchall()
+            for row in rows:
+                yield bytes(row[0])
+            if len(rows) < READ_BATCH:
                 return
-            yield bytes(row[0])
-            seq += 1
+            seq += READ_BATCH
 
     def close(self) -> None:
         with self._lock:
