@@ -108,6 +108,49 @@ class ExitReport(NamedTuple):
         return cls(status=status, kind=kind, error=error)
 
 
+class Started(NamedTuple):
+    """STARTED: the workload is instantiated and about to run; ``listening`` = where each listener is bound."""
+
+    protocol: int = PROTOCOL_VERSION
+    listening: list[dict[str, Any]] = []  # noqa: RUF012 - a NamedTuple default, never mutated
+
+    def encode(self) -> bytes:
+        return json.dumps(self._asdict()).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Started:
+        """Lenient: the host only shows this information, so a malformed field is dropped, not fatal."""
+        doc = json_object(payload)
+        listening = doc.get("listening")
+        items = [item for item in listening if isinstance(item, dict)] if isinstance(listening, list) else []
+        protocol = doc.get("protocol")
+        return cls(protocol if isinstance(protocol, int) else PROTOCOL_VERSION, items)
+
+
+class StopRequest(NamedTuple):
+    """STOP: end the workload now, as if it had received ``signal`` (SIGINT, SIGTERM or SIGPIPE)."""
+
+    signal: str = "SIGTERM"
+
+    def encode(self) -> bytes:
+        return json.dumps(self._asdict()).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> StopRequest:
+        """Lenient: any malformed STOP still stops the keep, as SIGTERM."""
+        signal = json_object(payload).get("signal", "SIGTERM")
+        return cls(signal if isinstance(signal, str) else "SIGTERM")
+
+
+def json_object(payload: bytes) -> dict[str, Any]:
+    """The payload as a JSON object, or ``{}`` when it is not one."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def _typed(doc: dict[str, Any], key: str, typ: type, optional: bool = False) -> Any:
     value = doc.get(key)
     if value is None and optional:

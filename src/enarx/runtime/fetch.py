@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from enarx.errors import KeepError
 from enarx.protocol import LaunchRequest
+from enarx.runtime.launch import Launch, StageFailure
 
 CT_WASM = "application/wasm"
 CT_TOML = "application/toml"
@@ -34,6 +35,26 @@ class FetchedPackage(NamedTuple):
     config_toml: str | None
     config_source: str | None  # where relative `dir` paths of the Enarx.toml resolve (the staging directory)
     staging: str | None  # a private directory to delete when the keep ends
+
+
+def fetch(launch: Launch) -> None:
+    """Stage (after attest): fetch a deployed package, then plan again with the package's own Enarx.toml
+    (unless the user gave one with ``--wasmcfgfile``)."""
+    req = launch.request
+    if req.package_url is None:
+        return
+    from enarx.runtime.stages.plan import plan
+
+    try:
+        package = fetch_package(req, launch.identity)
+    except KeepError as exc:
+        raise StageFailure(str(exc)) from None
+    launch.staging_dir = package.staging
+    if req.config_toml is None:
+        req = req._replace(config_toml=package.config_toml, config_source=package.config_source)
+    launch.request = req._replace(module_name=package.module_name, cache_dir=None)
+    launch.wasm = launch.module_bytes = package.module
+    plan(launch)
 
 
 def bound_root(req: LaunchRequest) -> Any:
