@@ -83,19 +83,21 @@ def test_deploy_each_language_by_slug(world: World, lang: str) -> None:
 
 
 def test_deploy_a_package_directory_with_data_files(world: World, tmp_path: Path) -> None:
+    """files.wasm writes /data/hello.txt, reads it back and lists /data: the package's data file is there."""
     package = tmp_path / "pkg"
     (package / "data").mkdir(parents=True)
     shutil.copy(example("c", "files"), package / "main.wasm")
-    (package / "data" / "hello.txt").write_text("data file from the package\n")
-    (package / "Enarx.toml").write_text('args = ["/data/hello.txt"]\n[[files]]\nkind = "stdin"\n[[files]]\n'
-                                        'kind = "stdout"\n[[files]]\nkind = "stderr"\n[[files]]\nkind = "dir"\n'
-                                        'path = "data"\nname = "/data"\n')
-    local = subprocess.run([*ENARX, "run", str(package)], capture_output=True, timeout=120)
+    (package / "data" / "from-the-package.txt").write_text("data file\n")
+    (package / "Enarx.toml").write_text('args = ["/data"]\n[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n'
+                                        '[[files]]\nkind = "stderr"\n[[files]]\nkind = "dir"\npath = "data"\n'
+                                        'name = "/data"\nwritable = true\n')
     assert world.cli("package", "publish", f"{world.host}/alice/pub:2.0.0", package).returncode == 0
+    local = subprocess.run([*ENARX, "run", str(shutil.copytree(package, tmp_path / "copy"))], capture_output=True,
+                           timeout=120)
     deployed = cli("deploy", f"{world.host}/alice/pub:2.0.0", ca=world.pki.ca_pem)
-    assert deployed.returncode == local.returncode, deployed.stderr
+    assert deployed.returncode == local.returncode == 0, deployed.stderr
     assert deployed.stdout == local.stdout
-    assert b"data file from the package" in deployed.stdout
+    assert b"from-the-package.txt" in deployed.stdout and b"written by wasm" in deployed.stdout
 
 
 def test_deploy_file_url_runs_locally(world: World) -> None:
@@ -155,11 +157,15 @@ def test_private_package_never_passes_through_the_host(world: World, tmp_path: P
     assert world.cli("package", "publish", slug, package).returncode == 0
     trace = tmp_path / "host.strace"
     stdout = tmp_path / "stdout"  # a regular file: the host writes the workload's output itself (no splice)
+    keep_tmp = tmp_path / "tmp"  # where the nil keep stages the package's data files for wasmtime
+    keep_tmp.mkdir()
     with _strace(trace) as strace, open(stdout, "wb") as out:
         proc = subprocess.run([*strace, *ENARX, "deploy", "--steward", world.steward_url, "--simulate-tee", "sev-snp",
                                "--simulator-pki", str(world.simulator), slug],
-                              env=_env(world), stdout=out, stderr=subprocess.PIPE, timeout=180)
+                              env={**_env(world), "TMPDIR": str(keep_tmp)}, stdout=out, stderr=subprocess.PIPE,
+                              timeout=180)
     assert proc.returncode == 0, proc.stderr
+    assert list(keep_tmp.iterdir()) == []  # the private staging directory is gone
     assert b"ello" in stdout.read_bytes()  # the workload ran
     buffers = _captured_bytes(trace)
     assert sum(len(b) for b in buffers) > 10_000  # the capture saw the host's traffic (LAUNCH, TLS, stdout…)

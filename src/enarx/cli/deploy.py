@@ -64,7 +64,7 @@ def deploy(ctx: click.Context, steward: str | None, ca_bundle: str | None, insec
                           timeout=seconds, cache=False,
                           log_level="debug" if log_filter and "debug" in log_filter.lower() else None,
                           simulate_tee=opts["simulate_tee"], simulator_dir=opts["simulator_pki"])  # type: ignore[arg-type]
-    bundle_pem = open(session.ca_bundle).read() if session.ca_bundle else None  # noqa: SIM115, PTH123
+    bundle_pem = open(session.ca_bundle).read() if session.ca_bundle else None  # noqa: SIM115
     if opts["simulate_tee"]:
         sys.stderr.write(f"warning: attesting with SIMULATED {opts['simulate_tee']} evidence: no hardware protects "
                          "this keep\n")
