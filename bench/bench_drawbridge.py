@@ -30,14 +30,14 @@ from framework import quick, row
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "drawbridge"))  # the loopback OIDC issuer and PostgreSQL of the tests
 
-from _postgres import PostgresServer  # noqa: E402
-from oidc_issuer import LoopbackIssuer  # noqa: E402
+from _postgres import PostgresServer
+from oidc_issuer import LoopbackIssuer
 
-from enarx.cabundle import client_context  # noqa: E402
-from enarx.drawbridge.client import RegistryClient  # noqa: E402
-from enarx.drawbridge.names import Slug  # noqa: E402
-from enarx.drawbridge.tree import build_tree  # noqa: E402
-from enarx.steward.issuer import CertificateAuthority  # noqa: E402
+from enarx.cabundle import client_context
+from enarx.drawbridge.client import RegistryClient
+from enarx.drawbridge.names import Slug
+from enarx.drawbridge.tree import build_tree
+from enarx.steward.issuer import CertificateAuthority
 
 SIZE = (8 if quick() else 50) << 20
 
@@ -51,7 +51,7 @@ class _Files(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = os.path.join(self.directory, os.path.basename(self.path))
         size = os.path.getsize(path)
         self.send_response(200)
@@ -61,7 +61,7 @@ class _Files(http.server.BaseHTTPRequestHandler):
         with open(path, "rb") as fh:
             shutil.copyfileobj(fh, self.wfile, 1 << 20)
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         remaining = int(self.headers["Content-Length"])
         with open(os.path.join(self.directory, "upload.bin"), "wb") as fh:
             while remaining:

@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "drawbridge"))
 
-from _pki import PrivateCa  # noqa: E402
-from oidc_issuer import LoopbackIssuer  # noqa: E402
+from _pki import PrivateCa
+from oidc_issuer import LoopbackIssuer
 
 
 def main(directory: Path) -> None:

@@ -18,6 +18,14 @@ from starlette.routing import Route
 
 from enarx.steward.server import BackgroundServer
 
+
+async def _form(request: Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (without Starlette's optional multipart dependency)."""
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl((await request.body()).decode()))
+
+
 ALL_SCOPES = "manage:drawbridge_users manage:drawbridge_repositories manage:drawbridge_tags"
 
 
@@ -67,7 +75,7 @@ class LoopbackIssuer:
             return JSONResponse(self.keys.as_dict(private=False))
 
         async def device(request: Request) -> JSONResponse:
-            form = await request.form()
+            form = await _form(request)
             code = secrets.token_urlsafe(16)
             user_code = secrets.token_hex(4).upper()
             with self.lock:
@@ -79,7 +87,7 @@ class LoopbackIssuer:
                                  "expires_in": 60, "interval": 0.1})
 
         async def token(request: Request) -> JSONResponse:
-            form = await request.form()
+            form = await _form(request)
             grant_type = form.get("grant_type")
             if grant_type == "client_credentials":
                 client = self.clients.get(str(form.get("client_id")))
