@@ -177,20 +177,9 @@ def _header(token: str) -> dict[str, Any]:
 
 
 def _get_json(url: str, ca_bundle: str | None) -> dict[str, Any]:
-    import httpx
-
-    from enarx.cabundle import client_context
+    from enarx.drawbridge.login import LoginError, fetch_json
 
     try:
-        response = httpx.get(url, verify=client_context(ca_bundle), timeout=15, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        raise OidcError(f"cannot fetch {url}: {exc}") from None
-    if response.status_code != 200:
-        raise OidcError(f"{url} answered HTTP {response.status_code}")
-    try:
-        doc = response.json()
-    except ValueError:
-        raise OidcError(f"{url} did not answer JSON") from None
-    if not isinstance(doc, dict):
-        raise OidcError(f"{url} did not answer a JSON object")
-    return doc
+        return fetch_json(url, ca_bundle)
+    except LoginError as exc:
+        raise OidcError(str(exc)) from None

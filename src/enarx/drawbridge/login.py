@@ -25,12 +25,20 @@ class LoginError(EnarxError):
 def discover(issuer: str, ca_bundle: str | None) -> dict[str, Any]:
     check_service_url(issuer, "OIDC issuer")
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-    doc = _json(_post_or_get("GET", url, ca_bundle), url)
+    doc = fetch_json(url, ca_bundle)
     for key in ("token_endpoint",):
         if not isinstance(doc.get(key), str):
             raise LoginError(f"the OIDC discovery document at {url} has no {key}")
         check_service_url(doc[key], "OIDC token endpoint")
     return doc
+
+
+def fetch_json(url: str, ca_bundle: str | None) -> dict[str, Any]:
+    """GET a JSON object (a discovery document, a JWKS); anything else is a :class:`LoginError`."""
+    response = _post_or_get("GET", url, ca_bundle)
+    if response.status_code != 200:
+        raise LoginError(f"{url} answered HTTP {response.status_code}")
+    return _json(response, url)
 
 
 def client_credentials(doc: dict[str, Any], client_id: str, secret: str, audience: str,
