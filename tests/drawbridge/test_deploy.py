@@ -37,8 +37,9 @@ class World:
         self.steward_ca = CertificateAuthority.generate("Deploy Test Steward")
         steward = Steward(StewardConfig(ca=self.steward_ca, policy=Policy.default(), policy_name="deploy-test",
                                         insecure_anchors=anchors, insecure_intermediates=intermediates))
-        self.steward = BackgroundServer(create_app(steward)).start()
-        self.steward_url = f"http://127.0.0.1:{self.steward.port}/"
+        crt, key = pki.ca.leaf(work, "steward")  # the Steward over TLS under the private CA: --ca-bundle covers it
+        self.steward = BackgroundServer(create_app(steward), tls_crt=str(crt), tls_key=str(key)).start()
+        self.steward_url = f"https://127.0.0.1:{self.steward.port}/"
         keep_ca = work / "steward-ca.pem"
         keep_ca.write_bytes(self.steward_ca.pem)
         store = work / "store"
@@ -98,6 +99,18 @@ def test_deploy_a_package_directory_with_data_files(world: World, tmp_path: Path
     assert deployed.returncode == local.returncode == 0, deployed.stderr
     assert deployed.stdout == local.stdout
     assert b"from-the-package.txt" in deployed.stdout and b"written by wasm" in deployed.stdout
+
+
+def test_deploy_https_urls(world: World) -> None:
+    """A registry tag URL is resolved like a slug; any other https URL is fetched by the keep as a module."""
+    slug_tag = f"https://{world.host}/api/v0.1.0/alice/pub/_tag/0.1.0"
+    assert world.cli("package", "publish", f"{world.host}/alice/pub:0.1.0", example("c", "hello")).returncode in (0, 1)
+    for url in (slug_tag, slug_tag + "/tree"):
+        result = cli("deploy", url, ca=world.pki.ca_pem)
+        assert result.returncode == 0, result.stderr
+        assert b"ello" in result.stdout
+    result = cli("deploy", f"http://{world.host}/x.wasm", ca=world.pki.ca_pem)
+    assert result.returncode == 1 and b"over plain http" in result.stderr
 
 
 def test_deploy_file_url_runs_locally(world: World) -> None:

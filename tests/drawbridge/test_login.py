@@ -132,3 +132,40 @@ def test_unverified_subject_rejects_non_jwts(bad: str) -> None:
 
     with pytest.raises(EnarxError):
         oidc.unverified_subject(bad)
+
+
+def test_server_refuses_a_plain_http_issuer_off_loopback(pki) -> None:
+    result = cli("drawbridge", "serve", "--port", "0", "--store", "/tmp", "--tls-crt", pki.crt, "--tls-key", pki.key,
+                 "--oidc-issuer", "http://login.example.com/", "--oidc-audience", "x")
+    assert result.returncode == 1
+    assert result.stderr.decode().strip() == ("Error: OIDC issuer: refusing to use the OIDC issuer url "
+                                              "'http://login.example.com/': use https (plain http only to loopback)")
+
+
+def test_publish_shows_progress_on_a_terminal(start_drawbridge, issuer, pki, tmp_path: Path) -> None:
+    import pty
+
+    server = start_drawbridge()
+    token = issuer.mint("alice-sub")
+    assert cli("user", "register", f"{server.host}/alice", token=token, ca=pki.ca_pem).returncode == 0
+    assert cli("repo", "register", f"{server.host}/alice/big", token=token, ca=pki.ca_pem).returncode == 0
+    package = tmp_path / "pkg"
+    (package / "data").mkdir(parents=True)
+    (package / "main.wasm").write_bytes(b"\0asm\x01\0\0\0")
+    (package / "data" / "big.bin").write_bytes(os.urandom(6 << 20))
+    main, secondary = pty.openpty()
+    env = {**os.environ, "ENARX_CA_BUNDLE": str(pki.ca_pem), "ENARX_INSECURE_AUTH_TOKEN": token}
+    proc = subprocess.Popen([*ENARX, "package", "publish", f"{server.host}/alice/big:1.0.0", str(package)],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=secondary)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        seen += data
+    assert proc.wait(60) == 0, seen
+    assert b"publishing alice/big:1.0.0" in seen and b"100%" in seen

@@ -219,3 +219,13 @@ def test_keep_refused_by_rule(registry: Registry, case: str, tmp_path: Path) -> 
                 "no-claims": "drawbridge.claims", "debug": "policy.debug"}[case]
     assert expected in failed, body
     assert b"private bytes" not in response.content
+
+
+def test_private_repository_without_a_keep_rule_admits_no_keep(registry: Registry) -> None:
+    slug = Slug(registry.host, "alice", f"norule{time.monotonic_ns()}", "1.0.0")
+    registry.owner.register_repo(slug, {"public": False})
+    registry.owner.publish(slug, registry.tree)
+    with registry.http("keep") as http:
+        response = http.get(f"{registry.base}/alice/{slug.repo}/_tag/1.0.0/tree/data/secret.txt")
+    assert response.status_code == 403
+    assert [c["name"] for c in response.json()["checks"]] == ["drawbridge.keep-rule"]

@@ -33,10 +33,15 @@ def check_url(url: str) -> None:
     raise KeepError(f"refusing to use an unencrypted steward url {url!r}: use https (http only to loopback)")
 
 
-def request_certificate(url: str, csr_der: bytes, *, ca_file: str | None = None) -> list[x509.Certificate]:
-    """The issued chain, leaf first (the Steward answers root first). Refusals raise with the reasons."""
+def request_certificate(url: str, csr_der: bytes, *, ca_file: str | None = None,
+                        context: ssl.SSLContext | None = None) -> list[x509.Certificate]:
+    """The issued chain, leaf first (the Steward answers root first). Refusals raise with the reasons.
+    ``context``: the TLS client context to use (e.g. with the launch's CA bundle)."""
     check_url(url)
-    context = ssl.create_default_context(cafile=ca_file) if url.startswith("https") else None
+    if url.startswith("https"):
+        context = context or ssl.create_default_context(cafile=ca_file)
+    else:
+        context = None
     request = urllib.request.Request(url, data=csr_der, method="POST",
                                      headers={"Content-Type": "application/pkcs10"})
     try:

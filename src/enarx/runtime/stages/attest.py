@@ -38,7 +38,12 @@ def certify(launch: Launch, steward_url: str):
     source = evidence_source(launch)
     key = ec.generate_private_key(source.curve())
     oid, value = source.extension(report_data_for(key, source.tee))
-    chain = request_certificate(steward_url, build_csr(key, oid, value))
+    context = None
+    if launch.request.ca_bundle_pem:  # --ca-bundle of `enarx deploy`: the Steward may be under a private CA
+        from enarx.runtime.fetch import tls_context
+
+        context = tls_context(launch.request.ca_bundle_pem)
+    chain = request_certificate(steward_url, build_csr(key, oid, value), context=context)
     _log_info("certified by %s as %s", steward_url, chain[0].subject.rfc4514_string() or "(empty subject)")
     return KeepIdentity(key, chain)
 
