@@ -112,6 +112,7 @@ def deploy(
     *,
     steward: str | None = None,
     ca_bundle_pem: str | None = None,
+    public: bool = False,
     stdin: Source = 0,
     stdout: Sink = 1,
     stderr: Sink = 2,
@@ -119,8 +120,10 @@ def deploy(
 ) -> KeepResult:
     """Run a package the keep fetches itself from ``url`` (a registry tag, checked against ``root``, the tag
     entry the host resolved); with ``steward`` the keep attests before it fetches. The host never sees the
-    package's content. ``options.config_path`` (a local Enarx.toml) overrides the package's own."""
+    package's content. ``options.config_path`` (a local Enarx.toml) overrides the package's own. Only a
+    ``public`` package's compiled module may go into the (process keep's) module cache."""
     from enarx.backends.registry import pick_backend
+    from enarx.runtime.cachedir import default_cache_dir
 
     options = options or KeepOptions()
     config_text: str | None = None
@@ -139,7 +142,7 @@ def deploy(
         dirs=[(os.path.abspath(h), g, w) for h, g, w in options.dirs],
         memory_limit=options.memory_limit,
         timeout=options.timeout,
-        cache_dir=None,  # a fetched (possibly private) module never goes into the host's cache
+        cache_dir=str(default_cache_dir()) if public and options.cache and backend.name == "nil" else None,
         log_level=options.log_level,
         simulate_tee=options.simulate_tee,
         simulator_dir=os.path.abspath(options.simulator_dir) if options.simulator_dir else None,

@@ -61,7 +61,7 @@ def deploy(ctx: click.Context, steward: str | None, ca_bundle: str | None, insec
         raise ConfigError(f"--timeout: {exc}") from None
     options = KeepOptions(args=list(args), env=_parse_env(opts["env"]), dirs=_parse_dirs(opts["dirs"]),  # type: ignore[arg-type]
                           config_path=opts["wasmcfgfile"], backend=opts["backend"], memory_limit=memory,  # type: ignore[arg-type]
-                          timeout=seconds, cache=False,
+                          timeout=seconds, cache=not opts["no_cache"],
                           log_level="debug" if log_filter and "debug" in log_filter.lower() else None,
                           simulate_tee=opts["simulate_tee"], simulator_dir=opts["simulator_pki"])  # type: ignore[arg-type]
     bundle_pem = open(session.ca_bundle).read() if session.ca_bundle else None  # noqa: SIM115
@@ -69,7 +69,7 @@ def deploy(ctx: click.Context, steward: str | None, ca_bundle: str | None, insec
         sys.stderr.write(f"warning: attesting with SIMULATED {opts['simulate_tee']} evidence: no hardware protects "
                          "this keep\n")
     result = deploy_remote(target.url, target.root, options, steward=steward, ca_bundle_pem=bundle_pem,
-                           on_started=report_listening)
+                           public=target.public, on_started=report_listening)
     if result.error:
         sys.stderr.write(f"Error: {result.error}\n")
         sys.stderr.flush()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
@@ -51,13 +51,14 @@ from enarx.drawbridge.content import (
 )
 from enarx.drawbridge.repoconfig import RepoConfig, keep_checks
 from enarx.drawbridge.store import Conflict, Store, StoreError
-from enarx.drawbridge.store.base import Node, NotInTree
+from enarx.drawbridge.store.base import Facts, Node
 from enarx.web.problem import HttpProblem, read_body
 from enarx.web.problem import problem as web_problem
 
 PROBLEM_BASE = "urn:enarx:drawbridge:problem:"
 MAX_JSON = 1 << 20  # user records and repository configs
 MAX_OBJECT = 4 << 30
+SMALL_OBJECT = 1 << 20  # uploads up to this size are read whole; larger ones stream through worker threads
 
 log = logging.getLogger("enarx.drawbridge")
 
@@ -76,6 +77,7 @@ class Target:
     tags: bool = False
     tag: str | None = None
     path: str | None = None  # tree path ("" = root); None = not a tree request
+    facts: Facts = field(default_factory=Facts)  # what the store knows about it, read once per request
 
 
 def parse_target(rest: str) -> Target:
@@ -167,10 +169,11 @@ class Registry:
             raise HttpProblem(403, "missing-scope", f"token lacks the scope {level}:{context}")
         return who
 
-    async def owner(self, who: Principal, user: str, level: str, context: str) -> TokenUser:
+    def owner(self, who: Principal, target: Target, level: str, context: str) -> TokenUser:
         """The owner's token with ``level:context``; 404 for an unknown user, 403 for another user."""
         who = self.token(who, level, context)
-        record = await run_in_threadpool(self.store.get_user, user)
+        user = target.user
+        record = target.facts.user
         if record is None:
             raise HttpProblem(404, "no-user", f"user {user} does not exist")
         subject = parse_json(record, "user record").get("subject")
@@ -179,14 +182,14 @@ class Registry:
                               f"user {user}")
         return who
 
-    async def repo_config(self, target: Target) -> RepoConfig:
-        assert target.repo is not None
-        config = await run_in_threadpool(self.store.get_repo, target.user, target.repo)
+    @staticmethod
+    def repo_config(target: Target) -> RepoConfig:
+        config = target.facts.repo
         if config is None:
             raise HttpProblem(404, "no-repo", f"repository {target.user}/{target.repo} does not exist")
         return RepoConfig.parse(parse_json(config, "repository config"))
 
-    async def reader(self, who: Principal, target: Target, config: RepoConfig, tag_root: Entry | None) -> None:
+    def reader(self, who: Principal, target: Target, config: RepoConfig, tag_root: Entry | None) -> None:
         """May ``who`` read this repository's tags (and, with ``tag_root``, that tag's tree)?"""
         if config.public:
             return
@@ -200,7 +203,7 @@ class Registry:
         if isinstance(who, Anonymous):
             raise HttpProblem(401, "no-token", f"{target.user}/{target.repo} is private: a bearer token is required",
                               headers={"WWW-Authenticate": 'Bearer realm="drawbridge"'})
-        await self.owner(who, target.user, "read", "drawbridge_tags")
+        self.owner(who, target, "read", "drawbridge_tags")
 
     # -- handlers -----------------------------------------------------------------------------------
     async def user(self, request: Request, who: Principal, target: Target) -> Response:
@@ -215,38 +218,37 @@ class Registry:
                                   f"subject {token.subject!r}")
             await run_in_threadpool(self.store.put_user, target.user, canonical(record))
             return Response(b"", status_code=201)
-        await self.owner(who, target.user, "read", "drawbridge_users")
-        record = await run_in_threadpool(self.store.get_user, target.user)
-        return _json_response(request, record or b"", "application/json")
+        self.owner(who, target, "read", "drawbridge_users")
+        return _json_response(request, target.facts.user or b"", "application/json")
 
     async def repo(self, request: Request, who: Principal, target: Target) -> Response:
         assert target.repo is not None
         if request.method == "PUT":
-            await self.owner(who, target.user, "write", "drawbridge_repositories")
+            self.owner(who, target, "write", "drawbridge_repositories")
             body = await read_body(request, MAX_JSON)
             config = RepoConfig.parse(parse_json(body, "repository config"))
             await run_in_threadpool(self.store.put_repo, target.user, target.repo, config.encode())
             return Response(b"", status_code=201)
-        await self.owner(who, target.user, "read", "drawbridge_repositories")
-        config = await self.repo_config(target)
+        self.owner(who, target, "read", "drawbridge_repositories")
+        config = self.repo_config(target)
         return _json_response(request, config.encode(), "application/json")
 
     async def tags(self, request: Request, who: Principal, target: Target) -> Response:
         assert target.repo is not None
-        config = await self.repo_config(target)
-        await self.reader(who, target, config, None)
+        config = self.repo_config(target)
+        self.reader(who, target, config, None)
         tags = await run_in_threadpool(self.store.list_tags, target.user, target.repo)
         return _json_response(request, canonical(tags), "application/json")
 
     async def tag(self, request: Request, who: Principal, target: Target) -> Response:
         assert target.repo is not None and target.tag is not None
-        config = await self.repo_config(target)
+        config = self.repo_config(target)
         if request.method == "PUT":
-            await self.owner(who, target.user, "write", "drawbridge_tags")
+            self.owner(who, target, "write", "drawbridge_tags")
             return await self.put_tag(request, target)
-        state = await run_in_threadpool(self.store.get_tag, target.user, target.repo, target.tag)
+        state = target.facts.tag
         root = Entry.from_json(parse_json(state.entry, "tag entry")) if state is not None else None
-        await self.reader(who, target, config, root)
+        self.reader(who, target, config, root)
         if state is None:
             raise HttpProblem(404, "no-tag", f"tag {target.user}/{target.repo}:{target.tag} does not exist")
         if not state.complete:
@@ -275,22 +277,22 @@ class Registry:
 
     async def node(self, request: Request, who: Principal, target: Target) -> Response:
         assert target.repo is not None and target.tag is not None and target.path is not None
-        config = await self.repo_config(target)
-        state = await run_in_threadpool(self.store.get_tag, target.user, target.repo, target.tag)
+        config = self.repo_config(target)
+        state = target.facts.tag
         if request.method == "PUT":
-            await self.owner(who, target.user, "write", "drawbridge_tags")
+            self.owner(who, target, "write", "drawbridge_tags")
             if state is None:
                 raise HttpProblem(404, "no-tag", f"tag {target.tag} does not exist: upload its entry first")
             if state.complete:
                 raise HttpProblem(409, "exists", f"tag {target.tag} is published completely: its tree is immutable")
             return await self.put_node(request, target)
         root = Entry.from_json(parse_json(state.entry, "tag entry")) if state is not None else None
-        await self.reader(who, target, config, root)
+        self.reader(who, target, config, root)
         if state is None:
             raise HttpProblem(404, "no-tag", f"tag {target.user}/{target.repo}:{target.tag} does not exist")
         if not state.complete and not isinstance(who, TokenUser):  # the owner may look at a pending tag
             raise HttpProblem(404, "tag-pending", f"tag {target.tag} is still being published")
-        node = await run_in_threadpool(self.store.get_node, target.user, target.repo, target.tag, target.path)
+        node = target.facts.node
         if node is None:
             raise HttpProblem(404, "no-node", f"no tree node {target.path or '/'!r} in tag {target.tag}")
         return self.stream(request, node)
@@ -314,12 +316,12 @@ class Registry:
 
     async def put_node(self, request: Request, target: Target) -> Response:
         assert target.repo is not None and target.tag is not None and target.path is not None
-        try:
-            expected = await run_in_threadpool(self.store.expected, target.user, target.repo, target.tag,
-                                               target.path)
-        except NotInTree:
+        expected = target.facts.expected
+        if expected is None:
+            if target.facts.node is not None:
+                raise Conflict("already exists")
             raise HttpProblem(404, "not-in-tree", f"no stored directory of tag {target.tag} names "
-                              f"{target.path or '/'!r}: upload its parent first") from None
+                              f"{target.path or '/'!r}: upload its parent first")
         declared = _declared_digests(request)
         length = request.headers.get("content-length")
         if length is None or not length.isdigit():
@@ -331,19 +333,19 @@ class Registry:
         if ctype != expected.type:
             raise HttpProblem(400, "type-mismatch", f"Content-Type {ctype or '(none)'} is not {expected.type} (the "
                               "entry its parent gives it)")
+        if expected.length <= SMALL_OBJECT:  # read whole and stored with one trip to a worker thread
+            body = await _read_exactly(request, expected.length)
+            entry = Entry.of(body, ctype)
+            _check_upload(target, declared, expected, entry)
+            await run_in_threadpool(self._store_small, target, expected, body)
+            return Response(b"", status_code=201)
         spool = await run_in_threadpool(self.store.new_spool)
         try:
             hasher = await _receive(request, spool, expected.length)
             if hasher.length != expected.length:
                 raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {expected.length}, "
                                   f"received {hasher.length}")
-            actual = hasher.digests()
-            if not same_digests(declared, actual):
-                raise HttpProblem(400, "digest-mismatch", "Content digest mismatch")
-            entry = Entry(actual, hasher.length, ctype)
-            if not expected.matches(entry):
-                raise HttpProblem(400, "parent-mismatch", f"{target.path or 'the tree root'} does not match the entry "
-                                  "its parent directory (or the tag) gives it")
+            _check_upload(target, declared, expected, Entry(hasher.digests(), hasher.length, ctype))
             children = None
             if expected.is_directory:
                 children = await run_in_threadpool(_read_directory, spool.path)
@@ -353,6 +355,41 @@ class Registry:
             await run_in_threadpool(spool.discard)
         request.app.state.metrics.bytes.labels("in").inc(expected.length)
         return Response(b"", status_code=201)
+
+
+    def _store_small(self, target: Target, expected: Entry, body: bytes) -> None:
+        assert target.repo is not None and target.tag is not None and target.path is not None
+        children = parse_directory(body, "directory") if expected.is_directory else None
+        spool = self.store.new_spool()
+        try:
+            spool.write(body)
+            spool.finish()
+            self.store.put_node(target.user, target.repo, target.tag, target.path, expected, spool, children)
+        finally:
+            spool.discard()
+
+
+def _check_upload(target: Target, declared: dict[str, bytes], expected: Entry, entry: Entry) -> None:
+    """The received bytes match their Content-Digest and the entry their parent gives them."""
+    if entry.length != expected.length:
+        raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {expected.length}, "
+                          f"received {entry.length}")
+    if not same_digests(declared, entry.digests):
+        raise HttpProblem(400, "digest-mismatch", "Content digest mismatch")
+    if not expected.matches(entry):
+        raise HttpProblem(400, "parent-mismatch", f"{target.path or 'the tree root'} does not match the entry "
+                          "its parent directory (or the tag) gives it")
+
+
+async def _read_exactly(request: Request, length: int) -> bytes:
+    """A body of at most ``length`` bytes (a longer one is a length mismatch, not a 413)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > length:
+            raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {length}")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _read_directory(path: str) -> dict[str, Entry]:
@@ -448,6 +485,7 @@ def create_app(store: Store, oidc: OidcVerifier | None = None) -> Starlette:
                 raise HttpProblem(405, "method", f"{request.method} is not allowed here",
                                   headers={"Allow": ", ".join(ROUTE_METHODS[route])})
             who = registry.principal(request)
+            target.facts = await run_in_threadpool(store.lookup, target.user, target.repo, target.tag, target.path)
             response = await getattr(registry, route)(request, who, target)
         except HttpProblem as exc:
             response = problem(exc.status, exc.reason, exc.detail, headers=exc.headers, **exc.extra)

@@ -21,6 +21,7 @@ from enarx.web.problem import HttpProblem
 ALGORITHMS = ["RS256", "ES256"]
 JWKS_REFRESH_SECONDS = 30.0  # at most one JWKS refetch per this interval (for a key rotated at the issuer)
 LEEWAY = 30  # seconds of clock skew tolerated on exp/nbf/iat
+VERIFIED_CACHE = 4096  # verified tokens remembered until they expire
 
 log = logging.getLogger("enarx.drawbridge")
 
@@ -69,6 +70,7 @@ class OidcVerifier:
     _fetched: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     discovery: dict[str, Any] = field(default_factory=dict)
+    _verified: dict[bytes, tuple[TokenUser, float]] = field(default_factory=dict)
 
     def load(self) -> OidcVerifier:
         from enarx.cabundle import check_service_url
@@ -108,7 +110,23 @@ class OidcVerifier:
         return {k.kid for k in self._keys.keys if k.kid}
 
     def verify(self, token: str) -> TokenUser:
-        """A verified token's subject and scopes; :class:`HttpProblem` 401 naming what is wrong otherwise."""
+        """A verified token's subject and scopes; :class:`HttpProblem` 401 naming what is wrong otherwise.
+        A token that verified is remembered (by its SHA-256) until it expires: clients send the same token
+        with every request, and a signature check costs more than the rest of a small request."""
+        import hashlib
+
+        key = hashlib.sha256(token.encode()).digest()
+        cached = self._verified.get(key)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        user, expires = self._verify(token)
+        with self._lock:
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.clear()
+            self._verified[key] = (user, expires)
+        return user
+
+    def _verify(self, token: str) -> tuple[TokenUser, float]:
         from joserfc import jwt
         from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
 
@@ -153,7 +171,8 @@ class OidcVerifier:
         scope = claims.get("scope", "")
         if not isinstance(scope, str) or not isinstance(claims.get("sub"), str):
             raise _unauthorized("bad-token", "token scope and sub must be strings")
-        return TokenUser(claims["sub"], frozenset(scope.split()))
+        exp = claims["exp"]
+        return TokenUser(claims["sub"], frozenset(scope.split())), float(exp) + LEEWAY
 
 
 def _unauthorized(reason: str, detail: str) -> HttpProblem:

@@ -142,8 +142,8 @@ class RegistryClient:
         show = sys.stderr.isatty() if progress is None else progress
         bar = _progress(total, f"publishing {slug}") if show and total >= PROGRESS_MIN_BYTES else None
         try:
-            for node in nodes:
-                self._put_node(slug, node, resuming, action, bar)
+            for level in _levels(nodes):  # a directory is stored before its entries; one level at a time
+                _parallel(lambda node: self._put_node(slug, node, resuming, action, bar), level)
         finally:
             if bar is not None:
                 bar.render_finish()
@@ -205,23 +205,48 @@ def fetch_tree(http: httpx.Client, host: str, url: str, expected_root: Entry | N
                             "(digest mismatch)")
     files: dict[str, bytes] = {}
     directories: list[str] = []
-    queue: list[tuple[str, Entry]] = [("", root)]
-    while queue:
-        path, entry = queue.pop(0)
+
+    def get(item: tuple[str, Entry]) -> list[tuple[str, Entry]]:
+        path, entry = item
         data = _get_checked(http, host, url + "/tree" + (f"/{path}" if path else ""), action, entry,
                             f"{host}: {path or 'tree root'}")
         if on_progress is not None:
             on_progress(len(data))
-        if entry.is_directory:
-            directories.append(path)
-            try:
-                children = parse_directory(data, f"{path or 'tree root'}")
-            except ValueError as exc:
-                raise RegistryError(f"{host}: {exc}") from None
-            queue.extend((f"{path}/{name}" if path else name, child) for name, child in children.items())
-        else:
+        if not entry.is_directory:
             files[path] = data
+            return []
+        directories.append(path)
+        try:
+            children = parse_directory(data, f"{path or 'tree root'}")
+        except ValueError as exc:
+            raise RegistryError(f"{host}: {exc}") from None
+        return [(f"{path}/{name}" if path else name, child) for name, child in children.items()]
+
+    level: list[tuple[str, Entry]] = [("", root)]
+    while level:  # breadth first: each level's nodes are fetched in parallel
+        level = [child for children in _parallel(get, level) for child in children]
     return FetchedTree(root, files, directories)
+
+
+PARALLEL = 8
+
+
+def _parallel(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``work`` over ``items`` on up to :data:`PARALLEL` connections; the first error is raised."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(PARALLEL, len(items)), thread_name_prefix="drawbridge") as pool:
+        return list(pool.map(work, items))
+
+
+def _levels(nodes: list[TreeNode]) -> list[list[TreeNode]]:
+    """Nodes grouped by depth (the root alone first)."""
+    by_depth: dict[int, list[TreeNode]] = {}
+    for node in nodes:
+        by_depth.setdefault(node.path.count("/") + 1 if node.path else 0, []).append(node)
+    return [by_depth[depth] for depth in sorted(by_depth)]
 
 
 def _get(http: httpx.Client, host: str, url: str, action: str) -> httpx.Response:
@@ -266,12 +291,29 @@ def _read_file(node: TreeNode, bar: Any) -> Iterator[bytes]:
             yield chunk
 
 
-def _progress(total: int, label: str) -> Any:
-    import click
+class _Progress:
+    """click's progress bar, safe to update from the upload threads."""
 
-    bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=False, show_percent=True)
-    bar.render_progress()
-    return bar
+    def __init__(self, total: int, label: str):
+        import threading
+
+        import click
+
+        self.bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=False, show_percent=True)
+        self.lock = threading.Lock()
+        self.bar.render_progress()
+
+    def update(self, n: int) -> None:
+        with self.lock:
+            self.bar.update(n)
+
+    def render_finish(self) -> None:
+        with self.lock:
+            self.bar.render_finish()
+
+
+def _progress(total: int, label: str) -> Any:
+    return _Progress(total, label)
 
 
 def check_body_digest(response: httpx.Response, what: str) -> None:

@@ -18,6 +18,7 @@ from enarx.errors import EnarxError
 class RemotePackage(NamedTuple):
     url: str  # what the keep fetches
     root: str | None  # the canonical tag entry bound into the launch (None: an unbound .wasm URL)
+    public: bool = False  # anyone may read it: its compiled module may go into the host's module cache
 
 
 def resolve(package: str, context: ssl.SSLContext, token: str | None) -> str | RemotePackage:
@@ -45,6 +46,16 @@ def resolve(package: str, context: ssl.SSLContext, token: str | None) -> str | R
             slug = parse_slug(package, repo=True, tag=True)
         except SlugError as exc:
             raise EnarxError(f"{exc} (or a file:// or https:// URL)") from None
+    from enarx.drawbridge.client import RegistryError
+
+    url = tag_url(slug.host, slug.user, slug.repo or "", slug.tag or "")
+    with RegistryClient(slug.host, context) as anonymous:  # the token only when the repository needs it
+        try:
+            body, _root = anonymous.tag_entry(slug)
+            return RemotePackage(url, body.decode(), public=True)
+        except RegistryError as exc:
+            if exc.status not in (401, 403) or token is None:
+                raise
     with RegistryClient(slug.host, context, token) as client:
         body, _root = client.tag_entry(slug)
-    return RemotePackage(tag_url(slug.host, slug.user, slug.repo or "", slug.tag or ""), body.decode())
+    return RemotePackage(url, body.decode())

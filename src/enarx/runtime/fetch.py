@@ -52,9 +52,16 @@ def fetch(launch: Launch) -> None:
     launch.staging_dir = package.staging
     if req.config_toml is None:
         req = req._replace(config_toml=package.config_toml, config_source=package.config_source)
-    launch.request = req._replace(module_name=package.module_name, cache_dir=None)
+    if identity_used(launch):
+        req = req._replace(cache_dir=None)  # a private package's module never goes into the host's cache
+    launch.request = req._replace(module_name=package.module_name)
     launch.wasm = launch.module_bytes = package.module
     plan(launch)
+
+
+def identity_used(launch: Launch) -> bool:
+    """The fetch presented the keep's certificate (a private package, possibly)."""
+    return launch.identity is not None and bool(getattr(launch.identity, "chain", None))
 
 
 def bound_root(req: LaunchRequest) -> Any:

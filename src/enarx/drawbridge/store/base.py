@@ -30,10 +30,6 @@ class Conflict(Exception):
     """A write-once object already exists (or is being published with other content)."""
 
 
-class NotInTree(Exception):
-    """A node path that no stored directory of the tag names."""
-
-
 class TagState(NamedTuple):
     entry: bytes  # the canonical tag entry as uploaded
     complete: bool
@@ -43,6 +39,16 @@ class TagState(NamedTuple):
 class Node(NamedTuple):
     entry: Entry
     blob: str  # sha-256 hex of the bytes
+
+
+class Facts(NamedTuple):
+    """What one request needs to know, read in one transaction (user record, repository config, tag, node)."""
+
+    user: bytes | None = None
+    repo: bytes | None = None
+    tag: TagState | None = None
+    node: Node | None = None  # the stored node at the path
+    expected: Entry | None = None  # the entry a node still to be stored at the path must match
 
 
 class Spool:
@@ -112,17 +118,41 @@ class Store(abc.ABC):
     def close(self) -> None:
         """Release connections."""
 
-    # -- users and repositories ---------------------------------------------------------------------
-    def get_user(self, user: str) -> bytes | None:
-        return self._one("SELECT record FROM users WHERE name = ?", (user,))
+    def lookup(self, user: str, repo: str | None, tag: str | None, path: str | None) -> Facts:
+        """Everything a request about ``user/repo:tag/path`` checks, in one transaction."""
+        with self.transaction() as cur:
+            cur.execute("SELECT record FROM users WHERE name = ?", (user,))
+            row = cur.fetchone()
+            facts = Facts(user=bytes(row[0]) if row else None)
+            if repo is None:
+                return facts
+            cur.execute("SELECT config FROM repos WHERE owner = ? AND name = ?", (user, repo))
+            row = cur.fetchone()
+            facts = facts._replace(repo=bytes(row[0]) if row else None)
+            if tag is None or row is None:
+                return facts
+            cur.execute("SELECT entry, complete FROM tags WHERE owner = ? AND repo = ? AND name = ?", (user, repo, tag))
+            row = cur.fetchone()
+            if row is None:
+                return facts
+            cur.execute("SELECT COUNT(*) FROM missing WHERE owner = ? AND repo = ? AND tag = ?", (user, repo, tag))
+            facts = facts._replace(tag=TagState(bytes(row[0]), bool(row[1]), int(cur.fetchone()[0])))
+            if path is None:
+                return facts
+            key = (user, repo, tag, path)
+            cur.execute("SELECT entry, blob FROM nodes WHERE owner = ? AND repo = ? AND tag = ? AND path = ?", key)
+            row = cur.fetchone()
+            if row is not None:
+                return facts._replace(node=Node(Entry.from_json(_json(bytes(row[0]))), row[1]))
+            cur.execute("SELECT entry FROM missing WHERE owner = ? AND repo = ? AND tag = ? AND path = ?", key)
+            row = cur.fetchone()
+            return facts._replace(expected=Entry.from_json(_json(bytes(row[0])))) if row else facts
 
+    # -- users and repositories ---------------------------------------------------------------------
     def put_user(self, user: str, record: bytes) -> None:
         with self.transaction() as cur:
             if self._insert(cur, "INSERT INTO users (name, record) VALUES (?, ?)", (user, record)) == 0:
                 raise Conflict(f"user {user} already exists")
-
-    def get_repo(self, user: str, repo: str) -> bytes | None:
-        return self._one("SELECT config FROM repos WHERE owner = ? AND name = ?", (user, repo))
 
     def put_repo(self, user: str, repo: str, config: bytes) -> None:
         with self.transaction() as cur:
@@ -135,16 +165,6 @@ class Store(abc.ABC):
         with self.transaction() as cur:
             cur.execute("SELECT name FROM tags WHERE owner = ? AND repo = ? AND complete", (user, repo))
             return sorted(row[0] for row in cur.fetchall())
-
-    def get_tag(self, user: str, repo: str, tag: str) -> TagState | None:
-        with self.transaction() as cur:
-            cur.execute("SELECT entry, complete FROM tags WHERE owner = ? AND repo = ? AND name = ?",
-                        (user, repo, tag))
-            row = cur.fetchone()
-            if row is None:
-                return None
-            cur.execute("SELECT COUNT(*) FROM missing WHERE owner = ? AND repo = ? AND tag = ?", (user, repo, tag))
-            return TagState(bytes(row[0]), bool(row[1]), int(cur.fetchone()[0]))
 
     def put_tag(self, user: str, repo: str, tag: str, entry_bytes: bytes, root: Entry) -> bool:
         """Start publishing ``tag``; True when created, False when the same entry is already pending (a
@@ -164,21 +184,6 @@ class Store(abc.ABC):
         raise Conflict("tag already exists")
 
     # -- tree nodes ---------------------------------------------------------------------------------
-    def expected(self, user: str, repo: str, tag: str, path: str) -> Entry:
-        """The entry a node still to be stored must match. Raises :class:`Conflict` when it is stored
-        already, :class:`NotInTree` when no stored directory names it."""
-        with self.transaction() as cur:
-            cur.execute("SELECT entry FROM missing WHERE owner = ? AND repo = ? AND tag = ? AND path = ?",
-                        (user, repo, tag, path))
-            row = cur.fetchone()
-            if row is not None:
-                return Entry.from_json(_json(bytes(row[0])))
-            cur.execute("SELECT 1 FROM nodes WHERE owner = ? AND repo = ? AND tag = ? AND path = ?",
-                        (user, repo, tag, path))
-            if cur.fetchone() is not None:
-                raise Conflict("already exists")
-        raise NotInTree(path)
-
     def put_node(self, user: str, repo: str, tag: str, path: str, entry: Entry, spool: Spool,
                  children: dict[str, Entry] | None) -> bool:
         """Store a node whose bytes (in ``spool``) were checked against ``entry``; True when this completed
@@ -202,13 +207,6 @@ class Store(abc.ABC):
                 return True
         return False
 
-    def get_node(self, user: str, repo: str, tag: str, path: str) -> Node | None:
-        with self.transaction() as cur:
-            cur.execute("SELECT entry, blob FROM nodes WHERE owner = ? AND repo = ? AND tag = ? AND path = ?",
-                        (user, repo, tag, path))
-            row = cur.fetchone()
-        return None if row is None else Node(Entry.from_json(_json(bytes(row[0]))), row[1])
-
     def read(self, node: Node) -> Iterator[bytes]:
         """The node's bytes, checked against its SHA-256 and length as they stream: the last chunk is held
         back until the whole object has matched, so corrupt content is never delivered complete."""
@@ -230,12 +228,6 @@ class Store(abc.ABC):
         return b"".join(self.read(node))
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _one(self, sql: str, params: tuple[Any, ...]) -> bytes | None:
-        with self.transaction() as cur:
-            cur.execute(sql, params)
-            row = cur.fetchone()
-        return None if row is None else bytes(row[0])
-
     @staticmethod
     def _insert(cur: Any, sql: str, params: tuple[Any, ...]) -> int:
         """Insert unless the primary key exists; the number of rows inserted (0 or 1)."""

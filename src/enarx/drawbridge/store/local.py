@@ -46,7 +46,7 @@ class LocalStore(Store):
             try:
                 conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open {self.db_path}: {exc}") from None
             self._local.conn = conn
