@@ -26,8 +26,10 @@ _SUBCOMMANDS = {
     "drawbridge": ("enarx.cli.drawbridge", "drawbridge"),
     "user": ("enarx.cli.registry", "user"),
     "repo": ("enarx.cli.registry", "repo"),
-    "package": ("enarx.cli.registry", "package"),
+    "package": ("enarx.cli.registry", "package"),  # publish/info here, keygen/encrypt/inspect from package_crypto
     "deploy": ("enarx.cli.deploy", "deploy"),
+    "kbs": ("enarx.cli.kbs", "kbs"),
+    "push": ("enarx.cli.push", "push"),
 }
 
 

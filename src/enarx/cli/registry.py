@@ -233,7 +233,18 @@ def repo_info(session: Session, spec: str) -> None:
 
 @click.group()
 def package() -> None:
-    """Registry packages: publish, show."""
+    """Packages: publish to and show from a registry; encrypted packages (keygen, encrypt, inspect)."""
+
+
+def _add_encrypted_package_commands() -> None:
+    """One `enarx package` group: the registry commands here, the encrypted-package ones beside them."""
+    from enarx.cli import package_crypto
+
+    for name, command in package_crypto.package.commands.items():
+        package.add_command(command, name)
+
+
+_add_encrypted_package_commands()
 
 
 @package.command()
