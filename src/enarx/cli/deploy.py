@@ -48,7 +48,8 @@ def deploy(ctx: click.Context, steward: str | None, ca_bundle: str | None, insec
         if steward:
             raise click.UsageError("--steward applies to registry packages; a local package names its Steward in "
                                    "its Enarx.toml")
-        execute(module=target, args=list(args), log_filter=log_filter, **opts)  # type: ignore[arg-type]
+        execute(module=target, args=list(args), log_filter=log_filter, ca_bundle=session.ca_bundle,
+                **opts)  # type: ignore[arg-type]
         return
     memory_limit, timeout = opts["memory_limit"], opts["timeout"]
     try:
@@ -77,4 +78,5 @@ def deploy(ctx: click.Context, steward: str | None, ca_bundle: str | None, insec
 
 
 # the options of `enarx run` (backend, limits, env, dirs, simulation…), shared rather than repeated
-deploy.params[:0] = [p for p in run_command.params if isinstance(p, click.Option)]
+# (`--ca-bundle` comes with the registry options: one bundle for the registry, the Steward and the keep's fetch)
+deploy.params[:0] = [p for p in run_command.params if isinstance(p, click.Option) and p.name != "ca_bundle"]
