@@ -333,6 +333,10 @@ class Registry:
         if ctype != expected.type:
             raise HttpProblem(400, "type-mismatch", f"Content-Type {ctype or '(none)'} is not {expected.type} (the "
                               "entry its parent gives it)")
+        if expected.length > MAX_OBJECT:
+            raise HttpProblem(413, "too-large", f"objects are limited to {MAX_OBJECT} bytes")
+        if "sha-256" not in declared:
+            raise HttpProblem(400, "no-digest", "a tree node's Content-Digest must name sha-256 (its content address)")
         if expected.length <= SMALL_OBJECT:  # read whole and stored with one trip to a worker thread
             body = await _read_exactly(request, expected.length)
             entry = Entry.of(body, ctype)
@@ -341,7 +345,7 @@ class Registry:
             return Response(b"", status_code=201)
         spool = await run_in_threadpool(self.store.new_spool)
         try:
-            hasher = await _receive(request, spool, expected.length)
+            hasher = await _receive(request, spool, expected.length, declared)
             if hasher.length != expected.length:
                 raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {expected.length}, "
                                   f"received {hasher.length}")
@@ -370,13 +374,14 @@ class Registry:
 
 
 def _check_upload(target: Target, declared: dict[str, bytes], expected: Entry, entry: Entry) -> None:
-    """The received bytes match their Content-Digest and the entry their parent gives them."""
+    """The received bytes match every digest their Content-Digest names (SHA-256 always among them) and the
+    entry their parent gives them: its length, type and the digests computed."""
     if entry.length != expected.length:
         raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {expected.length}, "
                           f"received {entry.length}")
     if not same_digests(declared, entry.digests):
         raise HttpProblem(400, "digest-mismatch", "Content digest mismatch")
-    if not expected.matches(entry):
+    if entry.type != expected.type or not same_digests(entry.digests, expected.digests):
         raise HttpProblem(400, "parent-mismatch", f"{target.path or 'the tree root'} does not match the entry "
                           "its parent directory (or the tag) gives it")
 
@@ -397,13 +402,13 @@ def _read_directory(path: str) -> dict[str, Entry]:
         return parse_directory(fh.read(), "directory")
 
 
-async def _receive(request: Request, spool: Any, limit: int) -> Hasher:
-    """Stream the body into ``spool`` while hashing it on worker threads (:func:`hash_blocks`), so that
-    receiving, hashing and writing overlap."""
+async def _receive(request: Request, spool: Any, limit: int, declared: dict[str, bytes]) -> Hasher:
+    """Stream the body into ``spool`` while hashing it (the algorithms ``declared`` names) on worker threads
+    (:func:`hash_blocks`), so that receiving, hashing and writing overlap."""
     import queue
     import threading
 
-    blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+    blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=256)
     outcome: dict[str, Any] = {}
 
     def chunks() -> Any:
@@ -412,7 +417,7 @@ async def _receive(request: Request, spool: Any, limit: int) -> Hasher:
 
     def work() -> None:
         try:
-            outcome["hasher"] = hash_blocks(chunks(), spool.write)
+            outcome["hasher"] = hash_blocks(chunks(), spool.write, algorithms=sorted(declared))
             spool.finish()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the handler
             outcome["error"] = exc

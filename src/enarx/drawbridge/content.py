@@ -108,12 +108,13 @@ class Hasher:
         return {alg: h.digest() for alg, h in self.hashes.items()}
 
 
-def hash_blocks(chunks: Iterable[bytes], sink: Any = None, block: int = 1 << 20) -> Hasher:
+def hash_blocks(chunks: Iterable[bytes], sink: Any = None, block: int = 1 << 20,
+                algorithms: Iterable[str] = ALGORITHMS) -> Hasher:
     """Hash a stream of chunks while it is still arriving: 1 MiB blocks are handed to a worker thread (one
     block in flight), so the digests cost little wall time. ``sink(block)`` also receives every block."""
     from concurrent.futures import ThreadPoolExecutor
 
-    hasher = Hasher()
+    hasher = Hasher(algorithms)
 
     def consume(parts: list[bytes]) -> None:
         data = b"".join(parts)
