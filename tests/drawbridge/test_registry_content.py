@@ -35,6 +35,7 @@ class Api:
         self.http = httpx.Client(verify=client_context(str(pki.ca_pem)), timeout=30,
                                  headers={"Authorization": f"Bearer {token}"})
         self.client = RegistryClient(server.host, client_context(str(pki.ca_pem)), token)
+        self.ca = pki.ca_pem
         self.tags = 0
 
     def new_tag(self, root: Entry) -> str:
@@ -64,6 +65,7 @@ def api(request: pytest.FixtureRequest, pki, issuer, tmp_path_factory) -> Any:
     client.register_repo(Slug(server.host, "alice", "repo"), {"public": True})
     client.close()
     api = Api(server, pki, token)
+    api.bob_token = issuer.mint("bob-sub")
     yield api
     api.close()
     server.stop()
@@ -212,3 +214,17 @@ def test_resumed_publish_skips_what_is_stored(api: Api, tmp_path: Path) -> None:
     assert api.client.publish(slug, nodes) == "unchanged"
     tree = api.client.fetch_tree(f"https://{api.host}/api/v0.1.0/alice/repo/_tag/5.0.0")
     assert tree.files["data/3.bin"] == b"\x03" * 1000
+
+
+def test_a_pending_tag_is_the_owners_alone(api: Api) -> None:
+    """The owner sees what a pending tag has stored (to resume); anyone else sees nothing, even in a public
+    repository."""
+    child = Entry.of(b"pending-only", CT_OCTETS)
+    directory = encode_directory({"a": child, "b": child})
+    tag = api.new_tag(Entry.of(directory, CT_DIRECTORY))
+    assert api.put(f"_tag/{tag}/tree", directory, CT_DIRECTORY).status_code == 201
+    assert api.http.head(f"{api.base}/_tag/{tag}/tree").status_code == 200
+    for headers in ({}, {"Authorization": f"Bearer {api.bob_token}"}):
+        with httpx.Client(verify=client_context(str(api.ca)), headers=headers, timeout=30) as other:
+            _problem(other.get(f"{api.base}/_tag/{tag}/tree"), 404, "tag-pending")
+            _problem(other.get(f"{api.base}/_tag/{tag}"), 404, "tag-pending")

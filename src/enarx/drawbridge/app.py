@@ -290,8 +290,11 @@ class Registry:
         self.reader(who, target, config, root)
         if state is None:
             raise HttpProblem(404, "no-tag", f"tag {target.user}/{target.repo}:{target.tag} does not exist")
-        if not state.complete and not isinstance(who, TokenUser):  # the owner may look at a pending tag
-            raise HttpProblem(404, "tag-pending", f"tag {target.tag} is still being published")
+        if not state.complete:  # only the owner may look into a pending tag (to resume publishing it)
+            try:
+                self.owner(who, target, "read", "drawbridge_tags")
+            except HttpProblem:
+                raise HttpProblem(404, "tag-pending", f"tag {target.tag} is still being published") from None
         node = target.facts.node
         if node is None:
             raise HttpProblem(404, "no-node", f"no tree node {target.path or '/'!r} in tag {target.tag}")
