@@ -228,3 +228,4 @@ def test_a_pending_tag_is_the_owners_alone(api: Api) -> None:
         with httpx.Client(verify=client_context(str(api.ca)), headers=headers, timeout=30) as other:
             _problem(other.get(f"{api.base}/_tag/{tag}/tree"), 404, "tag-pending")
             _problem(other.get(f"{api.base}/_tag/{tag}"), 404, "tag-pending")
+

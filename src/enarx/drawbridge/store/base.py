@@ -115,6 +115,10 @@ class Store(abc.ABC):
     def _blob_chunks(self, key: str) -> Iterator[bytes]:
         """The stored bytes of ``key``, in chunks (no checking: :meth:`read` checks)."""
 
+    def _lock_tag(self, cur: Any, user: str, repo: str, tag: str) -> None:
+        """Serialize the node writes of one tag, so that exactly one of them sees the last missing node go and
+        completes the tag. Nothing to do where write transactions are serial already (SQLite)."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -190,11 +194,12 @@ class Store(abc.ABC):
         the tag. ``children``: a directory's entries, which become the nodes still to come."""
         key = entry.digests["sha-256"].hex()
         with self.transaction() as cur:
+            self._store_blob(cur, key, spool, entry.length)  # idempotent; before the lock, so uploads overlap
+            self._lock_tag(cur, user, repo, tag)
             cur.execute("DELETE FROM missing WHERE owner = ? AND repo = ? AND tag = ? AND path = ?",
                         (user, repo, tag, path))
             if cur.rowcount != 1:
                 raise Conflict("already exists")
-            self._store_blob(cur, key, spool, entry.length)
             cur.execute("INSERT INTO nodes (owner, repo, tag, path, entry, blob) VALUES (?, ?, ?, ?, ?, ?)",
                         (user, repo, tag, path, entry.encode(), key))
             for name, child in (children or {}).items():

@@ -91,6 +91,9 @@ class PostgresStore(Store):
         finally:
             spool.discard()
 
+    def _lock_tag(self, cur: Any, user: str, repo: str, tag: str) -> None:
+        cur.execute("SELECT 1 FROM tags WHERE owner = ? AND repo = ? AND name = ? FOR UPDATE", (user, repo, tag))
+
     def _blob_chunks(self, key: str) -> Iterator[bytes]:
         seq = 0
         while True:
