@@ -391,13 +391,12 @@ def _check_upload(target: Target, declared: dict[str, bytes], expected: Entry, e
 
 async def _read_exactly(request: Request, length: int) -> bytes:
     """A body of at most ``length`` bytes (a longer one is a length mismatch, not a 413)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > length:
-            raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {length}")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_body(request, length)
+    except HttpProblem as exc:
+        if exc.status != 413:
+            raise
+        raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {length}") from None
 
 
 def _read_directory(path: str) -> dict[str, Entry]:
