@@ -49,7 +49,7 @@ class SimulatedSnpEvidence(EvidenceSource):
     def __init__(self, pki_dir: Path, measurement: bytes, host_data: bytes = b""):
         self.pki_dir = pki_dir  # the simulator directory (the SNP hierarchy is in its snp/ subdirectory)
         self.measurement = measurement
-        self.host_data = host_data  # what the host bound at launch (a package digest, a publisher key)
+        self.host_data = host_data  # what the host bound at launch (a deployed tree's digest, a publisher key)
 
     def extension(self, report_data: bytes) -> tuple[str, bytes]:
         from enarx.attestation.simulate.snp import simulate_snp

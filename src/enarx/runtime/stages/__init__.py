@@ -1,7 +1,7 @@
 """The keep's start-up as a list of stages, each with one job, run in order on one :class:`~enarx.runtime.launch.Launch`.
 
-    plan → attest → receive push → [obtain] → secrets → open sockets → compile → configure WASI → instantiate
-    (SETUP)
+    plan → attest → fetch → receive push → [obtain] → secrets → open sockets → compile → configure WASI →
+    instantiate   (SETUP)
     then run (:func:`~enarx.runtime.stages.execute.run_workload`) and report
     (:func:`~enarx.runtime.stages.execute.conclude`).
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from enarx.runtime.fetch import fetch
 from enarx.runtime.launch import Launch
 from enarx.runtime.stages.attest import attest
 from enarx.runtime.stages.instantiate import compile_module, configure_wasi, instantiate
@@ -25,8 +26,8 @@ from enarx.runtime.stages.secrets import provide_secrets
 
 Stage = Callable[[Launch], None]
 
-SETUP: tuple[Stage, ...] = (plan, attest, receive_push, provide_secrets, open_sockets, compile_module, configure_wasi,
-                            instantiate)
+SETUP: tuple[Stage, ...] = (plan, attest, fetch, receive_push, provide_secrets, open_sockets, compile_module,
+                            configure_wasi, instantiate)
 
 
 def with_stage(stages: Sequence[Stage], stage: Stage, *, after: Stage) -> tuple[Stage, ...]:
@@ -36,5 +37,5 @@ def with_stage(stages: Sequence[Stage], stage: Stage, *, after: Stage) -> tuple[
     return tuple(items)
 
 
-__all__ = ["SETUP", "Stage", "attest", "compile_module", "configure_wasi", "instantiate", "open_sockets", "plan",
-           "provide_secrets", "receive_push", "with_stage"]
+__all__ = ["SETUP", "Stage", "attest", "compile_module", "configure_wasi", "fetch", "instantiate", "open_sockets",
+           "plan", "provide_secrets", "receive_push", "with_stage"]
