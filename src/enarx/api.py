@@ -150,6 +150,8 @@ def deploy(
     steward: str | None = None,
     ca_bundle_pem: str | None = None,
     public: bool = False,
+    kbs_url: str | None = None,
+    publisher_key: str | os.PathLike[str] | None = None,
     stdin: Source = 0,
     stdout: Sink = 1,
     stderr: Sink = 2,
@@ -161,11 +163,17 @@ def deploy(
     package's content. ``options.config_path`` (a local Enarx.toml) overrides the package's own. Only a
     ``public`` package's compiled module may go into the (process keep's) module cache. ``ca_bundle_pem``
     (default: the text of ``options.ca_bundle`` or ``$ENARX_CA_BUNDLE``) is what the keep trusts besides the
-    system roots, for the registry and the Steward."""
+    system roots, for the registry, the Steward and the key broker. An encrypted package needs
+    ``publisher_key`` (the deployer pins its publisher; the keep then refuses anything else) and ``kbs_url``
+    (the key broker the keep attests to for its key)."""
     from enarx.backends.registry import pick_backend
     from enarx.runtime.cachedir import default_cache_dir
 
     options = options or KeepOptions()
+    if kbs_url is not None:
+        from enarx import cabundle
+
+        cabundle.check_service_url(kbs_url, "key broker")
     config_text: str | None = None
     if options.config_path is not None:
         config, config_text = load_config_and_text(options.config_path)
@@ -196,6 +204,8 @@ def deploy(
         package_root=root,
         steward_url=steward,
         ca_bundle_pem=ca_bundle_pem,
+        publisher_key_pem=_publisher_pem(publisher_key) if publisher_key is not None else None,
+        kbs_url=kbs_url,
     )
     return _launch(backend, request, b"", True, stdin, stdout, stderr, on_started, text)
 

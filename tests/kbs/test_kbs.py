@@ -216,8 +216,12 @@ def test_registration_is_authenticated_owned_and_write_once(tmp_path, broker, is
     assert register(broker, issuer, pkg, token=issuer.token("alice", audience="other")).status_code == 401
     assert register(broker, issuer, pkg, token=issuer.token("alice", issuer="http://127.0.0.1:1")).status_code == 401
     assert register(broker, issuer, pkg).status_code == 201
-    again = register(broker, issuer, pkg)
-    assert again.status_code == 409 and again.json()["reason"] == "exists"
+    again = register(broker, issuer, pkg)  # the very same registration: accepted (a publish run again)
+    assert again.status_code == 200 and again.json()["manifest_sha256"] == pkg.manifest.digest
+    (tmp_path / "another").mkdir()
+    replacement, _ = sealed_package(tmp_path / "another", "snp", "alice/app/v1")
+    taken = register(broker, issuer, replacement)
+    assert taken.status_code == 409 and taken.json()["reason"] == "exists"
     other, _ = sealed_package(tmp_path, "snp", "alice/app/v2")
     assert register(broker, issuer, other, sub="mallory").status_code == 403
     # a key that is not the manifest's key, and a manifest for another path

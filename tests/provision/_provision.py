@@ -224,10 +224,13 @@ def captured_bytes(trace: Path) -> bytes:
 
 class Broker:
     """A key broker on loopback that trusts the simulator PKIs in ``sim`` (as `--insecure-trust-anchor` would)
-    and a loopback OIDC issuer for registrations; ``register`` records a sealed package's key as publisher
-    ``sub``."""
+    and an OIDC issuer for registrations — ``issuer`` = (URL, audience), or a loopback one of its own — with
+    its decision log kept in ``log`` (a StringIO) and its keys in ``store``."""
 
-    def __init__(self, sim: Path, store: Path | None = None):
+    def __init__(self, sim: Path, store: Path | None = None, issuer: tuple[str, str] | None = None):
+        import io
+        import logging
+
         from joserfc.jwk import RSAKey
         from starlette.applications import Starlette
         from starlette.responses import JSONResponse
@@ -243,20 +246,28 @@ class Broker:
         from enarx.steward.server import BackgroundServer
         from enarx.steward.service import load_insecure_anchors
 
-        self.key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+        self.oidc = None
+        if issuer is None:
+            self.key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
 
-        async def discovery(request):
-            return JSONResponse({"issuer": self.issuer_url, "jwks_uri": self.issuer_url + "/jwks"})
+            async def discovery(request):
+                return JSONResponse({"issuer": self.issuer_url, "jwks_uri": self.issuer_url + "/jwks"})
 
-        async def jwks(request):
-            return JSONResponse({"keys": [{**self.key.as_dict(private=False), "kid": "k1", "alg": "RS256"}]})
+            async def jwks(request):
+                return JSONResponse({"keys": [{**self.key.as_dict(private=False), "kid": "k1", "alg": "RS256"}]})
 
-        self.oidc = BackgroundServer(Starlette(routes=[Route("/.well-known/openid-configuration", discovery),
-                                                       Route("/jwks", jwks)])).start()
-        self.issuer_url = f"http://127.0.0.1:{self.oidc.port}"
+            self.oidc = BackgroundServer(Starlette(routes=[Route("/.well-known/openid-configuration", discovery),
+                                                           Route("/jwks", jwks)])).start()
+            issuer = (f"http://127.0.0.1:{self.oidc.port}", "enarx-kbs")
+        self.issuer_url, self.audience = issuer
+        self.log = io.StringIO()
+        handler = logging.StreamHandler(self.log)
+        logging.getLogger("enarx.kbs").addHandler(handler)
+        logging.getLogger("enarx.kbs").setLevel(logging.INFO)
+        self._handler = handler
         anchors, intermediates = load_insecure_anchors([sim / "snp" / "chain.pem", sim / "intel" / "root.pem"])
         config = BrokerConfig(anchors=roots.builtin_anchors(anchors), collateral=from_ders(intermediates),
-                              store=ResourceStore(store), publishers=publisher.make(self.issuer_url, "enarx-kbs"))
+                              store=ResourceStore(store), publishers=publisher.make(self.issuer_url, self.audience))
         self.broker = KeyBroker(config)
         self.server = BackgroundServer(create_app(self.broker)).start()
         self.url = f"http://127.0.0.1:{self.server.port}"
@@ -281,5 +292,9 @@ class Broker:
         assert r.status_code == 201, r.text
 
     def stop(self) -> None:
+        import logging
+
+        logging.getLogger("enarx.kbs").removeHandler(self._handler)
         self.server.stop()
-        self.oidc.stop()
+        if self.oidc is not None:
+            self.oidc.stop()

@@ -77,3 +77,48 @@ def test_refusals_end_the_keep_with_the_reason(world):
         with pytest.raises(StageFailure) as exc:
             unlock(launch_for(sim, "snp"), files, kbs_url=kbs_url, publisher_pem=publisher_pem, origin="alice/strict")
         assert fragment in str(exc.value) and str(exc.value).startswith("alice/strict"), str(exc.value)
+
+
+OLD_TCB = {"snp": ("[min_svn]\nsnp = 24\n", {"tcb": {"bootloader": 4, "tee": 0, "snp": 10, "microcode": 219}}),
+           "tdx": ("[min_svn]\ntdx_module_svn = 3\n", {"tee_tcb_svn": bytes([1, 0, 0]) + bytes(13)})}
+
+
+@pytest.mark.parametrize("tee", ["snp", "tdx"])
+@pytest.mark.parametrize("case", ["debug", "old-tcb"])
+def test_a_debug_or_outdated_keep_is_refused_the_key_with_the_policys_reasons(world, monkeypatch, tee, case):
+    """The keep's whole pull, with evidence the simulator makes for a debug TEE or an old TCB."""
+    import hashlib
+
+    from enarx.attestation.model import Tee
+    from enarx.attestation.simulate.intel import simulate_tdx
+    from enarx.attestation.simulate.snp import simulate_snp
+    from enarx.kbs.evidence import build_tee_evidence
+    from enarx.runtime.attest import kbs
+    from enarx.runtime.attest.simulated import load_or_create_intel_pki, load_or_create_snp_pki
+
+    root, sim, broker = world
+    alice = Publisher(root, f"alice-{tee}-{case}")
+    source = package_dir(root / f"src-{tee}-{case}", example("c", "hello"))
+    extra = OLD_TCB[tee][0] if case == "old-tcb" else ""
+    pkg = alice.seal(source, root / f"pkg-{tee}-{case}", keep_policy(tee, extra=extra),
+                     resource=f"alice/{tee}-{case}/1")
+    broker.register(pkg, "alice")
+    fields = {"debug": True} if case == "debug" else OLD_TCB[tee][1]
+    empty = hashlib.sha384(b"").digest()
+
+    def evidence_for(report_data: bytes) -> dict:
+        if tee == "snp":
+            s = simulate_snp(report_data=report_data, measurement=empty, pki=load_or_create_snp_pki(sim), **fields)
+            from enarx.attestation.collateral import from_ders
+
+            return build_tee_evidence(Tee.SNP, s.report, from_ders([s.endorsement_cert], s.crls))
+        s = simulate_tdx(report_data=report_data, mrtd=empty, pki=load_or_create_intel_pki(sim), **fields)
+        return build_tee_evidence(Tee.TDX, s.quote, s.collateral)
+
+    monkeypatch.setattr(kbs, "tee_evidence_for", lambda source: (tee, evidence_for))
+    with pytest.raises(StageFailure) as exc:
+        unlock(launch_for(sim, tee), fetched(pkg), kbs_url=broker.url, publisher_pem=alice.pub_path.read_text(),
+               origin="the package")
+    rule = {"debug": "policy.debug", "old-tcb": "policy.min_svn.snp" if tee == "snp" else "policy.min_svn.tdx_module_svn"}
+    text = str(exc.value)
+    assert "403" in text and rule[case] in text and "expected" in text, text

@@ -1,4 +1,5 @@
-"""``enarx package keygen|encrypt|inspect``: encrypted packages on the publisher's machine."""
+"""``enarx package keygen|encrypt|inspect``: encrypted packages on the publisher's machine. The commands join
+the one ``enarx package`` group (:mod:`enarx.cli.registry`) beside ``publish`` and ``info``."""
 
 from __future__ import annotations
 
@@ -7,12 +8,7 @@ import json
 import click
 
 
-@click.group("package")
-def package() -> None:
-    """Encrypted packages: sign, encrypt and inspect (see docs/package-format.md)."""
-
-
-@package.command()
+@click.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 def keygen(path: str) -> None:
     """Create a publisher signing key (P-256 PEM, 0600) at PATH and its public key at PATH.pub."""
@@ -32,7 +28,7 @@ def _new(path: str) -> bool:
     return True
 
 
-@package.command()
+@click.command()
 @click.option("--sign-key", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The publisher's private key (PEM: P-256, P-384 or Ed25519).")
 @click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -60,7 +56,7 @@ def encrypt(sign_key: str, policy_file: str, key_out: str, resource: str | None,
                f"content key saved to {key_out}")
 
 
-@package.command()
+@click.command()
 @click.option("--publisher-key", type=click.Path(exists=True, dir_okay=False),
               help="The publisher's public key to verify the manifest against (without it: unverified).")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
@@ -77,3 +73,6 @@ def inspect(publisher_key: str | None, directory: str) -> None:
         status = "UNVERIFIED (no --publisher-key)"
     out = {"signature": status, "signer": doc.signer or None, "manifest_sha256": doc.digest, **doc.to_json()}
     click.echo(json.dumps(out, indent=2))
+
+
+COMMANDS = (keygen, encrypt, inspect)

@@ -240,8 +240,8 @@ def _add_encrypted_package_commands() -> None:
     """One `enarx package` group: the registry commands here, the encrypted-package ones beside them."""
     from enarx.cli import package_crypto
 
-    for name, command in package_crypto.package.commands.items():
-        package.add_command(command, name)
+    for command in package_crypto.COMMANDS:
+        package.add_command(command)
 
 
 _add_encrypted_package_commands()
@@ -249,22 +249,66 @@ _add_encrypted_package_commands()
 
 @package.command()
 @with_session
+@click.option("--encrypt", is_flag=True,
+              help="Publish PATH encrypted: only ciphertext goes to the registry; its key goes to the key broker "
+                   "(--kbs), released only to keeps that satisfy --policy.")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), metavar="TOML",
+              help="With --encrypt: the keep policy (attestation policy language) a keep must satisfy for the key.")
+@click.option("--kbs", metavar="URL", envvar="ENARX_KBS",
+              help="With --encrypt: the key broker to register the content key with (your registry token).")
+@click.option("--sign-key", type=click.Path(exists=True, dir_okay=False), metavar="PEM",
+              help="With --encrypt: your publisher signing key (`enarx package keygen`); deployers pin its .pub.")
+@click.option("--kbs-resource", metavar="REPOSITORY/TYPE/TAG",
+              help="With --encrypt: where the broker keeps the key (default USER/REPO/TAG; the broker admits a "
+                   "publisher to one repository name, from its token).")
+@click.option("--key-out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="With --encrypt: also save the content key (a new 0600 file), e.g. to push the package later.")
 @click.argument("spec")
 @click.argument("path", type=click.Path())
-def publish(session: Session, spec: str, path: str) -> None:
+def publish(session: Session, encrypt: bool, policy_file: str | None, kbs: str | None, sign_key: str | None,
+            kbs_resource: str | None, key_out: str | None, spec: str, path: str) -> None:
     """Publish PATH (a .wasm file or a package directory) as HOST/USER/REPO:TAG. Run again to resume an
-    interrupted publish."""
+    interrupted publish (also with --encrypt: the package encrypted the first time is reused)."""
     from enarx.drawbridge.tree import build_tree
 
     slug = _slug(spec, repo=True, tag=True)
+    encrypted = None
+    if encrypt:
+        encrypted = _encrypted(session, slug, path, policy_file, kbs, sign_key, kbs_resource, key_out)
+        path = str(encrypted.package)
+    elif any((policy_file, kbs, sign_key, kbs_resource, key_out)):
+        raise click.UsageError("--policy, --kbs, --sign-key, --kbs-resource and --key-out go with --encrypt")
     nodes = build_tree(path)
     with session.client(slug.host, token_required=True) as client:
         outcome = client.publish(slug, nodes)
     total = sum(n.length for n in nodes if n.file is not None)
     files = sum(1 for n in nodes if n.file is not None)
     words = {"published": "Published", "resumed": "Resumed and published", "unchanged": "Already published"}
-    click.echo(f"{words[outcome]} {slug} ({files} file{'s' if files != 1 else ''}, {total} bytes; tree "
+    what = " encrypted (ciphertext only)" if encrypted else ""
+    click.echo(f"{words[outcome]} {slug}{what} ({files} file{'s' if files != 1 else ''}, {total} bytes; tree "
                f"sha-256 {nodes[0].entry.digests['sha-256'].hex()})", err=True)
+    if encrypted is not None:
+        click.echo(f"Its key is registered with {kbs} as {encrypted.resource} (manifest sha-256 {encrypted.digest}); "
+                   f"deploy it with --kbs {kbs} --publisher-key {sign_key}.pub", err=True)
+        encrypted.done()
+
+
+def _encrypted(session: Session, slug: Any, path: str, policy_file: str | None, kbs: str | None,
+               sign_key: str | None, resource: str | None, key_out: str | None) -> Any:
+    """Encrypt PATH (or reuse what an interrupted run encrypted) and register its key with the broker."""
+    from pathlib import Path
+
+    from enarx.packaging.publish import prepare
+
+    missing = [name for name, value in (("--policy", policy_file), ("--kbs", kbs), ("--sign-key", sign_key))
+               if not value]
+    if missing:
+        raise click.UsageError(f"--encrypt needs {', '.join(missing)}")
+    assert policy_file is not None and kbs is not None and sign_key is not None
+    token = session.token(slug.host, required=True)
+    assert token is not None
+    return prepare(slug, Path(path), Path(policy_file).read_text(), kbs, Path(sign_key), token,
+                   resource=resource, ca_bundle=session.ca_bundle, key_out=key_out)
 
 
 @package.command()

@@ -1,6 +1,7 @@
 """A package on disk as a Drawbridge tree: a ``.wasm`` file (a one-file tree, as Enarx publishes
 ``main.wasm``), or a package directory: ``main.wasm``, an optional ``Enarx.toml`` and — beyond Enarx —
-data files in subdirectories (read by the workload through ``dir`` entries of its Enarx.toml).
+data files in subdirectories (read by the workload through ``dir`` entries of its Enarx.toml), or an
+*encrypted* package directory (``manifest.jws`` and ``blobs/``, docs/package-format.md: ciphertext only).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from enarx.errors import WorkloadError
 from enarx.workload import check_wasm_header
 
 TOP_LEVEL_FILES = ("main.wasm", "Enarx.toml")
+ENCRYPTED_TOP = "manifest.jws"  # an encrypted package: this, and its ciphertext files in blobs/
+CT_JOSE = "application/jose"  # RFC 7515's media type of a compact JWS
 MAX_NODES = 100_000
 
 
@@ -32,6 +35,8 @@ def media_type(name: str) -> str:
         return CT_WASM
     if name.endswith(".toml"):
         return CT_TOML
+    if name == ENCRYPTED_TOP:
+        return CT_JOSE
     return CT_OCTETS
 
 
@@ -74,15 +79,27 @@ def build_tree(path: str | os.PathLike[str]) -> list[TreeNode]:
         return [TreeNode("", _file_entry(root), file=root)]
     if not stat.S_ISDIR(mode):
         raise WorkloadError(f"{root}: not a file or a directory")
-    if not (root / "main.wasm").is_file():
+    encrypted = (root / ENCRYPTED_TOP).is_file()
+    if encrypted:
+        _check_encrypted(root)
+    elif not (root / "main.wasm").is_file():
         raise WorkloadError(f"{root}: a package directory needs a main.wasm")
-    _check_main(root / "main.wasm")
+    else:
+        _check_main(root / "main.wasm")
     nodes: list[TreeNode] = []
-    _walk(root, "", nodes, top=True)
+    _walk(root, "", nodes, top=True, top_files=(ENCRYPTED_TOP,) if encrypted else TOP_LEVEL_FILES)
     return sorted(nodes, key=lambda n: n.path.split("/") if n.path else [])
 
 
-def _walk(directory: Path, prefix: str, nodes: list[TreeNode], *, top: bool) -> Entry:
+def _check_encrypted(root: Path) -> None:
+    """An encrypted package publishes as it is — the manifest and ``blobs/`` — and nothing else."""
+    others = sorted(p.name for p in root.iterdir() if p.name not in (ENCRYPTED_TOP, "blobs"))
+    if others:
+        raise WorkloadError(f"{root}: an encrypted package holds only {ENCRYPTED_TOP} and blobs/, not {others[0]}")
+
+
+def _walk(directory: Path, prefix: str, nodes: list[TreeNode], *, top: bool,
+          top_files: tuple[str, ...] = TOP_LEVEL_FILES) -> Entry:
     entries: dict[str, Entry] = {}
     for item in sorted(os.scandir(directory), key=lambda e: e.name):
         where = f"{directory / item.name}"
@@ -94,7 +111,7 @@ def _walk(directory: Path, prefix: str, nodes: list[TreeNode], *, top: bool) -> 
         if item.is_dir():
             entries[item.name] = _walk(Path(item.path), sub, nodes, top=False)
         elif item.is_file():
-            if top and item.name not in TOP_LEVEL_FILES:
+            if top and item.name not in top_files:
                 raise WorkloadError(f"{where}: the top of a package holds only main.wasm and Enarx.toml; put data "
                                     "files in a subdirectory")
             entry = _file_entry(Path(item.path))

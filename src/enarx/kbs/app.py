@@ -118,13 +118,15 @@ def create_app(broker: Broker) -> Starlette:
             path = _path(request)
             body = await _json(request)
             # the OIDC check may fetch the issuer's keys: off the event loop
-            found = await run_in_threadpool(broker.register, path, request.headers.get("authorization"), body)
+            found, created = await run_in_threadpool(broker.register, path, request.headers.get("authorization"),
+                                                     body)
         except KbsRefusal as refusal:
             _record("register", "refused", reason=refusal.reason, resource=path)
             return _refused(refusal)
-        _record("register", "registered", resource=path, owner=found.owner, package_id=found.package_id)
+        _record("register", "registered" if created else "unchanged", resource=path, owner=found.owner,
+                package_id=found.package_id)
         return JSONResponse({"resource": path, "package_id": found.package_id,
-                             "manifest_sha256": found.manifest_digest}, status_code=201)
+                             "manifest_sha256": found.manifest_digest}, status_code=201 if created else 200)
 
     resource_path = "/kbs/v0/resource/{repository}/{type}/{tag}"
     routes = [

@@ -91,6 +91,17 @@ class KbsClient:
         self.token = result["token"]
         return self.token
 
+    def register(self, path: str, manifest_token: str, content_key: bytes, bearer: str) -> dict[str, Any]:
+        """The publisher's side: register ``content_key`` for the package of ``manifest_token`` at ``path``,
+        authenticated with an OIDC bearer token. The same registration again is accepted."""
+        import base64
+
+        body = {"manifest": manifest_token, "key": base64.urlsafe_b64encode(content_key).decode().rstrip("=")}
+        answer = self._call("POST", f"/kbs/v0/resource/{path}", body, {"Authorization": f"Bearer {bearer}"})
+        if not isinstance(answer, dict):
+            raise KbsError("key broker answered the registration with something that is not a JSON object")
+        return answer
+
     def resource(self, path: str, *, use_token: bool = False) -> bytes:
         """The plaintext of resource ``<repository>/<type>/<tag>`` (unwrapped with the keep's key)."""
         if self._private is None:

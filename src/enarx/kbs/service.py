@@ -189,8 +189,9 @@ class Broker:
         return session
 
     # -- publishers -------------------------------------------------------------------------------------
-    def register(self, path: str, authorization: str | None, body: Any) -> Resource:
-        """Record a package's content key and keep policy at ``path`` for an authenticated publisher."""
+    def register(self, path: str, authorization: str | None, body: Any) -> tuple[Resource, bool]:
+        """Record a package's content key and keep policy at ``path`` for an authenticated publisher; the bool
+        says whether it is new (the identical registration again is accepted, not stored twice)."""
         try:
             publisher = self.config.publishers.authenticate(authorization)
         except AuthError as exc:
@@ -215,10 +216,10 @@ class Broker:
             raise KbsRefusal(400, exc.reason, str(exc)) from None
         resource = Resource(path, key, doc.policy, publisher.identity, doc.package_id, doc.digest)
         try:
-            self.config.store.put(resource)
+            created = self.config.store.put(resource)
         except StoreConflict as exc:
             raise KbsRefusal(409 if exc.reason == "exists" else 403, exc.reason, str(exc)) from None
-        return resource
+        return resource, created
 
 
 def _package_member(runtime_data: dict[str, Any]) -> str | None:

@@ -1,7 +1,8 @@
 """Registered resources: a package's content key, the keep policy it is released under, and its owner.
 
-Resources are write-once (a second registration of a path is refused: 409) and a repository belongs to
-the publisher who registered in it first (others: 403). With ``--store DIR`` each resource is one 0600
+Resources are write-once (a second registration of a path with another package or key is refused: 409; the
+very same registration again is accepted, so that an interrupted publish can be run again) and a repository
+belongs to the publisher who registered in it first (others: 403). With ``--store DIR`` each resource is one 0600
 JSON file named by the SHA-256 of its path, written atomically (a temporary file renamed into place);
 without it, resources live in memory and vanish with the process. The content key is stored as it is:
 the broker is a trusted service run by the owner — its store deserves the protection of a key store.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import threading
@@ -75,23 +77,29 @@ class ResourceStore:
         except FileNotFoundError:
             return None
 
-    def put(self, resource: Resource) -> None:
+    def put(self, resource: Resource) -> bool:
+        """Store ``resource``; ``False`` if this very resource (package and key) is stored already."""
         with self._lock:
             owner = self.owner(resource.repository)
             if owner is not None and owner != resource.owner:
                 raise StoreConflict(f"repository {resource.repository!r} belongs to another publisher", "not-owner")
-            if self.get(resource.path) is not None:
-                raise StoreConflict(f"resource {resource.path!r} is already registered (resources are "
-                                    "write-once: publish under a new tag)", "exists")
+            existing = self.get(resource.path)
+            if existing is not None:
+                if (hmac.compare_digest(existing.key, resource.key)
+                        and existing.manifest_digest == resource.manifest_digest):
+                    return False
+                raise StoreConflict(f"resource {resource.path!r} is already registered for another package "
+                                    "(resources are write-once: publish under a new tag)", "exists")
             if self.directory is None:
                 self._owners.setdefault(resource.repository, resource.owner)
                 self._memory[resource.path] = resource
-                return
+                return True
             if owner is None:
                 self._write(self.directory / "owners" / f"{_name(resource.repository)}.json",
                             {"repository": resource.repository, "owner": resource.owner})
             doc = {**asdict(resource), "key": base64.b64encode(resource.key).decode()}
             self._write(self.directory / "resources" / f"{_name(resource.path)}.json", doc)
+            return True
 
     @staticmethod
     def _write(path: Path, doc: dict) -> None:

@@ -32,7 +32,7 @@ MAX_POLICY = 64 * 1024
 MAX_BLOB_SIZE = 1 << 40
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_RESOURCE = re.compile(r"[A-Za-z0-9._-]{1,128}/[A-Za-z0-9._-]{1,128}/[A-Za-z0-9._-]{1,128}")
+RESOURCE = re.compile(r"[A-Za-z0-9._-]{1,128}/[A-Za-z0-9._-]{1,128}/[A-Za-z0-9._-]{1,128}")
 _KEYS = {"format", "version", "package_id", "name", "aead", "chunk_log2", "key_id", "resource", "policy",
          "index", "blobs"}
 
@@ -177,7 +177,7 @@ def parse_payload(payload: bytes) -> Manifest:
     if not isinstance(name, str) or len(name) > 256 or not _unicode(name):
         raise PackageError("the package manifest's name must be a string of at most 256 characters")
     resource = data.get("resource")
-    if resource is not None and (not isinstance(resource, str) or not _RESOURCE.fullmatch(resource)):
+    if resource is not None and (not isinstance(resource, str) or not RESOURCE.fullmatch(resource)):
         raise PackageError("the package manifest's resource must be \"<repository>/<type>/<tag>\"")
     policy = data.get("policy")
     if not isinstance(policy, str) or not _unicode(policy) or len(policy.encode()) > MAX_POLICY:

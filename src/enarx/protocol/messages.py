@@ -37,6 +37,7 @@ class LaunchRequest(NamedTuple):
     ca_bundle_pem: str | None = None  # extra roots for the keep's TLS clients (registry, Steward, key broker)
     await_push: bool = False  # start empty and wait for an encrypted package pushed through PUSH frames
     publisher_key_pem: str | None = None  # run only packages this key signed (pushed: also bound in host data)
+    kbs_url: str | None = None  # the key broker holding a deployed encrypted package's key
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
@@ -80,6 +81,7 @@ class LaunchRequest(NamedTuple):
                 ca_bundle_pem=_typed(doc, "ca_bundle_pem", str, optional=True),
                 await_push=_flag(doc.get("await_push", False)),
                 publisher_key_pem=_typed(doc, "publisher_key_pem", str, optional=True),
+                kbs_url=_typed(doc, "kbs_url", str, optional=True),
             )
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed LAUNCH header: {exc}") from None

@@ -6,6 +6,11 @@ attested already. Now it fetches the tag and every node of its tree over TLS —
 certificate, so a private repository's keep policy can admit it — and checks each object against the entry
 that names it, starting from the bound one. Nothing of the package passes through the host.
 
+An *encrypted* package (``manifest.jws`` and ``blobs/``: ciphertext only) is opened with a key from the key
+broker (:mod:`enarx.runtime.unlock`): the keep verifies the manifest against the publisher key the deployer
+pinned, attests to the broker naming the package, and decrypts in its own memory. A launch that pins a
+publisher refuses a package that is not encrypted.
+
 Where wasmtime must preopen data directories (``dir`` entries of the package's Enarx.toml), the files are
 staged in a private (0700) directory that is deleted when the keep ends; a nil keep has no memory of its
 own to hold them in, and it protects nothing from its host anyway. A fetched module never goes into the
@@ -35,6 +40,7 @@ class FetchedPackage(NamedTuple):
     config_toml: str | None
     config_source: str | None  # where relative `dir` paths of the Enarx.toml resolve (the staging directory)
     staging: str | None  # a private directory to delete when the keep ends
+    encrypted: dict[str, bytes] | None = None  # an encrypted package's files (ciphertext), opened by unlock()
 
 
 def fetch(launch: Launch) -> None:
@@ -49,6 +55,15 @@ def fetch(launch: Launch) -> None:
         package = fetch_package(req, launch.identity)
     except KeepError as exc:
         raise StageFailure(str(exc)) from None
+    if package.encrypted is not None:
+        from enarx.runtime.unlock import unlock
+
+        unlock(launch, package.encrypted, kbs_url=req.kbs_url, publisher_pem=req.publisher_key_pem,
+               origin=f"the encrypted package at {req.package_url}")
+        return
+    if req.publisher_key_pem is not None:
+        raise StageFailure(f"the package at {req.package_url} is not encrypted, but its publisher was pinned "
+                           "(--publisher-key): refusing to run a package its publisher did not sign")
     launch.staging_dir = package.staging
     if req.config_toml is None:
         req = req._replace(config_toml=package.config_toml, config_source=package.config_source)
@@ -143,6 +158,10 @@ def _plain_module(http: Any, url: str) -> FetchedPackage:
 
 def _package_from_tree(url: str, tree: Any) -> FetchedPackage:
     from enarx.drawbridge.tree import TOP_LEVEL_FILES
+    from enarx.runtime.unlock import is_encrypted
+
+    if is_encrypted(tree.files):  # ciphertext: nothing to stage, nothing to read before the key is released
+        return FetchedPackage(b"", "main.wasm", None, None, None, encrypted=tree.files)
 
     module = tree.files.get("main.wasm")
     if module is None:
