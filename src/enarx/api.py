@@ -302,15 +302,26 @@ def await_push(
 
 
 def _publisher_pem(path: str | os.PathLike[str]) -> str:
-    """The public PEM of a publisher key file, checked; only the public half ever reaches the keep."""
-    from enarx.packaging import keys
-
+    """The PEM public key of a publisher key file (the keep parses and checks it); a private key file's public
+    half — only the public half ever reaches the keep."""
     try:
         with open(path, "rb") as fh:
             data = fh.read(1 << 16)
     except OSError as exc:
         raise ConfigError(f"cannot read publisher key {os.fspath(path)!r}: {exc.strerror}") from None
-    return keys.parse_public_key(data, repr(os.fspath(path))).as_pem(private=False).decode()
+    text = data.decode("ascii", "replace")
+    if text.lstrip().startswith("-----BEGIN PUBLIC KEY-----") and text.rstrip().endswith("-----END PUBLIC KEY-----"):
+        return text
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    try:
+        key = serialization.load_pem_private_key(data, None).public_key()
+    except (ValueError, TypeError):
+        raise ConfigError(f"{os.fspath(path)!r} is not a PEM public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise ConfigError(f"{os.fspath(path)!r}: publisher keys are P-256, P-384 or Ed25519")
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def _env_pairs(env: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -68,8 +68,8 @@ class World:
                         source, timeout=600)
 
     def deploy(self, tag: str, tee: str, *, strace: Path | None = None, tmpdir: Path | None = None,
-               publisher: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-        args = ["deploy", "--kbs", self.broker.url, "--publisher-key", publisher or self.publisher.pub_path,
+               publisher: Path | None = None, debug: bool = False) -> subprocess.CompletedProcess[bytes]:
+        args = (["--log-filter", "debug"] if debug else []) + ["deploy", "--kbs", self.broker.url, "--publisher-key", publisher or self.publisher.pub_path,
                 "--simulate-tee", TEES[tee], "--simulator-pki", self.simulator, f"{self.host}/alice/app:{tag}"]
         env = {"TMPDIR": str(tmpdir)} if tmpdir else {}
         if strace is None:
@@ -117,9 +117,11 @@ def test_publish_encrypted_and_deploy_pulls_decrypts_and_runs(world, tmp_path, t
     keep_tmp = tmp_path / "keep-tmp"
     keep_tmp.mkdir()
     trace = tmp_path / "deploy.strace" if traced else None
-    deployed = world.deploy(tag, tee, strace=trace, tmpdir=keep_tmp)
+    deployed = world.deploy(tag, tee, strace=trace, tmpdir=keep_tmp, debug=not traced)
     assert deployed.returncode == 0, deployed.stderr
     assert deployed.stdout == b"Hello, world!\n"
+    if not traced:  # the key was obtained while the ciphertext downloaded (the keep's debug log says so)
+        assert b"key released early" in deployed.stderr, deployed.stderr
     assert list(keep_tmp.iterdir()) == []  # the keep's staging (data, secrets) is gone
     # what the host side can look at
     assert MARKER not in everything_under(world.work / "registry")

@@ -229,6 +229,27 @@ def fetch_tree(http: httpx.Client, host: str, url: str, expected_root: Entry | N
     return FetchedTree(root, files, directories)
 
 
+def fetch_path(http: httpx.Client, host: str, url: str, root: Entry, path: str) -> bytes:
+    """One file of the tag at ``url`` whose tree ``root`` is known (bound), fetched alone: each directory on
+    the way and the file are checked against the entry that names them, as :func:`fetch_tree` does."""
+    action = f"reading {path} of {url}"
+    entry, where = root, ""
+    for name in path.split("/"):
+        if not entry.is_directory:
+            raise RegistryError(f"{host}: {where or 'tree root'} is not a directory")
+        listing = _get_checked(http, host, url + "/tree" + (f"/{where}" if where else ""), action, entry,
+                               f"{host}: {where or 'tree root'}")
+        try:
+            children = parse_directory(listing, where or "tree root")
+        except ValueError as exc:
+            raise RegistryError(f"{host}: {exc}") from None
+        where = f"{where}/{name}" if where else name
+        if name not in children:
+            raise RegistryError(f"{host}: the package has no {where}")
+        entry = children[name]
+    return _get_checked(http, host, f"{url}/tree/{path}", action, entry, f"{host}: {path}")
+
+
 PARALLEL = 8
 
 

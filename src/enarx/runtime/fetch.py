@@ -51,6 +51,11 @@ def fetch(launch: Launch) -> None:
         return
     from enarx.runtime.stages.plan import plan
 
+    early = None
+    if req.kbs_url is not None and req.publisher_key_pem is not None:  # an encrypted package: get its key while
+        from enarx.runtime.unlock import EarlyRelease  # the ciphertext downloads
+
+        early = EarlyRelease(launch).start()
     try:
         package = fetch_package(req, launch.identity)
     except KeepError as exc:
@@ -59,7 +64,7 @@ def fetch(launch: Launch) -> None:
         from enarx.runtime.unlock import unlock
 
         unlock(launch, package.encrypted, kbs_url=req.kbs_url, publisher_pem=req.publisher_key_pem,
-               origin=f"the encrypted package at {req.package_url}")
+               origin=f"the encrypted package at {req.package_url}", digests_checked=True, early=early)
         return
     if req.publisher_key_pem is not None:
         raise StageFailure(f"the package at {req.package_url} is not encrypted, but its publisher was pinned "

@@ -5,11 +5,18 @@ the manifest's digest in its runtime-data (``enarx-package``), receives the cont
 it made for this one attestation, decrypts every file in its own memory and installs the package
 (:mod:`enarx.runtime.provision`). The broker releases the key only if the keep's evidence passes its policy
 and the package's keep policy and names this package; its refusal, with the failed rules, ends the keep.
+
+The manifest is small and comes first: :class:`EarlyRelease` fetches it alone (checked against the tree the
+host bound into the launch), verifies it and obtains the key *while* the ciphertext downloads; the key is
+used only if the manifest of the whole download is byte for byte the one it was released for.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
+from typing import Any
 
 from enarx.runtime.launch import Launch, StageFailure
 
@@ -21,14 +28,13 @@ def is_encrypted(files: Mapping[str, object]) -> bool:
     return MANIFEST in files and all(path == MANIFEST or path.startswith("blobs/") for path in files)
 
 
-def unlock(launch: Launch, files: Mapping[str, bytes], *, kbs_url: str | None, publisher_pem: str | None,
-           origin: str) -> None:
-    """Verify, obtain the key, decrypt and install ``files`` (``manifest.jws`` and ``blobs/…``)."""
+def _release(launch: Launch, token: bytes, kbs_url: str | None, publisher_pem: str | None,
+             origin: str) -> tuple[Any, bytes]:
+    """(the verified manifest, its content key from the broker); :class:`StageFailure` naming why not."""
     from enarx.errors import EnarxError
     from enarx.kbs.client import KbsClient
-    from enarx.packaging import keys, manifest, unseal
+    from enarx.packaging import keys, manifest
     from enarx.runtime.attest.kbs import tee_evidence_for
-    from enarx.runtime.provision import install
     from enarx.runtime.stages.attest import evidence_source
 
     if publisher_pem is None:
@@ -37,15 +43,98 @@ def unlock(launch: Launch, files: Mapping[str, bytes], *, kbs_url: str | None, p
         raise StageFailure(f"{origin} is encrypted: name the key broker that holds its key with --kbs URL")
     try:
         publisher = keys.parse_public_key(publisher_pem.encode(), "the pinned publisher key")
-        doc = manifest.verify(files[MANIFEST], publisher)
+        doc = manifest.verify(token, publisher)
         if doc.resource is None:
             raise StageFailure(f"{origin} names no key broker resource (it was made for `enarx push`)")
         tee, evidence_for = tee_evidence_for(evidence_source(launch))
         client = KbsClient(kbs_url, ca_bundle_pem=launch.request.ca_bundle_pem)
         client.attest(tee, evidence_for, package=doc.digest)
-        key = client.resource(doc.resource)
-        blobs = {path: data for path, data in files.items() if path != MANIFEST}
-        plaintext = unseal.open_package(unseal.MemorySource(blobs), doc, key)
+        return doc, client.resource(doc.resource)
     except EnarxError as exc:  # the package, the broker's refusal (with its rules), the keep's evidence, TLS
         raise StageFailure(f"{origin}: {exc}") from None
+
+
+class EarlyRelease:
+    """Fetch the manifest alone, verify it and obtain the key in a thread, while the ciphertext downloads."""
+
+    def __init__(self, launch: Launch):
+        self.launch = launch
+        self.result: tuple[bytes, Any, bytes] | None = None  # (manifest token, manifest, key)
+        self._thread = threading.Thread(target=self._run, name="early-key-release", daemon=True)
+
+    def start(self) -> EarlyRelease:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        req = self.launch.request
+        try:
+            token = _fetch_manifest(self.launch)
+            if token is not None:
+                doc, key = _release(self.launch, token, req.kbs_url, req.publisher_key_pem, "the package")
+                self.result = (token, doc, key)
+        except Exception:  # noqa: BLE001, S110 - unlock() does it again and reports what is wrong
+            pass
+
+    def key_for(self, token: bytes) -> tuple[Any, bytes] | None:
+        """The manifest and key released for exactly ``token``, if the early release got them."""
+        self._thread.join()
+        if self.result is not None and self.result[0] == bytes(token):
+            return self.result[1], self.result[2]
+        return None
+
+
+def _fetch_manifest(launch: Launch) -> bytes | None:
+    """The package's manifest.jws alone, checked against the tree bound into the launch (None: not one)."""
+    import httpx
+
+    from enarx.drawbridge.client import fetch_path
+    from enarx.runtime.fetch import bound_root, tls_context
+
+    req = launch.request
+    root = bound_root(req)
+    if root is None or not root.is_directory or req.package_url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    with httpx.Client(verify=tls_context(req.ca_bundle_pem, launch.identity), timeout=60,
+                      headers={"User-Agent": "enarx-keep"}) as http:
+        return fetch_path(http, urlsplit(req.package_url).netloc, req.package_url, root, MANIFEST)
+
+
+def unlock(launch: Launch, files: Mapping[str, bytes], *, kbs_url: str | None, publisher_pem: str | None,
+           origin: str, digests_checked: bool = False, early: EarlyRelease | None = None) -> None:
+    """Verify, obtain the key, decrypt and install ``files`` (``manifest.jws`` and ``blobs/…``).
+
+    ``digests_checked``: the fetch already checked every file against digests bound into the launch (a
+    registry tree), so the manifest's SHA-256 of each is not computed again — sizes are still checked, and
+    every chunk is authenticated under the package's key whatever the digests say. ``early``: a release
+    started while the files downloaded; used only for the very manifest fetched here."""
+    from enarx.errors import EnarxError
+    from enarx.packaging import unseal
+
+    started = time.perf_counter()
+    token = bytes(files[MANIFEST])
+    released = early.key_for(token) if early is not None else None
+    doc, key = released or _release(launch, token, kbs_url, publisher_pem, origin)
+    waited = time.perf_counter()
+    try:
+        blobs = {path: data for path, data in files.items() if path != MANIFEST}
+        plaintext = unseal.open_package(unseal.MemorySource(blobs), doc, key, verify_digests=not digests_checked)
+    except EnarxError as exc:
+        raise StageFailure(f"{origin}: {exc}") from None
+    _log("package %s: key %s after %.3f s more, decrypted in %.3f s", doc.package_id,
+         "released early" if released else "released", waited - started, time.perf_counter() - waited)
     install(launch, plaintext, f"{origin} (package {doc.package_id})")
+
+
+def install(launch: Launch, files: dict[str, bytearray], origin: str) -> None:
+    from enarx.runtime.provision import install as install_package
+
+    install_package(launch, files, origin)
+
+
+def _log(message: str, *args: object) -> None:
+    import logging
+
+    logging.getLogger("enarx.keep").debug(message, *args)
