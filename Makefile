@@ -31,7 +31,7 @@ demo: examples
 	bash scripts/demo.sh
 
 test: examples lint
-	ENARX_REQUIRE_EXAMPLES=1 $(UV) run --frozen --no-sync pytest -q -n 2
+	ENARX_REQUIRE_EXAMPLES=1 ENARX_REQUIRE_CORPORA=1 $(UV) run --frozen --no-sync pytest -q -n 2
 
 bench: examples
 	@command -v wrk >/dev/null || (apt-get install -y -q -o DPkg::Lock::Timeout=600 wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q -o DPkg::Lock::Timeout=600 wrk >/dev/null)) || echo "wrk unavailable: the Steward bench falls back to Python clients"
