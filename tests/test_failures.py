@@ -136,9 +136,11 @@ def test_missing_dir_preopen(tmp_path):
     assert_one_line_error(enarx("run", "--dir", str(tmp_path / "nope"), example("c", "hello")), "does not exist")
 
 
-@pytest.mark.parametrize("option,value", [("--memory-limit", "lots"), ("--timeout", "-3"), ("--env", "NOEQUALS")])
-def test_bad_option_values(option, value):
-    assert_one_line_error(enarx("run", option, value, example("c", "hello")), option)
+@pytest.mark.parametrize("option,value,why", [("--memory-limit", "lots", "expected a size such as"),
+                                              ("--timeout", "-3", "must be a positive number of seconds"),
+                                              ("--env", "NOEQUALS", "expected KEY=VALUE")])
+def test_bad_option_values(option, value, why):
+    assert_one_line_error(enarx("run", option, value, example("c", "hello")), option, value, why)
 
 
 def test_debug_logging_shows_details_on_stderr():

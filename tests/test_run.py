@@ -124,6 +124,8 @@ def test_read_only_dir_from_config(tmp_path):
     proc = enarx("run", "--wasmcfgfile", cfg, example("c", "files"), "/data")
     assert proc.returncode != 0
     assert not (tmp_path / "ro" / "hello.txt").exists()
+    # the directory is there (preopened) but refuses the write, rather than being absent
+    assert proc.stderr.decode().strip() == "/data/hello.txt: Operation not permitted"
 
 
 def _numbered(prefix: str, start: int, stop: int) -> bytes:
