@@ -8,7 +8,7 @@ STAMP := $(VENV)/.synced
 export UV_PYTHON_PREFERENCE := only-system
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: all setup examples demo test bench lint clean
+.PHONY: all setup examples demo test bench mutants lint clean
 
 all: test
 
@@ -38,8 +38,14 @@ bench: examples
 	@status=0; $(UV) run --frozen --no-sync python bench/run.py $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) \
 	  || status=$$?; $(UV) run --frozen --no-sync python bench/render.py || status=1; exit $$status
 
+# Mutation testing of the trust-deciding code (not part of `make test`; under an hour): GROUPS="a b" picks
+# groups of scripts/mutants.toml. Results in build/mutants/report.md; survivors explained in docs/mutants.md.
+mutants: examples
+	$(UV) sync --frozen --quiet --group mutants
+	$(UV) run --frozen --no-sync python scripts/mutants.py $(GROUPS)
+
 lint: setup
-	$(UV) run --frozen --no-sync ruff check src tests bench
+	$(UV) run --frozen --no-sync ruff check src tests bench scripts
 
 clean:
 	rm -rf $(VENV) examples/build .pytest_cache
