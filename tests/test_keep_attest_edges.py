@@ -94,3 +94,13 @@ def test_a_refusal_carries_the_stewards_reasons():
             pytest.raises(KeepError, match=r"steward refused the keep \(HTTP 403\): measurement not allowed"):
         request_certificate(url, b"csr")
 
+
+
+def test_an_unreachable_steward_is_named():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/"  # bound, not listening: refused
+        with pytest.raises(KeepError, match=rf"^cannot reach the steward at {url}: .*[Rr]efused"):
+            request_certificate(url, b"csr")
