@@ -104,3 +104,57 @@ def test_an_unreachable_steward_is_named():
         url = f"http://127.0.0.1:{s.getsockname()[1]}/"  # bound, not listening: refused
         with pytest.raises(KeepError, match=rf"^cannot reach the steward at {url}: .*[Rr]efused"):
             request_certificate(url, b"csr")
+
+
+def test_keys_are_those_enarx_uses_per_tee():
+    """P-384 for SEV-SNP, P-256 for TDX and for nil/KVM keeps (the Steward matches the key to the TEE)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from enarx.runtime.attest.evidence import NilEvidence, SnpGuestEvidence, TdxGuestEvidence
+
+    assert isinstance(NilEvidence().curve(), ec.SECP256R1)
+    assert isinstance(SnpGuestEvidence().curve(), ec.SECP384R1)
+    assert isinstance(TdxGuestEvidence().curve(), ec.SECP256R1)
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "file://localhost/etc/passwd", "gopher://[::1]/"])
+def test_only_http_and_https_reach_a_steward(url):
+    from enarx.runtime.attest.steward import check_url
+
+    with pytest.raises(KeepError, match="unencrypted"):
+        check_url(url)
+
+
+def test_a_tsm_report_rewritten_while_read_is_refused(tmp_path, monkeypatch):
+    """Another writer bumps the generation (9 → 10) between our write and our read of the report."""
+    entry = tmp_path / f"enarx-{os.getpid()}"
+    entry.mkdir()
+    (entry / "provider").write_text("sev_guest\n")
+    (entry / "generation").write_text("9\n")
+    (entry / "outblob").write_bytes(b"report")
+    original = type(entry).read_bytes
+
+    def racing_read(path):
+        if path.name == "outblob":
+            (path.parent / "generation").write_text("10\n")
+        return original(path)
+
+    monkeypatch.setattr(type(entry), "read_bytes", racing_read)
+    with pytest.raises(KeepError, match="changed while it was read"):
+        TsmReport(tmp_path).get(bytes(64))
+
+
+def test_a_short_report_from_the_sev_guest_device_is_refused(tmp_path):
+    import ctypes
+
+    from enarx.runtime.attest.evidence import SevGuestDevice
+
+    def short_report(fd, request, arg, mutate):
+        _version, _req, resp_addr, _exitinfo = struct.unpack("<B7xQQQ", arg)
+        response = struct.pack("<II24x", 0, 100) + bytes(100)  # status 0, but 100 bytes, not 1184
+        ctypes.memmove(resp_addr, response, len(response))
+
+    device = tmp_path / "sev-guest"
+    device.write_bytes(b"")
+    with pytest.raises(KeepError, match=r"refused the report request \(status 0x0, size 100\)"):
+        SevGuestDevice(str(device), short_report).get(bytes(64))
