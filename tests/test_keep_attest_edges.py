@@ -34,8 +34,9 @@ def test_the_vcek_is_found_by_its_guid_not_its_place():
 
 def test_entries_after_the_terminator_are_not_read():
     vcek = b"VCEK certificate"
-    table = _entry(ASK_GUID, 72, 4) + bytes(24) + _entry(VCEK_GUID, 96, len(vcek))
+    table = _entry(ASK_GUID, 72, 4) + bytes(24) + _entry(VCEK_GUID, 72, len(vcek))
     assert snp_vcek_from_auxblob(table + vcek) is None
+    assert snp_vcek_from_auxblob(_entry(VCEK_GUID, 48, len(vcek)) + bytes(24) + vcek) == vcek  # before: read
 
 
 def test_an_entry_pointing_outside_the_table_is_not_read():
