@@ -114,17 +114,30 @@ def sample(db_path: Path, keep: int) -> tuple[int, int]:
 
 
 def results(db_path: Path) -> list[dict[str, Any]]:
+    """Every mutant of a session: where, which operator, and what became of it."""
     from cosmic_ray.work_db import WorkDB, use_db
 
     out = []
     with use_db(str(db_path), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
             m = item.mutations[0]
+            outcome = result.test_outcome.value if result.test_outcome else result.output
             out.append({"module": str(m.module_path), "line": m.start_pos[0], "operator": m.operator_name,
-                        "occurrence": m.occurrence, "outcome": result.test_outcome and str(result.test_outcome),
-                        "worker": str(result.worker_outcome), "diff": result.diff or "",
-                        "output": (result.output or "")[-600:]})
+                        "occurrence": m.occurrence, "outcome": outcome, "diff": result.diff or ""})
     return out
+
+
+def summarize(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The group's score from its session (killed ÷ mutants run; a timeout counts as killed)."""
+    base = WORK / name
+    meta = json.loads((base / "meta.json").read_text())
+    rows = results(base / "session.sqlite")
+    ran = [r for r in rows if r["outcome"] in ("killed", "survived", "incompetent")]
+    killed = sum(r["outcome"] != "survived" for r in ran)
+    survived = [r for r in rows if r["outcome"] == "survived"]
+    return {"group": name, "modules": spec["modules"], "tests": spec["tests"], **meta,
+            "mutants": sum(r["outcome"] != "Filtered operator" for r in rows), "run": len(ran), "killed": killed,
+            "survived": len(survived), "score": round(killed / max(1, len(ran)), 3), "survivors": survived}
 
 
 def run_group(name: str, spec: dict[str, Any], tree: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -154,13 +167,9 @@ def run_group(name: str, spec: dict[str, Any], tree: Path, env: dict[str, str]) 
     print(f"{name}: {total} mutants after the operator filter, {kept} to run "
           f"(tests take {seconds:.0f} s unmutated, budget {spec['budget']} s)", flush=True)
     subprocess.run([*cr, "exec", str(config), str(db)], cwd=tree, env=env, check=True)
-    rows = results(db)
-    killed = sum(r["outcome"] == "killed" for r in rows)
-    survived = [r for r in rows if r["outcome"] == "survived"]
-    return {"group": name, "modules": spec["modules"], "tests": spec["tests"], "test_seconds": round(seconds, 1),
-            "mutants": total, "run": kept, "killed": killed, "survived": len(survived),
-            "score": round(killed / max(1, killed + len(survived)), 3), "survivors": survived,
-            "elapsed": round(time.perf_counter() - started)}
+    (base / "meta.json").write_text(json.dumps({"test_seconds": round(seconds, 1), "budget": spec["budget"],
+                                                "elapsed": round(time.perf_counter() - started)}))
+    return summarize(name, spec)
 
 
 def report(groups: list[dict[str, Any]]) -> str:
@@ -179,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help="groups of scripts/mutants.toml (default: all not pending)")
     parser.add_argument("--check", action="store_true", help="only check that subprocesses import the mutant")
+    parser.add_argument("--report", action="store_true", help="only rebuild the report from the last sessions")
     args = parser.parse_args(argv)
     scope = tomllib.loads(SCOPE.read_text())["groups"]
     unknown = set(args.groups) - set(scope)
@@ -188,13 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     for g, spec in scope.items():
         if g not in chosen and spec.get("pending"):
             print(f"{g}: skipped ({spec['pending']}): make mutants GROUPS={g}")
-    WORK.mkdir(parents=True, exist_ok=True)
-    tree = copy_tree(WORK / "tree")
-    env = test_env(tree)
-    check_probe(tree, env)
-    if args.check:
-        return 0
-    done = [run_group(g, scope[g], tree, env) for g in chosen]
+    if args.report:
+        done = [summarize(g, scope[g]) for g in chosen]
+    else:
+        WORK.mkdir(parents=True, exist_ok=True)
+        tree = copy_tree(WORK / "tree")
+        env = test_env(tree)
+        check_probe(tree, env)
+        if args.check:
+            return 0
+        done = [run_group(g, scope[g], tree, env) for g in chosen]
     (WORK / "report.json").write_text(json.dumps(done, indent=1) + "\n")
     (WORK / "report.md").write_text(report(done))
     print(report(done).split("\n###")[0])

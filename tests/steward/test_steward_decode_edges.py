@@ -101,3 +101,26 @@ def test_a_bundle_holds_one_to_sixteen_csrs(count):
         steward(kvm=True).attest_bundle(der.seq(*[one] * count))
     assert (info.value.status, info.value.reason) == (400, "malformed-csr")
     assert f"a bundle holds 1 to 16 CSRs, not {count}" in info.value.detail
+
+
+def test_more_crls_than_the_cap_are_refused_before_parsing():
+    from _helpers import crl_list
+
+    from enarx.steward.csr import MAX_CRLS
+
+    _, sim = snp_csr()
+    vcek_and_crls = der.seq(sim.endorsement_cert, crl_list([sim.crls[0]] * (MAX_CRLS + 1)))
+    key = ec.generate_private_key(ec.SECP384R1())
+    refusal = _refusal(make_csr(key, [(OID_SNP, der.seq(vcek_and_crls, der.octet_string(sim.report)))]))
+    assert (refusal.reason, refusal.detail) == ("malformed-evidence", f"{MAX_CRLS + 1} CRLs is more than {MAX_CRLS}")
+
+
+def test_an_unusable_csr_key_is_named_and_its_check_is_failed():
+    key = ec.generate_private_key(ec.SECP256R1())
+    bad_point = spki(key)[:-64] + bytes(64)  # an uncompressed point (0, 0): not on the curve
+    info = der.seq(der.integer(0), der.seq(), bad_point, der.tlv(0xA0, b""))
+    body = der.seq(info, der.seq(der.oid("1.2.840.10045.4.3.2")), der.bit_string(key.sign(info, ec.ECDSA(
+        hashes.SHA256()))))
+    refusal = _refusal(body)
+    assert refusal.reason == "malformed-csr" and refusal.detail.startswith("CSR public key not usable")
+    assert [(c.name, c.passed) for c in refusal.checks] == [("csr.malformed-csr", False)]
