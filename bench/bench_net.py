@@ -30,8 +30,14 @@ def keep(module: Path, prot: str):
         proc = subprocess.Popen([sys.executable, "-m", "enarx", "run", "--wasmcfgfile", str(cfg), str(module)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         try:
-            line = proc.stderr.readline().decode()
-            yield int(re.search(r":(\d+)\s*$", line).group(1))
+            for _ in range(20):  # warnings (e.g. a replaced cache entry) may come first
+                line = proc.stderr.readline().decode()
+                match = re.search(r"listening on .*:(\d+)\s*$", line)
+                if match or not line:
+                    break
+            if not match:
+                raise RuntimeError(f"the keep did not report its listening port: {line!r}")
+            yield int(match.group(1))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
