@@ -93,7 +93,8 @@ def run(
         dirs=[(os.path.abspath(h), g, w) for h, g, w in options.dirs],
         memory_limit=options.memory_limit,
         timeout=options.timeout,
-        cache_dir=str(default_cache_dir()) if options.cache and backend.name == "nil" else None,
+        # process keeps use the cache themselves; a kvm host compiles for its guest (it is trusted there)
+        cache_dir=str(default_cache_dir()) if options.cache and backend.name in ("nil", "kvm") else None,
         log_level=options.log_level,
         simulate_tee=options.simulate_tee,
         simulator_dir=os.path.abspath(options.simulator_dir) if options.simulator_dir else None,
@@ -109,7 +110,7 @@ def run(
         if on_started is not None:
             on_started(info)
 
-    keep = backend.launch()
+    keep = backend.launch(request, workload.wasm)
     supervisor = Supervisor(keep, Stdio(stdin=stdin if relay_stdin else None, stdout=stdout, stderr=stderr),
                             on_started=note_started)
     report = supervisor.run(request, workload.wasm, relay_stdin=relay_stdin)

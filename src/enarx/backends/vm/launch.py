@@ -1,0 +1,119 @@
+"""From a launch request to a running VM keep: image, network, attachments, memory, QEMU command line.
+
+The inputs a confidential keep needs and Debian 12 does not ship are given by environment (or the
+``enarx keep image`` options): ``ENARX_QEMU`` (QEMU ≥ 9.1 for SEV-SNP, ≥ 10.1 for TDX), ``ENARX_OVMF``
+(OVMF.amdsev.fd / TDVF) and ``ENARX_KERNEL`` (a guest kernel ≥ 6.7 package or bzImage).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from enarx.backends.base import KeepProcess
+from enarx.backends.vm import qemu
+from enarx.config import Config
+from enarx.errors import BackendError
+from enarx.protocol import LaunchRequest
+
+BASE_MEMORY_MIB = 384  # kernel, Python, wasmtime, the keep runtime and its copies of the attachments
+DEFAULT_WORKLOAD_MIB = 1024  # linear memory a workload without a limit may use
+DEFAULT_BOOT_TIMEOUT = 180.0  # seconds from QEMU's start to the workload's start (TCG compiles slowly)
+
+
+def boot_timeout() -> float:
+    value = os.environ.get("ENARX_VM_BOOT_TIMEOUT")
+    try:
+        return float(value) if value else DEFAULT_BOOT_TIMEOUT
+    except ValueError:
+        raise BackendError(f"ENARX_VM_BOOT_TIMEOUT={value!r}: expected seconds") from None
+
+
+def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
+    from enarx.backends.vm import image as images
+    from enarx.backends.vm.backends import EMULATED, kvm_accel
+    from enarx.backends.vm.launcher import VmKeep
+    from enarx.backends.vm.network import plan_forwards, relay_command
+    from enarx.backends.vm.package import compiled_for_guest, host_files, module_as_compiled, tree_archive
+    from enarx.runtime.cachedir import default_cache_dir
+
+    config = _config(request)
+    cache = default_cache_dir()
+    kernel_input = os.environ.get("ENARX_KERNEL")
+    if kind != "kvm" and not kernel_input:
+        raise BackendError(f"a {kind} keep needs a guest kernel ≥ 6.7: set ENARX_KERNEL (see `enarx keep image "
+                           "--help`)")
+    vm_cache = images.vm_cache()
+    sources = images.default_sources(vm_cache, Path(kernel_input) if kernel_input else None)
+    image = images.load_or_build(vm_cache, sources)
+    forwards = plan_forwards(config)
+    extra: list[str] = []
+    if request.simulate_tee:  # the simulator's test PKI lives on the host; the guest gets a copy
+        simulator = _simulator_dir(request, cache)
+        request = request._replace(simulator_dir=simulator)
+        extra.append(simulator)
+    tree = tree_archive(host_files(config, request.dirs) + extra)
+    attachments: list[tuple[str, bytes]] = [("tree", tree)] if tree else []
+    if kind == "kvm" and request.cache_dir:  # the host is trusted in kvm's model: it may compile for the guest
+        attachments.append(("native", compiled_for_guest(module_as_compiled(module, config), cache)))
+    sent = request._replace(
+        cache_dir=None, dirs=[],
+        config_source=os.path.abspath(request.config_source) if request.config_source else None,
+        attachments=[(kind_, len(data)) for kind_, data in attachments],
+        forwards=forwards.message() if forwards.needed else None)
+    memory = BASE_MEMORY_MIB + _workload_mib(request, config) + 2 * sum(len(d) for _, d in attachments) // (1 << 20)
+    netdev = forwards.netdev(relay_command()) if forwards.needed else None
+    accel = kvm_accel() if kind == "kvm" else "kvm"
+    if kind == "kvm" and accel == "tcg":
+        sys.stderr.write(f"warning: the kvm keep runs under QEMU's TCG emulator ({EMULATED})\n")
+        sys.stderr.flush()
+
+    def argv_for(fd: int, name: str) -> list[str]:
+        binary = qemu.qemu_binary(os.environ.get("ENARX_QEMU"))
+        if kind == "kvm":
+            cmdline = cmdline_for(accel)
+            machine = qemu.Machine(image.kernel, image.initrd, cmdline, memory, fd, name, netdev)
+            return qemu.microvm_argv(binary, machine, accel=accel)
+        raise BackendError(f"{kind} keeps cannot be launched on this host")  # hardware checks failed earlier
+
+    return VmKeep(argv_for, request=sent, module=module, attachments=attachments, boot_timeout=boot_timeout(),
+                  started_view=forwards.host_view, label=f"{kind} ({EMULATED})" if accel == "tcg" else kind)
+
+
+def cmdline_for(accel: str) -> str:
+    from enarx.backends.vm.kernel import host_tsc_khz
+
+    parts = [qemu.BASE_CMDLINE, qemu.FAST_CMDLINE]
+    if accel == "tcg":  # the emulated PIT makes TSC calibration unreliable: tell the guest the frequency
+        khz = host_tsc_khz()
+        parts.append(f"tsc_early_khz={khz} tsc=reliable" if khz else "tsc=reliable")
+    return " ".join(parts)
+
+
+def _simulator_dir(request: LaunchRequest, cache: Path) -> str:
+    """The simulator's test PKI, made on the host first so that it persists (a Steward is told to trust it)."""
+    from enarx.runtime.attest.simulated import load_or_create_intel_pki, load_or_create_snp_pki
+
+    directory = Path(request.simulator_dir) if request.simulator_dir else cache / "simulator"
+    if request.simulate_tee in ("sev-snp", "snp"):
+        load_or_create_snp_pki(directory)
+    else:
+        load_or_create_intel_pki(directory)
+    return str(directory.resolve())
+
+
+def _config(request: LaunchRequest) -> Config | None:
+    if request.config_toml is None:
+        return None
+    from enarx.config import parse_config
+
+    source = request.config_source or "Enarx.toml"
+    base_dir = os.path.dirname(request.config_source) if request.config_source else None
+    return parse_config(request.config_toml, source=source, base_dir=base_dir)
+
+
+def _workload_mib(request: LaunchRequest, config: Config | None) -> int:
+    limit = request.memory_limit if request.memory_limit is not None else (
+        config.limits.memory if config is not None else None)
+    return -(-limit // (1 << 20)) if limit else DEFAULT_WORKLOAD_MIB
