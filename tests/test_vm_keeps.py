@@ -7,8 +7,10 @@ one boot per behaviour, and each example language once.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from conftest import ENARX, enarx, example
+from conftest import ENARX, assert_one_line_error, enarx, example
 from test_attested_keep import running_steward, steward_tls
 
 STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
@@ -40,6 +42,13 @@ def run(backend: tuple[str, dict[str, str]], *args, **kw) -> subprocess.Complete
 def workload_stderr(proc: subprocess.CompletedProcess[bytes]) -> bytes:
     """stderr without the kvm keep's "emulated" warning line."""
     return b"".join(line for line in proc.stderr.splitlines(keepends=True) if b"TCG emulator" not in line)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[bytes], *fragments: str) -> str:
+    """The CLI's one ``Error:`` line, after the kvm keep's "emulated, no isolation" warning line."""
+    assert proc.stderr.startswith(b"warning: the kvm keep runs under QEMU's TCG emulator (emulated, no isolation)\n")
+    return assert_one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout,
+                                                             workload_stderr(proc)), *fragments)
 
 
 # -- the same behaviour on both backends -------------------------------------------------------------------
@@ -148,3 +157,80 @@ def test_steward_attestation_with_simulated_evidence(backend, tmp_path, simulato
     assert claims["tee"] == "sev-snp" and claims["measurements"]["measurement"] == measurement.hex()
     assert claims["test_anchor"] is True
 
+
+
+def test_timeout(backend):
+    proc = run(backend, "--timeout", "2", example("c", "spin"))
+    assert proc.returncode == 124 and b"Error: workload exceeded its time limit of 2 s" in proc.stderr
+
+
+def test_memory_limit(backend):
+    proc = run(backend, "--memory-limit", "64MiB", example("c", "memhog"))
+    assert proc.returncode == 2 and b"malloc failed after" in proc.stdout
+    assert b"of its 64 MiB memory limit" in proc.stderr
+
+
+def test_ctrl_c_stops_the_keep(backend):
+    name, env = backend
+    proc = subprocess.Popen([*ENARX, "run", "--backend", name, str(example("c", "cat"))], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+    proc.stdin.write(b"echoed before the interrupt\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == b"echoed before the interrupt\n"  # the workload is running
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130  # stdin stays open: the keep ended because it was stopped
+    assert b"Error: keep stopped by SIGINT" in proc.stderr.read()
+    proc.stdin.close()
+
+
+# -- every language in a kvm keep (C is in the suite above) ----------------------------------------------
+@pytest.mark.parametrize("lang", ["cpp", "rust", "go", "zig"])
+def test_hello_in_a_kvm_keep(lang, vm_env):
+    proc = enarx("run", "--backend", "kvm", example(lang, "hello"), env=vm_env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout == b"Hello, world!\n", proc.stderr
+
+
+def test_cpython_package_in_a_kvm_keep(vm_env):
+    """CPython (20 MB of wasm, compiled on the host) with its 3000-file stdlib as a read-only `dir` entry."""
+    data = os.urandom(5000)
+    proc = enarx("run", "--backend", "kvm", example("python", "main").parent, "extra", input=data, env=vm_env,
+                 timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["greeting"] == "Hello from Python in a keep!" and doc["argv"] == ["--from-config", "extra"]
+    assert doc["stdin_sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_writable_directories_are_refused_by_a_kvm_keep(vm_env, tmp_path):
+    proc = enarx("run", "--backend", "kvm", "--dir", str(tmp_path), example("c", "hello"), env=vm_env)
+    assert_one_line_error(proc, "cannot share a host directory read-write")  # refused before the warning
+
+
+# -- guests that hang or crash -----------------------------------------------------------------------------
+def broken_image(vm_image, tmp_path: Path, init: str) -> Path:
+    """The real image with /init replaced (a second cpio appended: the kernel unpacks both, the later wins)."""
+    from enarx.backends.vm import cpio
+
+    folder = tmp_path / "image"
+    folder.mkdir()
+    for name in ("vmlinux", "bzImage", "manifest.json"):
+        (folder / name).symlink_to(vm_image.directory / name)
+    with open(folder / "initrd.img", "wb") as out:
+        out.write(vm_image.initrd.read_bytes())
+        cpio.write(out, [cpio.file("init", f"#!/usr/bin/python3 -SI\n{init}\n".encode(), 0o755)])
+    return folder
+
+
+def test_a_guest_that_hangs_is_stopped_and_reported(vm_env, vm_image, tmp_path):
+    env = {**vm_env, "ENARX_VM_IMAGE": str(broken_image(vm_image, tmp_path, "import time\ntime.sleep(1e6)")),
+           "ENARX_VM_BOOT_TIMEOUT": "10"}
+    proc = enarx("run", "--backend", "kvm", example("c", "hello"), env=env, timeout=120)
+    one_line_error(proc, "keep did not start within 10 s and was stopped")
+    assert proc.returncode == 1
+
+
+def test_a_guest_that_crashes_is_reported_with_its_last_words(vm_env, vm_image, tmp_path):
+    env = {**vm_env, "ENARX_VM_IMAGE": str(broken_image(vm_image, tmp_path, "raise SystemExit('guest gave up')"))}
+    proc = enarx("run", "--backend", "kvm", example("c", "hello"), env=env, timeout=300)
+    line = one_line_error(proc, "keep crashed: its virtual machine stopped without reporting an exit status")
+    assert "guest gave up" in line or "Kernel panic" in line

@@ -32,6 +32,7 @@ class LaunchRequest(NamedTuple):
     simulator_dir: str | None = None  # where the simulator's persistent test PKI lives
     attachments: list[tuple[str, int]] | tuple[()] = ()  # (kind, size) sent in ATTACH frames after LAUNCH
     forwards: dict[str, list[list[Any]]] | None = None  # a VM keep's network: see docs/protocol.md
+    volumes: list[tuple[str, str]] | tuple[()] = ()  # (disk serial, host directory): read-only copies (kvm)
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
@@ -71,6 +72,7 @@ class LaunchRequest(NamedTuple):
                 simulator_dir=_typed(doc, "simulator_dir", str, optional=True),
                 attachments=_attachments(doc.get("attachments", [])),
                 forwards=_forwards(doc.get("forwards")),
+                volumes=[tuple(_str_list(v, 2)) for v in _list(doc.get("volumes", []))],  # type: ignore[misc]
             )
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed LAUNCH header: {exc}") from None

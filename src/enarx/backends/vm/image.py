@@ -84,6 +84,18 @@ def vm_cache() -> Path:
     return Path(env) if env else default_cache_dir() / "vm"
 
 
+def image_from_env() -> Image | None:
+    """``$ENARX_VM_IMAGE``: a prebuilt image directory (``enarx keep image build --out DIR``) used as is."""
+    folder = os.environ.get("ENARX_VM_IMAGE")
+    if not folder:
+        return None
+    manifest = Path(folder) / "manifest.json"
+    try:
+        return Image(Path(folder), json.loads(manifest.read_text()))
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"ENARX_VM_IMAGE={folder!r} is not a keep image directory ({exc})") from None
+
+
 def default_sources(cache: Path, kernel: Path | None = None) -> Sources:
     """This installation's runtime with Debian's cloud kernel, or ``kernel`` (a .deb or a bzImage)."""
     with _locked(cache):

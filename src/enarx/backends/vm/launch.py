@@ -35,7 +35,13 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
     from enarx.backends.vm.backends import EMULATED, kvm_accel
     from enarx.backends.vm.launcher import VmKeep
     from enarx.backends.vm.network import plan_forwards, relay_command
-    from enarx.backends.vm.package import compiled_for_guest, host_files, module_as_compiled, tree_archive
+    from enarx.backends.vm.package import (
+        compiled_for_guest,
+        host_files,
+        module_as_compiled,
+        tree_archive,
+        volume_image,
+    )
     from enarx.runtime.cachedir import default_cache_dir
 
     config = _config(request)
@@ -45,15 +51,21 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
         raise BackendError(f"a {kind} keep needs a guest kernel ≥ 6.7: set ENARX_KERNEL (see `enarx keep image "
                            "--help`)")
     vm_cache = images.vm_cache()
-    sources = images.default_sources(vm_cache, Path(kernel_input) if kernel_input else None)
-    image = images.load_or_build(vm_cache, sources)
+    image = images.image_from_env() or images.load_or_build(
+        vm_cache, images.default_sources(vm_cache, Path(kernel_input) if kernel_input else None))
     forwards = plan_forwards(config)
     extra: list[str] = []
     if request.simulate_tee:  # the simulator's test PKI lives on the host; the guest gets a copy
         simulator = _simulator_dir(request, cache)
         request = request._replace(simulator_dir=simulator)
         extra.append(simulator)
-    tree = tree_archive(host_files(config, request.dirs) + extra)
+    paths = host_files(config, request.dirs)
+    volumes: list[tuple[str, Path]] = []
+    if kind == "kvm":  # directories as read-only disks: unpacking thousands of files under TCG takes minutes
+        volumes = [(f"enarx-vol-{i}", volume_image(p, vm_cache))
+                   for i, p in enumerate(p for p in paths if os.path.isdir(p))]
+        paths = [p for p in paths if not os.path.isdir(p)]
+    tree = tree_archive(paths + extra)
     attachments: list[tuple[str, bytes]] = [("tree", tree)] if tree else []
     if kind == "kvm" and request.cache_dir:  # the host is trusted in kvm's model: it may compile for the guest
         attachments.append(("native", compiled_for_guest(module_as_compiled(module, config), cache)))
@@ -61,7 +73,9 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
         cache_dir=None, dirs=[],
         config_source=os.path.abspath(request.config_source) if request.config_source else None,
         attachments=[(kind_, len(data)) for kind_, data in attachments],
-        forwards=forwards.message() if forwards.needed else None)
+        forwards=forwards.message() if forwards.needed else None,
+        volumes=[(serial, directory) for (serial, _), directory in zip(volumes, [
+            p for p in host_files(config, request.dirs) if os.path.isdir(p)], strict=False)])
     memory = BASE_MEMORY_MIB + _workload_mib(request, config) + 2 * sum(len(d) for _, d in attachments) // (1 << 20)
     netdev = forwards.netdev(relay_command()) if forwards.needed else None
     accel = kvm_accel() if kind == "kvm" else "kvm"
@@ -73,7 +87,7 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
         binary = qemu.qemu_binary(os.environ.get("ENARX_QEMU"))
         if kind == "kvm":
             cmdline = cmdline_for(accel)
-            machine = qemu.Machine(image.kernel, image.initrd, cmdline, memory, fd, name, netdev)
+            machine = qemu.Machine(image.kernel, image.initrd, cmdline, memory, fd, name, netdev, volumes)
             return qemu.microvm_argv(binary, machine, accel=accel)
         raise BackendError(f"{kind} keeps cannot be launched on this host")  # hardware checks failed earlier
 

@@ -39,6 +39,7 @@ class Machine(NamedTuple):
     channel_fd: int
     name: str
     netdev: str | None = None  # the full ``-netdev user,…`` value, when the keep has a network
+    volumes: list[tuple[str, Path]] = []  # noqa: RUF012 - (serial, ext4 image): read-only disks (kvm only)
 
 
 def qemu_binary(explicit: str | None = None) -> str:
@@ -76,6 +77,9 @@ def microvm_argv(qemu: str, machine: Machine, *, accel: str) -> list[str]:
     argv += ["-device", "virtio-serial-device", "-device", f"virtserialport,chardev=keep,name={PORT_NAME}"]
     if machine.netdev:
         argv += ["-netdev", machine.netdev, "-device", "virtio-net-device,netdev=net0"]
+    for i, (serial, path) in enumerate(machine.volumes):
+        argv += ["-drive", f"file={path},format=raw,if=none,id=vol{i},readonly=on",
+                 "-device", f"virtio-blk-device,drive=vol{i},serial={serial}"]
     return argv
 
 

@@ -17,14 +17,16 @@ LINUX_REBOOT_CMD_POWER_OFF = 0x4321FEDC
 SYS_FINIT_MODULE = 313  # x86_64
 IMAGE_LAYOUT = "/etc/enarx/image.json"
 MODULES_DIR = "/lib/modules"
-#: Loaded only when the machine has a network device (a keep with listen/connect sockets or a Steward).
+#: Loaded only when needed: the network (listen/connect sockets, a Steward) and disks (a kvm keep's dirs).
 NET_MODULES = frozenset({"virtio_net.ko", "net_failover.ko", "failover.ko"})
+DISK_MODULES = frozenset({"virtio_blk.ko"})
+MS_RDONLY = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def mount(source: str, target: str, fstype: str) -> None:
-    if _libc.mount(source.encode(), target.encode(), fstype.encode(), 0, None) != 0:
+def mount(source: str, target: str, fstype: str, flags: int = 0) -> None:
+    if _libc.mount(source.encode(), target.encode(), fstype.encode(), flags, None) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"mount {fstype} on {target}: {os.strerror(errno)}")
 
@@ -66,7 +68,7 @@ def main() -> None:
             mount("configfs", "/sys/kernel/config", "configfs")  # configfs TSM (SEV-SNP/TDX evidence)
         except OSError:
             pass  # a kernel without configfs
-        load_modules([m for m in image_modules() if m not in NET_MODULES])
+        load_modules([m for m in image_modules() if m not in NET_MODULES | DISK_MODULES])
         from enarx.runtime.guest.port import open_port
         from enarx.runtime.guest.stages import guest_stages
         from enarx.runtime.keep import Keep
@@ -81,3 +83,7 @@ def main() -> None:
 
 def load_network_modules() -> None:
     load_modules([m for m in image_modules() if m in NET_MODULES])
+
+
+def load_disk_modules() -> None:
+    load_modules([m for m in image_modules() if m in DISK_MODULES])

@@ -1,5 +1,6 @@
 """Stages only a guest runs, around the common ones (see :func:`guest_stages`).
 
+* :func:`mount_volumes` — a kvm keep's read-only ``dir`` entries arrive as disks, mounted in place.
 * :func:`unpack_tree` — before planning: the host files the package names (read-only ``dir`` entries, CA
   bundles) arrive as a tar attachment; they are unpacked under :data:`HOST_ROOT`, never over the guest's
   own files.
@@ -31,6 +32,39 @@ def unpack_tree(launch: Launch) -> None:
             archive.extractall(HOST_ROOT, filter="data")  # no absolute paths, no escapes, no devices
     except (tarfile.TarError, OSError) as exc:
         raise StageFailure(f"cannot unpack the package files the host sent: {exc}") from None
+
+
+def mount_volumes(launch: Launch) -> None:
+    """A kvm keep's read-only ``dir`` entries arrive as virtio disks; each is mounted where its host
+    directory belongs (the disk's serial names it)."""
+    volumes = launch.request.volumes
+    if not volumes:
+        return
+    import time
+
+    from enarx.runtime.guest.init import MS_RDONLY, load_disk_modules, mount
+
+    load_disk_modules()
+    wanted = dict(volumes)
+    deadline = time.monotonic() + 10
+    while wanted:
+        for dev in sorted(os.listdir("/sys/block")):
+            try:
+                with open(f"/sys/block/{dev}/serial") as fh:
+                    serial = fh.read().strip()
+            except OSError:
+                continue
+            if serial in wanted:
+                target = host_path(wanted.pop(serial))
+                os.makedirs(target, exist_ok=True)
+                try:
+                    mount(f"/dev/{dev}", target, "ext4", MS_RDONLY)
+                except OSError as exc:
+                    raise StageFailure(f"cannot mount the copy of {target[len(HOST_ROOT):]!r}: {exc}") from None
+        if wanted and time.monotonic() > deadline:
+            raise StageFailure(f"the disks for {', '.join(wanted.values())} did not appear")
+        if wanted:
+            time.sleep(0.01)
 
 
 def host_path(path: str) -> str:
@@ -100,4 +134,4 @@ def guest_stages() -> tuple[stages.Stage, ...]:
     order = stages.with_stage(stages.SETUP, relocate, after=stages.plan)
     order = stages.with_stage(order, connect_network, after=relocate)
     order = stages.with_stage(order, accept_native, after=stages.open_sockets)
-    return (unpack_tree, *order)
+    return (mount_volumes, unpack_tree, *order)
