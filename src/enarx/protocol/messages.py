@@ -33,6 +33,7 @@ class LaunchRequest(NamedTuple):
     attachments: list[tuple[str, int]] | tuple[()] = ()  # (kind, size) sent in ATTACH frames after LAUNCH
     forwards: dict[str, list[list[Any]]] | None = None  # a VM keep's network: see docs/protocol.md
     volumes: list[tuple[str, str]] | tuple[()] = ()  # (disk serial, host directory): read-only copies (kvm)
+    ca_bundle_pem: str | None = None  # extra CA certificates (PEM) the keep trusts for its Steward's TLS
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
@@ -73,6 +74,7 @@ class LaunchRequest(NamedTuple):
                 attachments=_attachments(doc.get("attachments", [])),
                 forwards=_forwards(doc.get("forwards")),
                 volumes=[tuple(_str_list(v, 2)) for v in _list(doc.get("volumes", []))],  # type: ignore[misc]
+                ca_bundle_pem=_typed(doc, "ca_bundle_pem", str, optional=True),
             )
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed LAUNCH header: {exc}") from None

@@ -25,18 +25,14 @@ def attest(launch: Launch) -> None:
 
 def certify(launch: Launch, steward_url: str):
     """A :class:`~enarx.runtime.identity.KeepIdentity` whose chain the Steward issued."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from enarx.attestation.binding import report_data_for
-    from enarx.runtime.attest.csr import build_csr
-    from enarx.runtime.attest.steward import check_url, request_certificate
+    from enarx.runtime.attest.steward import certify as request_certified_key
+    from enarx.runtime.attest.steward import tls_context
     from enarx.runtime.identity import KeepIdentity
 
-    check_url(steward_url)
+    ca_pem = launch.request.ca_bundle_pem
+    tls_context(steward_url, ca_pem)  # the URL rule and the bundle, before any evidence is made
     source = evidence_source(launch)
-    key = ec.generate_private_key(source.curve())
-    oid, value = source.extension(report_data_for(key, source.tee))
-    chain = request_certificate(steward_url, build_csr(key, oid, value))
+    key, chain = request_certified_key(steward_url, source, ca_pem=ca_pem)
     _log_info("certified by %s as %s", steward_url, chain[0].subject.rfc4514_string() or "(empty subject)")
     return KeepIdentity(key, chain)
 
