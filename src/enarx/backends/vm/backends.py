@@ -55,7 +55,7 @@ def _hardware_kvm_row() -> Probe:
 def _qemu_row(binary: str | None = None, minimum: tuple[int, int] | None = None) -> Probe:
     from enarx.backends.vm.qemu import qemu_version
 
-    path = binary or shutil.which("qemu-system-x86_64")
+    path = binary or os.environ.get("ENARX_QEMU") or shutil.which("qemu-system-x86_64")
     if not path:
         return Probe("QEMU", False, mesg="install Debian's qemu-system-x86 package")
     version = qemu_version(path)

@@ -16,6 +16,7 @@ from enarx.backends.vm import qemu
 from enarx.config import Config
 from enarx.errors import BackendError
 from enarx.protocol import LaunchRequest
+from enarx.workload import package_digest
 
 BASE_MEMORY_MIB = 384  # kernel, Python, wasmtime, the keep runtime and its copies of the attachments
 DEFAULT_WORKLOAD_MIB = 1024  # linear memory a workload without a limit may use
@@ -46,13 +47,15 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
 
     config = _config(request)
     cache = default_cache_dir()
-    kernel_input = os.environ.get("ENARX_KERNEL")
-    if kind != "kvm" and not kernel_input:
-        raise BackendError(f"a {kind} keep needs a guest kernel ≥ 6.7: set ENARX_KERNEL (see `enarx keep image "
-                           "--help`)")
     vm_cache = images.vm_cache()
-    image = images.image_from_env() or images.load_or_build(
-        vm_cache, images.default_sources(vm_cache, Path(kernel_input) if kernel_input else None))
+    image = images.image_from_env()
+    if image is None:
+        kernel_input = os.environ.get("ENARX_KERNEL")
+        if kind != "kvm" and not kernel_input:
+            raise BackendError(f"a {kind} keep needs a guest kernel ≥ 6.7: set ENARX_KERNEL (see `enarx keep "
+                               "image build --help`)")
+        image = images.load_or_build(vm_cache, images.default_sources(vm_cache, Path(kernel_input)
+                                                                         if kernel_input else None))
     forwards = plan_forwards(config)
     extra: list[str] = []
     if request.simulate_tee:  # the simulator's test PKI lives on the host; the guest gets a copy
@@ -83,16 +86,50 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
         sys.stderr.write(f"warning: the kvm keep runs under QEMU's TCG emulator ({EMULATED})\n")
         sys.stderr.flush()
 
+    firmware = _firmware(kind)
+
     def argv_for(fd: int, name: str) -> list[str]:
         binary = qemu.qemu_binary(os.environ.get("ENARX_QEMU"))
         if kind == "kvm":
-            cmdline = cmdline_for(accel)
-            machine = qemu.Machine(image.kernel, image.initrd, cmdline, memory, fd, name, netdev, volumes)
+            machine = qemu.Machine(image.kernel, image.initrd, cmdline_for(accel), memory, fd, name, netdev, volumes)
             return qemu.microvm_argv(binary, machine, accel=accel)
-        raise BackendError(f"{kind} keeps cannot be launched on this host")  # hardware checks failed earlier
+        machine = qemu.Machine(image.bzimage, image.initrd, confidential_cmdline(), memory, fd, name, netdev)
+        if kind == "sev":
+            return qemu.sev_snp_argv(binary, machine, firmware, host_data=package_digest(module, request.config_toml,
+                                                                                          tree, "sha256"))
+        return qemu.tdx_argv(binary, machine, firmware, quote_socket=os.environ.get("ENARX_TDX_QGS"),
+                             mrconfigid=package_digest(module, request.config_toml, tree, "sha384"))
 
     return VmKeep(argv_for, request=sent, module=module, attachments=attachments, boot_timeout=boot_timeout(),
                   started_view=forwards.host_view, label=f"{kind} ({EMULATED})" if accel == "tcg" else kind)
+
+
+def confidential_cmdline() -> str:
+    """A confidential keep's kernel command line: measured (SEV-SNP kernel hashes, TDX RTMR), so fixed."""
+    return qemu.BASE_CMDLINE
+
+
+def _firmware(kind: str) -> Path:
+    if kind == "kvm":
+        return Path()
+    value = os.environ.get("ENARX_OVMF")
+    if not value or not Path(value).is_file():
+        what = "OVMF.amdsev.fd (edk2 OvmfPkg/AmdSev)" if kind == "sev" else "TDVF (edk2 OvmfPkg/IntelTdx)"
+        raise BackendError(f"a {kind} keep needs its firmware: set ENARX_OVMF to {what}")
+    return Path(value)
+
+
+def package_binding(path: str) -> dict[str, bytes]:
+    """HOST_DATA and MRCONFIGID for a workload (what ``enarx run`` would bind a confidential launch to)."""
+    from enarx.backends.vm.package import host_files, tree_archive
+    from enarx.config.parse import load_config_and_text
+    from enarx.workload import load_workload
+
+    workload = load_workload(path)
+    config, text = load_config_and_text(workload.config_path) if workload.config_path else (None, None)
+    tree = tree_archive(host_files(config))
+    return {"host_data": package_digest(workload.wasm, text, tree, "sha256"),
+            "mrconfigid": package_digest(workload.wasm, text, tree, "sha384")}
 
 
 def cmdline_for(accel: str) -> str:

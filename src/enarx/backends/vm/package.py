@@ -45,7 +45,10 @@ def host_files(config: Config | None, dirs: list[tuple[str, str, bool]] | tuple[
 
 
 def tree_archive(paths: list[str]) -> bytes:
-    """A reproducible tar of ``paths`` (regular files and directories only), named by absolute path."""
+    """A reproducible tar of ``paths`` (regular files and directories only), named by absolute path; no
+    paths, no archive (``b""``)."""
+    if not paths:
+        return b""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in _walk(paths):
@@ -107,17 +110,6 @@ def module_as_compiled(wasm: bytes, config: Config | None) -> bytes:
     from enarx.runtime.net.wasmedit import import_memory
 
     return import_memory(wasm)[0]
-
-
-def package_digest(wasm: bytes, config_text: str | None, tree: bytes, algorithm: str = "sha256") -> bytes:
-    """The workload a launch is bound to: a digest over the module, the Enarx.toml text and the host files it
-    names (each length-prefixed, in that order). SEV-SNP HOST_DATA takes the SHA-256, TDX MRCONFIGID the
-    SHA-384, so the Steward's certificate can name the workload as well as the runtime image."""
-    h = hashlib.new(algorithm, b"enarx-package-v1\0")
-    for part in (wasm, (config_text or "").encode(), tree):
-        h.update(len(part).to_bytes(8, "big") + part)
-    return h.digest()
-
 
 
 def volume_image(directory: str, cache: Path) -> Path:

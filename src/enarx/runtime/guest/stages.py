@@ -1,5 +1,7 @@
 """Stages only a guest runs, around the common ones (see :func:`guest_stages`).
 
+* :func:`bind_workload` — a confidential guest checks that its launch (HOST_DATA / MRCONFIGID) names the
+  package it received.
 * :func:`mount_volumes` — a kvm keep's read-only ``dir`` entries arrive as disks, mounted in place.
 * :func:`unpack_tree` — before planning: the host files the package names (read-only ``dir`` entries, CA
   bundles) arrive as a tar attachment; they are unpacked under :data:`HOST_ROOT`, never over the guest's
@@ -21,6 +23,44 @@ from enarx.runtime.launch import Launch, StageFailure
 HOST_ROOT = "/run/enarx/host"
 
 
+def bind_workload(launch: Launch, tsm=None, device=None) -> None:
+    """A confidential guest refuses to run a workload other than the one its launch was bound to: the
+    package digest of what it received must equal HOST_DATA (SEV-SNP) / MRCONFIGID (TDX) in its own report,
+    which the host set when it launched the machine and the Steward sees in the evidence."""
+    if not confidential_guest():
+        return
+    import hmac
+
+    from enarx.runtime.attest.evidence import SevGuestDevice, TsmReport
+    from enarx.workload import package_digest
+
+    tsm = tsm or TsmReport()
+    try:
+        if tsm.root.is_dir():
+            provider, report, _aux = tsm.get(bytes(64))
+        else:
+            provider, report = "sev_guest", (device or SevGuestDevice()).get(bytes(64))[0]
+        if provider == "sev_guest":
+            from enarx.attestation.snp.abi import parse_report
+
+            bound, algorithm = parse_report(report).host_data, "sha256"
+        elif provider == "tdx_guest":
+            from enarx.attestation.intel.abi import parse_quote
+
+            bound, algorithm = parse_quote(report).body.mrconfigid, "sha384"
+        else:
+            raise StageFailure(f"unknown confidential computing report provider {provider!r}")
+    except StageFailure:
+        raise
+    except Exception as exc:  # noqa: BLE001 - KeepError, malformed evidence: one reason, the keep stops
+        raise StageFailure(f"cannot read this keep's own launch report: {exc}") from None
+    received = package_digest(launch.wasm, launch.request.config_toml, launch.attachments.get("tree", b""),
+                              algorithm)
+    if not hmac.compare_digest(bound, received):
+        raise StageFailure(f"the host launched this keep for another workload (launch data {bound.hex()}, "
+                           f"received package {received.hex()})")
+
+
 def unpack_tree(launch: Launch) -> None:
     tree = launch.attachments.pop("tree", None)
     if tree is None:
@@ -40,6 +80,8 @@ def mount_volumes(launch: Launch) -> None:
     volumes = launch.request.volumes
     if not volumes:
         return
+    if confidential_guest():
+        raise StageFailure("a confidential keep mounts no disks from its host: its files come with the package")
     import time
 
     from enarx.runtime.guest.init import MS_RDONLY, load_disk_modules, mount
@@ -134,4 +176,4 @@ def guest_stages() -> tuple[stages.Stage, ...]:
     order = stages.with_stage(stages.SETUP, relocate, after=stages.plan)
     order = stages.with_stage(order, connect_network, after=relocate)
     order = stages.with_stage(order, accept_native, after=stages.open_sockets)
-    return (mount_volumes, unpack_tree, *order)
+    return (bind_workload, mount_volumes, unpack_tree, *order)
