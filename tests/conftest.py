@@ -88,7 +88,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 # -- VM keeps (kvm backend under QEMU's TCG emulator) ---------------------------------------------------
-VM_PACKAGES = {"qemu-system-x86_64": "qemu-system-x86", "lz4": "lz4", "strip": "binutils", "dpkg-deb": "dpkg"}
+VM_PACKAGES = {"qemu-system-x86_64": "qemu-system-x86", "lz4": "lz4", "strip": "binutils", "dpkg-deb": "dpkg",
+               "mke2fs": "e2fsprogs"}
 VM_SESSION = f"enarx-test-{os.getpid()}"  # marks this session's QEMU processes (environment of each)
 
 

@@ -48,6 +48,13 @@ EXCLUDED_MODULES = ["tkinter", "test", "unittest", "pydoc", "doctest", "pdb", "i
                     "enarx.backends", "xdist", "ziglang", "go"]
 ALWAYS_STDLIB = ["encodings"]  # imported by the interpreter itself, by name
 ALWAYS_SITE = ["_cffi_backend"]  # imported by cryptography's Rust extension, invisible to modulefinder
+#: The "lite" image leaves out what only keeps with sockets or attestation import (TLS, X.509, HTTP): a
+#: third smaller, so it unpacks and boots faster. The host picks it only for keeps that need none of that.
+LITE_EXCLUDED = ["cryptography", "_cffi_backend", "ssl", "_ssl", "_hashlib", "urllib.request", "urllib.error",
+                 "urllib.response", "http", "email",
+                 "asn1crypto", "enarx.attestation", "enarx.runtime.attest", "enarx.runtime.identity",
+                 "enarx.runtime.net", "enarx.runtime.guest.network", "enarx.cabundle"]
+VARIANTS = ("full", "lite")
 
 
 class Image(NamedTuple):
@@ -69,11 +76,12 @@ class Image(NamedTuple):
 
 
 class Sources(NamedTuple):
-    """Where the image's parts come from."""
+    """Where the image's parts come from, and which variant (``full`` or ``lite``) to build."""
 
     kernel: Kernel
     enarx_root: Path = ENARX_ROOT
     python: Path = Path(sys.executable)
+    variant: str = "full"
 
 
 def vm_cache() -> Path:
@@ -118,7 +126,7 @@ def _locked(cache: Path):
 def image_key(sources: Sources) -> str:
     """A digest of every input, cheap enough for each launch: contents of the ``enarx`` sources, names
     (with versions) of the installed distributions, the interpreter and kernel package."""
-    h = hashlib.sha256(f"builder {BUILDER_VERSION}\nkernel {sources.kernel.package}\n".encode())
+    h = hashlib.sha256(f"builder {BUILDER_VERSION}\nkernel {sources.kernel.package}\n{sources.variant}\n".encode())
     h.update(f"python {sys.version} {os.path.realpath(sources.python)}\n".encode())
     for folder in _site_packages():
         h.update(" ".join(sorted(p for p in os.listdir(folder) if p.endswith(".dist-info"))).encode())
@@ -167,6 +175,7 @@ def build(folder: Path, sources: Sources) -> Image:
         "builder": BUILDER_VERSION,
         "kernel_package": sources.kernel.package,
         "kernel_release": sources.kernel.release,
+        "variant": sources.variant,
         "python": sys.version.split()[0],
         "digests": {name: _sha256(folder / name) for name in ("vmlinux", "bzImage", "initrd.img")},
         "sizes": {name: (folder / name).stat().st_size for name in ("vmlinux", "bzImage", "initrd.img")},
@@ -206,7 +215,7 @@ def initramfs_entries(sources: Sources) -> list[cpio.Entry]:
     layout = {"modules": [p.name for p in modules], "kernel_release": sources.kernel.release,
               "python": version}
     entries.append(cpio.file("etc/enarx/image.json", json.dumps(layout, sort_keys=True).encode()))
-    if CA_BUNDLE.exists():
+    if CA_BUNDLE.exists() and sources.variant == "full":
         entries.append(cpio.file("etc/ssl/certs/ca-certificates.crt", CA_BUNDLE.read_bytes()))
         entries.append(cpio.symlink("usr/lib/ssl/cert.pem", "/etc/ssl/certs/ca-certificates.crt"))
     return cpio.with_parents(entries)
@@ -228,14 +237,17 @@ def _python_payload(sources: Sources, pylib: str
     """(python sources → image names, ELF files → image names, other data files → image names)."""
     import modulefinder
 
+    if sources.variant not in VARIANTS:
+        raise BackendError(f"unknown image variant {sources.variant!r}")
+    lite = sources.variant == "lite"
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     dynload = Path(sysconfig.get_config_var("DESTSHARED") or stdlib / "lib-dynload")
     site = [Path(p) for p in _site_packages()]
     root = sources.enarx_root.parent
     finder = modulefinder.ModuleFinder(path=[str(root), str(stdlib), str(dynload), *map(str, site)],
-                                       excludes=EXCLUDED_MODULES)
+                                       excludes=EXCLUDED_MODULES + (LITE_EXCLUDED if lite else []))
     finder.run_script(str(sources.enarx_root / "runtime" / "guest" / "init.py"))
-    for name in ALWAYS_STDLIB + ALWAYS_SITE:
+    for name in ALWAYS_STDLIB + ([] if lite else ALWAYS_SITE):
         finder.import_hook(name)
     py: dict[str, Path] = {}
     elves: dict[str, Path] = {}

@@ -54,8 +54,8 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
         if kind != "kvm" and not kernel_input:
             raise BackendError(f"a {kind} keep needs a guest kernel ≥ 6.7: set ENARX_KERNEL (see `enarx keep "
                                "image build --help`)")
-        image = images.load_or_build(vm_cache, images.default_sources(vm_cache, Path(kernel_input)
-                                                                         if kernel_input else None))
+        sources = images.default_sources(vm_cache, Path(kernel_input) if kernel_input else None)
+        image = images.load_or_build(vm_cache, sources._replace(variant=image_variant(kind, request, config)))
     forwards = plan_forwards(config)
     extra: list[str] = []
     if request.simulate_tee:  # the simulator's test PKI lives on the host; the guest gets a copy
@@ -102,6 +102,13 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
 
     return VmKeep(argv_for, request=sent, module=module, attachments=attachments, boot_timeout=boot_timeout(),
                   started_view=forwards.host_view, label=f"{kind} ({EMULATED})" if accel == "tcg" else kind)
+
+
+def image_variant(kind: str, request: LaunchRequest, config: Config | None) -> str:
+    """``lite`` (no TLS, X.509 or HTTP in the guest) for a kvm keep without sockets or attestation."""
+    needs_full = kind != "kvm" or request.simulate_tee or request.ca_bundle_pem or (config is not None and (
+        config.steward or any(entry.kind in ("listen", "connect") for entry in config.files)))
+    return "full" if needs_full else "lite"
 
 
 def confidential_cmdline() -> str:

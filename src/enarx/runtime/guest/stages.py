@@ -140,13 +140,12 @@ def relocate(launch: Launch) -> None:
 
 
 def connect_network(launch: Launch) -> None:
-    from enarx.config import ListenFile
-    from enarx.runtime.guest import network
-
     forwards = launch.request.forwards
     plan = launch.need_plan()
     if not forwards or not (plan.sockets or (plan.config is not None and plan.config.steward)):
         return
+    from enarx.config import ListenFile
+    from enarx.runtime.guest import network
     try:
         network.bring_up()
     except OSError as exc:
