@@ -30,6 +30,10 @@ def kvm_accel() -> str:
     return value
 
 
+def _passed(probe: Probe) -> bool:
+    return probe.passed and all(_passed(c) for c in probe.children)
+
+
 def _kvm_driver_rows() -> list[Probe]:
     api = probes.kvm_api_version()
     return [Probe("Driver", probes.exists("/dev/kvm"), info="/dev/kvm",
@@ -76,6 +80,17 @@ class VmBackend(Backend):
 
     kind = "kvm"
 
+    def hardware_probes(self) -> list[Probe]:
+        """The cheap checks of the machine itself; the inputs (QEMU's version, firmware) come after."""
+        return self.data_probes()
+
+    def have(self) -> bool:
+        """Hardware first: without it, asking QEMU for its version (a process start) is not needed, and
+        `enarx run` checks every backend when it picks one."""
+        if not all(_passed(p) for p in self.hardware_probes()):
+            return False
+        return super().have()
+
     def launch(self, request, module: bytes) -> KeepProcess:
         from enarx.backends.vm.launch import launch_vm
 
@@ -93,9 +108,9 @@ class KvmBackend(VmBackend):
     def auto_select(self) -> bool:  # type: ignore[override]
         return kvm_accel() == "kvm"
 
-    def data_probes(self) -> list[Probe]:
+    def hardware_probes(self) -> list[Probe]:
         if kvm_accel() == "tcg":
-            return [Probe("Accelerator", True, info=f"tcg (ENARX_KVM_ACCEL): {EMULATED}"), _qemu_row()]
+            return [Probe("Accelerator", True, info=f"tcg (ENARX_KVM_ACCEL): {EMULATED}")]
         vendor = probes.vendor()
         flags = probes.cpu_flags()
         rows = _kvm_driver_rows()
@@ -103,8 +118,10 @@ class KvmBackend(VmBackend):
             Probe("  FSGSBASE instructions", "fsgsbase" in flags),
             Probe("  RDRAND instruction", "rdrand" in flags),
         ]))
-        rows += [_hardware_kvm_row(), _qemu_row()]
-        return rows
+        return [*rows, _hardware_kvm_row()]
+
+    def data_probes(self) -> list[Probe]:
+        return [*self.hardware_probes(), _qemu_row()]
 
 
 def _confidential_inputs(minimum: tuple[int, int], firmware: str) -> list[Probe]:
@@ -123,6 +140,10 @@ class SevBackend(VmBackend):
     def data_probes(self) -> list[Probe]:
         from enarx.backends.vm.qemu import SNP_MIN_QEMU
 
+        return [*self.hardware_probes(), *_confidential_inputs(SNP_MIN_QEMU, "OVMF built from edk2's "
+                                                                "OvmfPkg/AmdSev (OVMF.amdsev.fd)")]
+
+    def hardware_probes(self) -> list[Probe]:
         snp = probes.read_param("/sys/module/kvm_amd/parameters/sev_snp")
         rows = [
             Probe("AMD SEV firmware", probes.exists("/dev/sev"), info="/dev/sev"),
@@ -131,8 +152,7 @@ class SevBackend(VmBackend):
         ]
         rows += _kvm_driver_rows()
         rows += cpu_rows("AuthenticAMD", ("SME", "sme"), ("SEV", "sev"), ("SEV-ES", "sev_es"),
-                          ("SEV-SNP", "sev_snp"))
-        rows += _confidential_inputs(SNP_MIN_QEMU, "OVMF built from edk2's OvmfPkg/AmdSev (OVMF.amdsev.fd)")
+                         ("SEV-SNP", "sev_snp"))
         return rows
 
     def config_probes(self) -> list[Probe]:
@@ -151,10 +171,13 @@ class TdxBackend(VmBackend):
     def data_probes(self) -> list[Probe]:
         from enarx.backends.vm.qemu import TDX_MIN_QEMU
 
+        return [*self.hardware_probes(), *_confidential_inputs(TDX_MIN_QEMU, "TDVF (edk2's OvmfPkg/IntelTdx, "
+                                                                "OVMF.inteltdx.fd)")]
+
+    def hardware_probes(self) -> list[Probe]:
         tdx = probes.read_param("/sys/module/kvm_intel/parameters/tdx")
         rows = [Probe("TDX enabled in KVM", tdx in ("1", "Y"), info=tdx,
                       mesg=None if tdx in ("1", "Y") else "load kvm_intel with tdx=1 on a TDX-capable host")]
         rows += _kvm_driver_rows()
         rows += cpu_rows("GenuineIntel", ("TDX host platform", "tdx_host_platform"))
-        rows += _confidential_inputs(TDX_MIN_QEMU, "TDVF (edk2's OvmfPkg/IntelTdx, OVMF.inteltdx.fd)")
         return rows

@@ -10,6 +10,7 @@ started its workload within the boot timeout is killed and reported with its con
 from __future__ import annotations
 
 import collections
+import ctypes
 import signal
 import socket
 import subprocess
@@ -24,10 +25,14 @@ POWER_OFF_GRACE = 10.0  # after EXIT, the guest powers itself off; QEMU is kille
 CONSOLE_LINES = 40
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    import ctypes
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_SIGKILL = int(signal.SIGKILL)
 
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: no imports, no locks (another thread may have held one at
+    the fork), only the prctl call, resolved beforehand."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
 
 
 class VmKeep(KeepProcess):
