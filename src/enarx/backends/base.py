@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import abc
 import socket
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
 if TYPE_CHECKING:
     from enarx.protocol import LaunchRequest
 

@@ -10,8 +10,6 @@ line and in its attestation, and is used only when asked for by name (``--backen
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 from enarx.backends import probes
 from enarx.backends.base import HOST_VISIBLE, Backend, KeepProcess, Probe, cpu_rows
@@ -57,6 +55,8 @@ def _hardware_kvm_row() -> Probe:
 
 
 def _qemu_row(binary: str | None = None, minimum: tuple[int, int] | None = None) -> Probe:
+    import shutil
+
     from enarx.backends.vm.qemu import qemu_version
 
     path = binary or os.environ.get("ENARX_QEMU") or shutil.which("qemu-system-x86_64")
@@ -71,7 +71,7 @@ def _qemu_row(binary: str | None = None, minimum: tuple[int, int] | None = None)
 
 def _file_row(name: str, env: str, what: str) -> Probe:
     value = os.environ.get(env)
-    ok = bool(value) and Path(value).is_file()
+    ok = bool(value) and os.path.isfile(value)
     return Probe(name, ok, info=value, mesg=None if ok else f"set {env} to {what}")
 
 
