@@ -33,7 +33,11 @@ class LaunchRequest(NamedTuple):
     attachments: list[tuple[str, int]] | tuple[()] = ()  # (kind, size) sent in ATTACH frames after LAUNCH
     forwards: dict[str, list[list[Any]]] | None = None  # a VM keep's network: see docs/protocol.md
     volumes: list[tuple[str, str]] | tuple[()] = ()  # (disk serial, host directory): read-only copies (kvm)
-    ca_bundle_pem: str | None = None  # extra CA certificates (PEM) the keep trusts for its Steward's TLS
+    # `enarx deploy`: the keep fetches its package itself (the module bytes of the frame are then empty)
+    package_url: str | None = None  # https URL of a registry tag (or of a .wasm)
+    package_root: str | None = None  # the tag entry the host resolved (canonical JSON): bound into the evidence
+    steward_url: str | None = None  # attest here before fetching (the fetch then presents the certificate)
+    ca_bundle_pem: str | None = None  # extra roots for the keep's TLS clients (registry, Steward)
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
@@ -74,6 +78,9 @@ class LaunchRequest(NamedTuple):
                 attachments=_attachments(doc.get("attachments", [])),
                 forwards=_forwards(doc.get("forwards")),
                 volumes=[tuple(_str_list(v, 2)) for v in _list(doc.get("volumes", []))],  # type: ignore[misc]
+                package_url=_typed(doc, "package_url", str, optional=True),
+                package_root=_typed(doc, "package_root", str, optional=True),
+                steward_url=_typed(doc, "steward_url", str, optional=True),
                 ca_bundle_pem=_typed(doc, "ca_bundle_pem", str, optional=True),
             )
         except (TypeError, ValueError) as exc:
