@@ -35,7 +35,7 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
     from enarx.backends.vm import image as images
     from enarx.backends.vm.backends import EMULATED, kvm_accel
     from enarx.backends.vm.launcher import VmKeep
-    from enarx.backends.vm.network import plan_forwards, relay_command
+    from enarx.backends.vm.network import plan_forwards, relay_command, url_target
     from enarx.backends.vm.package import (
         compiled_for_guest,
         host_files,
@@ -56,7 +56,8 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
                                "image build --help`)")
         sources = images.default_sources(vm_cache, Path(kernel_input) if kernel_input else None)
         image = images.load_or_build(vm_cache, sources._replace(variant=image_variant(kind, request, config)))
-    forwards = plan_forwards(config)
+    services = [url_target(u) for u in (request.package_url, request.steward_url) if u]  # `enarx deploy`
+    forwards = plan_forwards(config, services)
     extra: list[str] = []
     if request.simulate_tee:  # the simulator's test PKI lives on the host; the guest gets a copy
         simulator = _simulator_dir(request, cache)
@@ -106,8 +107,9 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
 
 def image_variant(kind: str, request: LaunchRequest, config: Config | None) -> str:
     """``lite`` (no TLS, X.509 or HTTP in the guest) for a kvm keep without sockets or attestation."""
-    needs_full = kind != "kvm" or request.simulate_tee or request.ca_bundle_pem or (config is not None and (
-        config.steward or any(entry.kind in ("listen", "connect") for entry in config.files)))
+    sockets = config is not None and any(entry.kind in ("listen", "connect") for entry in config.files)
+    attests = request.simulate_tee or request.steward_url or (config is not None and config.steward)
+    needs_full = kind != "kvm" or sockets or attests or request.ca_bundle_pem or request.package_url
     return "full" if needs_full else "lite"
 
 
