@@ -106,7 +106,7 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
 
 
 def image_variant(kind: str, request: LaunchRequest, config: Config | None) -> str:
-    """``lite`` (no TLS, X.509 or HTTP in the guest) for a kvm keep without sockets or attestation."""
+    """``lite`` (no X.509, HTTP client or cryptography in the guest) for a kvm keep without sockets or attestation."""
     sockets = config is not None and any(entry.kind in ("listen", "connect") for entry in config.files)
     attests = request.simulate_tee or request.steward_url or (config is not None and config.steward)
     needs_full = kind != "kvm" or sockets or attests or request.ca_bundle_pem or request.package_url
