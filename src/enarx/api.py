@@ -129,7 +129,8 @@ def run(
         dirs=[(os.path.abspath(h), g, w) for h, g, w in dirs],
         memory_limit=options.memory_limit,
         timeout=options.timeout,
-        cache_dir=str(default_cache_dir()) if options.cache and backend.name == "nil" else None,
+        # process keeps use the cache themselves; a kvm host compiles for its guest (it is trusted there)
+        cache_dir=str(default_cache_dir()) if options.cache and backend.name in ("nil", "kvm") else None,
         log_level=options.log_level,
         simulate_tee=options.simulate_tee,
         simulator_dir=os.path.abspath(options.simulator_dir) if options.simulator_dir else None,
@@ -213,7 +214,7 @@ def _launch(backend, request: LaunchRequest, module: bytes, relay_stdin: bool, s
         stdin = stdin.encode()
     out, flush_out = _sink(stdout, text)
     err, flush_err = _sink(stderr, text)
-    keep = backend.launch()
+    keep = backend.launch(request, module)
     supervisor = Supervisor(keep, Stdio(stdin=stdin if relay_stdin else None, stdout=out, stderr=err),
                             on_started=note_started)
     try:

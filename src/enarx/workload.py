@@ -55,3 +55,15 @@ def check_wasm_header(wasm: bytes, where: str) -> None:
         if len(wasm) >= 8 and wasm[6:8] == b"\x01\x00":
             raise WorkloadError(f"{where}: is a WebAssembly component; only core WASI preview 1 modules run")
         raise WorkloadError(f"{where}: unsupported WebAssembly version {wasm[4:8].hex()}")
+
+
+def package_digest(wasm: bytes, config_text: str | None, files: bytes = b"", algorithm: str = "sha256") -> bytes:
+    """The workload a confidential VM keep's launch is bound to: a digest over the module, the Enarx.toml text
+    and the archive of host files it names (each length-prefixed, in that order). SEV-SNP HOST_DATA takes the
+    SHA-256, TDX MRCONFIGID the SHA-384; the keep checks its own report against what it received."""
+    import hashlib
+
+    h = hashlib.new(algorithm, b"enarx-package-v1\0")
+    for part in (bytes(wasm), (config_text or "").encode(), bytes(files)):
+        h.update(len(part).to_bytes(8, "big") + part)
+    return h.digest()

@@ -17,8 +17,14 @@ def compile_module(launch: Launch) -> None:
 
     name = launch.request.module_name
     launch.engine = make_engine()
+    if launch.native is not None:  # native code a stage decided to trust (a kvm guest: the host's cache)
+        try:
+            launch.module = wasmtime.Module.deserialize(launch.engine, bytes(launch.native))
+        except wasmtime.WasmtimeError as exc:
+            _log_warning("ignoring the precompiled module: %s", first_line(exc))
     try:
-        launch.module = load_module(launch.engine, launch.module_bytes, launch.request.cache_dir)
+        if launch.module is None:
+            launch.module = load_module(launch.engine, launch.module_bytes, launch.request.cache_dir)
     except wasmtime.WasmtimeError as exc:
         raise StageFailure(f"{name}: not a valid WebAssembly module: {first_line(exc)}") from None
     launch.entry = entry_point(launch.module)
@@ -123,6 +129,12 @@ def _attach_sockets(launch: Launch, linker) -> None:
     for name, item in dispatcher.exports(store).items():
         if name != "memory":
             linker.define(store, "wasi_snapshot_preview1", name, item)
+
+
+def _log_warning(message: str, *args: object) -> None:
+    import logging
+
+    logging.getLogger("enarx.keep").warning(message, *args)
 
 
 def entry_point(module: object) -> str | None:
