@@ -7,7 +7,6 @@ an out-of-range pointer gives ``EFAULT``, never a crash of the keep.
 
 from __future__ import annotations
 
-import ctypes
 import errno as os_errno
 import select
 import socket
@@ -19,6 +18,7 @@ from collections.abc import Callable
 import wasmtime
 
 from enarx.runtime.net.dispatcher import FD_FUNCTIONS, PY, PY_ONLY
+from enarx.runtime.net.hostcall import MemoryView, raw_i32_func
 from enarx.runtime.net.sockets import HANDSHAKE_TIMEOUT, KeepSocket, SocketTable
 
 # WASI errno values
@@ -59,21 +59,12 @@ class SocketCalls:
         self.memory = memory
         self.store = store
         self.stdin_fd = stdin_fd  # our end of the workload's stdin pipe, for poll_oneoff
-        self._view_key: tuple[int, int] | None = None
-        self._view = memoryview(b"")
+        self._memory = MemoryView(store, memory)
+        self._callbacks: list[object] = []  # the raw host functions' ctypes callbacks, alive with the store
 
     # -- memory ------------------------------------------------------------------------------------
-    def _mem(self) -> memoryview:
-        """A view of the whole linear memory, rebuilt only when the memory moved or grew."""
-        base = ctypes.addressof(self.memory.data_ptr(self.store).contents)
-        size = self.memory.data_len(self.store)
-        if self._view_key != (base, size):
-            self._view = memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
-            self._view_key = (base, size)
-        return self._view
-
     def _slice(self, ptr: int, length: int) -> memoryview:
-        mem = self._mem()
+        mem = self._memory.get()
         if ptr < 0 or length < 0 or ptr + length > len(mem):
             raise _Fault
         return mem[ptr:ptr + length]
@@ -98,8 +89,7 @@ class SocketCalls:
     def define(self, linker: wasmtime.Linker) -> None:
         for name, params in {**FD_FUNCTIONS, **PY_ONLY}.items():
             impl: Callable[..., int] = getattr(self, name, None) or self._unsupported(name)
-            types = [wasmtime.ValType.i64() if p == "i64" else wasmtime.ValType.i32() for p in params]
-            linker.define_func(PY, name, wasmtime.FuncType(types, [wasmtime.ValType.i32()]), self._guard(impl))
+            linker.define(self.store, PY, name, raw_i32_func(self.store, params, self._guard(impl), self._callbacks))
 
     @staticmethod
     def _guard(impl: Callable[..., int]) -> Callable[..., int]:
