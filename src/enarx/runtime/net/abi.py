@@ -19,7 +19,7 @@ import wasmtime
 
 from enarx.runtime.net.dispatcher import FD_FUNCTIONS, PY, PY_ONLY
 from enarx.runtime.net.hostcall import MemoryView, raw_i32_func
-from enarx.runtime.net.sockets import HANDSHAKE_TIMEOUT, KeepSocket, SocketTable
+from enarx.runtime.net.sockets import KeepSocket, SocketTable
 
 # WASI errno values
 SUCCESS, EAGAIN, EBADF, ECONNABORTED, ECONNREFUSED, ECONNRESET = 0, 6, 8, 13, 14, 15
@@ -124,7 +124,7 @@ class SocketCalls:
         entry = self.table.entries.pop(fd, None)
         if entry is None:
             return EBADF
-        entry.sock.close()
+        entry.close()
         return SUCCESS
 
     def fd_fdstat_get(self, fd: int, buf: int) -> int:
@@ -154,23 +154,16 @@ class SocketCalls:
             return EINVAL
         if flags & ~FDFLAGS_NONBLOCK:
             return EINVAL
-        while True:
+        if entry.tls_acceptor is not None:  # only connections whose handshake has finished
+            conn: socket.socket = entry.tls_acceptor.take(block=not entry.nonblocking)
+        else:
             conn, _addr = entry.sock.accept()  # BlockingIOError → EAGAIN on a non-blocking listener
-            if entry.server_tls is not None:
-                try:
-                    conn.settimeout(HANDSHAKE_TIMEOUT)
-                    conn = entry.server_tls.wrap_socket(conn, server_side=True)
-                except (ssl.SSLError, OSError):
-                    conn.close()  # a failed handshake ends that connection only
-                    if entry.nonblocking:
-                        return EAGAIN
-                    continue
-            accepted = KeepSocket(conn, entry.name)
-            accepted.no_delay()
-            accepted.set_nonblocking(bool(flags & FDFLAGS_NONBLOCK))
-            new_fd = self.table.add_dynamic(accepted)
-            self._write(fd_ptr, struct.pack("<I", new_fd))
-            return SUCCESS
+        accepted = KeepSocket(conn, entry.name)
+        accepted.no_delay()
+        accepted.set_nonblocking(bool(flags & FDFLAGS_NONBLOCK))
+        new_fd = self.table.add_dynamic(accepted)
+        self._write(fd_ptr, struct.pack("<I", new_fd))
+        return SUCCESS
 
     def sock_recv(self, fd: int, ri_data: int, ri_len: int, ri_flags: int, ro_len: int, ro_flags: int) -> int:
         return self._recv(fd, ri_data, ri_len, ri_flags, ro_len, ro_flags)
@@ -269,7 +262,7 @@ class SocketCalls:
                     if tag == EVENTTYPE_FD_READ and isinstance(entry.sock, ssl.SSLSocket) and entry.sock.pending():
                         ready.append((userdata, SUCCESS, tag, entry.sock.pending()))
                         continue
-                    os_fd = entry.sock.fileno()
+                    os_fd = entry.poll_fd()
                 mask = select.POLLIN if tag == EVENTTYPE_FD_READ else select.POLLOUT
                 waiting.setdefault(os_fd, []).append((userdata, tag, guest_fd))
                 poller.register(os_fd, mask | _registered(poller, os_fd, waiting))
