@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
+import subprocess
 import threading
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 
-from conftest import example
+from conftest import assert_one_line_error, enarx, example
 from enarx.runtime.identity import KeepIdentity
 from enarx.runtime.net.tls import server_context
 from enarx.runtime.net.tlsaccept import TlsAcceptor
-from test_network import insecure_tls, keep_server, listen_toml, roundtrip
+from test_network import (
+    _ca,
+    _leaf,
+    connect_toml,
+    insecure_tls,
+    keep_server,
+    listen_toml,
+    peer_server,
+    roundtrip,
+)
 
 
 def client_hello() -> bytes:
@@ -116,3 +129,58 @@ def test_too_many_pending_handshakes_drop_the_oldest(acceptor_factory):
         acceptor.take(block=False)  # no handshake finished: nothing to hand out
     for s in [first, *others]:
         s.close()
+
+
+# -- the keep connecting out: each check below is one a test must catch when it is removed ------------
+
+def _tls_server(cert: Path, key: Path, *, version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ctx.maximum_version = version
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def _run_client(tmp_path: Path, port: int, workload: str = "client"):
+    cfg = tmp_path / "Enarx.toml"
+    cfg.write_text(connect_toml(port, "tls", f'ca = "{tmp_path}/private-ca.pem"\n'))
+    return enarx("run", "--wasmcfgfile", cfg, example("c", workload))
+
+
+def test_connect_refuses_a_server_certificate_for_another_name(tmp_path):
+    cert, key = _leaf(tmp_path, _ca(tmp_path, "private-ca"), "server", dns="other.example")
+    with peer_server(_tls_server(cert, key)) as (port, info):
+        proc = _run_client(tmp_path, port)
+    assert_one_line_error(proc, "not trusted", "Hostname mismatch", "localhost")
+    assert proc.stdout == b"" and "peer_cert" not in info  # the workload never ran
+
+
+def test_connect_refuses_tls_12(tmp_path):
+    cert, key = _leaf(tmp_path, _ca(tmp_path, "private-ca"), "server")
+    with peer_server(_tls_server(cert, key, version=ssl.TLSVersion.TLSv1_2)) as (port, info):
+        proc = _run_client(tmp_path, port)
+    assert_one_line_error(proc, f"TLS handshake with localhost:{port} failed")
+    assert proc.stdout == b""
+    assert isinstance(info.get("error"), ssl.SSLError)  # the server saw the handshake fail, not a request
+
+
+def test_connect_presents_the_keep_certificate_to_a_server_that_requires_one(tmp_path):
+    cert, key = _leaf(tmp_path, _ca(tmp_path, "private-ca"), "server")
+    # openssl s_server -Verify demands a client certificate (and prints it; it cannot know the keep's CA)
+    server = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", str(cert), "-key",
+                               str(key), "-tls1_3", "-Verify", "1", "-naccept", "1"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        while not (accept := re.match(rb"ACCEPT \S+:(\d+)", line := server.stdout.readline())):
+            assert line, "openssl s_server did not start"
+        port = int(accept.group(1))
+        proc = _run_client(tmp_path, port, "hello")  # connects (and so shakes hands) before it runs
+        assert proc.returncode == 0, proc.stderr
+        out, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    pem = re.search(rb"Client certificate\n(-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----)", out, re.DOTALL)
+    assert pem, f"the server saw no client certificate: {out[-800:]!r}"
+    presented = x509.load_pem_x509_certificate(pem.group(1))
+    assert presented.subject.rfc4514_string() == "CN=localhost" == presented.issuer.rfc4514_string()
