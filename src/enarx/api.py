@@ -9,6 +9,7 @@ from typing import NamedTuple
 from enarx.config import Config
 from enarx.config.model import StdioFile
 from enarx.config.parse import load_config_and_text
+from enarx.config.validate import check_config
 from enarx.host.supervisor import Sink, Source, Stdio, Supervisor
 from enarx.protocol import LaunchRequest
 from enarx.workload import load_workload
@@ -67,15 +68,18 @@ def run(
 
     options = options or KeepOptions()
     workload = load_workload(module)
+    # A package's own Enarx.toml may not reach outside the package; one the user names is the user's own.
     config_path = options.config_path or workload.config_path
+    package_root = None if options.config_path else workload.package_root
     config: Config | None = None
     config_text: str | None = None
     if config_path is not None:
-        # validated here for a fast, clear error; the keep is sent the text and parses it again itself
-        config, config_text = load_config_and_text(config_path)
-        for entry in config.files:
-            if entry.kind == "dir":
-                _check_dir(entry.path)  # type: ignore[union-attr]
+        # validated here for a fast, clear error; the keep is sent the text and checks it again itself
+        config, config_text = load_config_and_text(config_path, package=package_root is not None)
+        for warning in check_config(config, extra_dirs=len(options.dirs), package_root=package_root):
+            import logging
+
+            logging.getLogger("enarx.config").warning("warning: %s", warning)
     for host, _guest, _writable in options.dirs:
         _check_dir(host)
 
@@ -88,6 +92,7 @@ def run(
         module_name=workload.name,
         config_toml=config_text,
         config_source=str(config_path) if config_path is not None else None,
+        package_root=os.path.abspath(package_root) if package_root is not None else None,
         args=list(options.args),
         env=[(k, v) for k, v in options.env],
         dirs=[(os.path.abspath(h), g, w) for h, g, w in options.dirs],

@@ -211,13 +211,18 @@ class Keep:
                 to_close.append(w)
                 self.pumps.append(OutputPump(r, self.channel, ftype))
         for pre in plan.preopens:
-            if not os.path.isdir(pre.host):
-                return ExitReport(STATUS_ERROR, "error",
-                                  f"directory {pre.host!r} (guest {pre.guest!r}) does not exist")
+            from enarx.config.confine import open_dir, opened_path
+
+            try:  # opened here (inside the package for a package's entries), then handed over by fd
+                fd = open_dir(pre.host, pre.root, f"preopen {pre.guest!r}")
+            except ConfigError as exc:
+                return ExitReport(STATUS_ERROR, "error", str(exc))
             try:
-                wasi.preopen_dir(pre.host, pre.guest, fs_mutable=pre.writable)
+                wasi.preopen_dir(opened_path(fd), pre.guest, fs_mutable=pre.writable)
             except wasmtime.WasmtimeError as exc:
                 return ExitReport(STATUS_ERROR, "error", f"cannot preopen {pre.host!r}: {_first_line(exc)}")
+            finally:
+                os.close(fd)
 
         placeholder = None
         if sockets is not None:
