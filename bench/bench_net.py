@@ -17,7 +17,6 @@ import re
 import shutil
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+
+from framework import quick, row
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "examples" / "build"
@@ -136,69 +137,52 @@ def handshakes_per_second(port: int, count: int = 150) -> float:
 
 # -- rows -----------------------------------------------------------------------------------------------
 def _side_by_side(rounds: int, baseline_port: int, keep_port: int, measure: Callable[[int], float],
-                  warm_up: Callable[[int], object]) -> tuple[list[float], list[float]]:
+                  warm_up: Callable[[int], object]) -> list[tuple[float, float]]:
     """The same warm-up for both servers, then per round the baseline and the keep back to back."""
     warm_up(baseline_port)
     warm_up(keep_port)
-    base, subject = [], []
-    for _ in range(rounds):
-        base.append(measure(baseline_port))
-        subject.append(measure(keep_port))
-    return base, subject
-
-
-def _row(name: str, unit: str, baseline_label: str, base: list[float], subject: list[float], target: float,
-         note: str) -> dict:
-    ratios = [s / b for b, s in zip(base, subject, strict=True)]
-    return {"group": "network", "name": name, "unit": unit, "baseline_label": baseline_label,
-            "baseline": round(statistics.median(base), 1), "value": round(statistics.median(subject), 1),
-            "ratio": round(statistics.median(ratios), 3), "target": target, "compare": ">=",
-            "rounds": [round(r, 3) for r in ratios], "note": note}
+    return [(measure(baseline_port), measure(keep_port)) for _ in range(rounds)]
 
 
 def http_rows(rounds: int) -> list[dict]:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk; `make bench` does it)")
+    seconds = 2 if quick() else WRK_SECONDS
     with native("http_server", "HTTP_LISTEN") as nport, keep(BUILD / "go" / "http_server.wasm") as kport:
-        base, subject = _side_by_side(rounds, nport, kport, wrk_requests_per_second,
-                                      lambda p: wrk_requests_per_second(p, 1))
-    return [_row("Go net/http, new connection per request", "req/s", "native GOMAXPROCS=1", base, subject, 0.3,
-                 f"wrk -t1 -c{WRK_CONNECTIONS} -H 'Connection: close', {WRK_SECONDS} s per side per round")]
+        samples = _side_by_side(rounds, nport, kport, lambda p: wrk_requests_per_second(p, seconds),
+                                lambda p: wrk_requests_per_second(p, 1))
+    return [row("network", "Go net/http (`examples/go/http_server`), new connection per request", unit="req/s",
+                baseline_label="native build, GOMAXPROCS=1", samples=samples, target=0.3,
+                note=f"wrk -t1 -c{WRK_CONNECTIONS} -H 'Connection: close', {seconds} s per side per round")]
 
 
 def echo_rows(rounds: int) -> list[dict]:
+    connections, total = (100, 16 << 20) if quick() else (300, 64 << 20)
     with native("echo_server", "ECHO_LISTEN") as nport, keep(BUILD / "go" / "echo_server.wasm") as kport:
-        cps = _side_by_side(rounds, nport, kport, connections_per_second, lambda p: connections_per_second(p, 30))
-        bulk = _side_by_side(rounds, nport, kport, bulk_mb_per_second, lambda p: bulk_mb_per_second(p, 8 << 20))
+        cps = _side_by_side(rounds, nport, kport, lambda p: connections_per_second(p, connections),
+                            lambda p: connections_per_second(p, 30))
+        bulk = _side_by_side(rounds, nport, kport, lambda p: bulk_mb_per_second(p, total),
+                             lambda p: bulk_mb_per_second(p, 8 << 20))
     return [
-        _row("Go echo: connections/s", "conn/s", "native GOMAXPROCS=1", *cps, 0.3,
-             "300 sequential connect, 4-byte echo, close (Python client)"),
-        _row("Go echo: bulk TCP, 64 KiB messages", "MB/s", "native GOMAXPROCS=1", *bulk, 0.5,
-             "64 MiB each way on one connection"),
+        row("network", "Go echo server (`examples/go/echo_server`): connections/s", unit="conn/s",
+            baseline_label="native build, GOMAXPROCS=1", samples=cps, target=0.3,
+            note=f"{connections} sequential connect, 4-byte echo, close (one Python client)"),
+        row("network", "Go echo server: bulk TCP, 64 KiB messages", unit="MB/s",
+            baseline_label="native build, GOMAXPROCS=1", samples=bulk, target=0.5,
+            note=f"{total >> 20} MiB each way on one connection"),
     ]
 
 
 def tls_rows(rounds: int) -> list[dict]:
+    count = 50 if quick() else 150
     with host_tls_echo() as hport, keep(BUILD / "c" / "echo_server.wasm", "tls") as kport:
-        base, subject = _side_by_side(rounds, hport, kport, handshakes_per_second,
-                                      lambda p: handshakes_per_second(p, 20))
-    return [_row("TLS 1.3 handshakes/s (C echo in a keep)", "handshakes/s",
-                 "host Python ssl server, own process", base, subject, 0.5,
-                 "sequential handshake + 2-byte echo; the same TLS settings and key type on both sides")]
+        samples = _side_by_side(rounds, hport, kport, lambda p: handshakes_per_second(p, count),
+                                lambda p: handshakes_per_second(p, 20))
+    return [row("network", "TLS 1.3 handshakes/s: C echo in a keep", unit="hs/s",
+                baseline_label="Python `ssl` server, own process", samples=samples, target=0.5,
+                note=f"{count} sequential handshakes + 2-byte echo; the keep's TLS settings on both sides")]
 
 
 def collect(rounds: int) -> list[dict]:
+    """The rows of `make bench` (see bench/framework.py)."""
     return [*http_rows(rounds), *echo_rows(rounds), *tls_rows(rounds)]
-
-
-def main(rounds: int = 3) -> None:
-    print("| network benchmark | baseline | in the keep | ratio (median of rounds) | target |")
-    print("|---|---|---|---|---|")
-    for row in collect(rounds):
-        print(f"| {row['name']} | {row['baseline']:g} {row['unit']} ({row['baseline_label']}) | "
-              f"{row['value']:g} {row['unit']} | {row['ratio']:.2f} {row['rounds']} | "
-              f"{row['compare']} {row['target']} |")
-
-
-if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)

@@ -19,6 +19,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -167,3 +169,52 @@ def python_load(port: int, body: bytes, total: int, clients: int) -> tuple[int, 
 
 if __name__ == "__main__":
     main()
+
+
+@contextmanager
+def steward(workers: int) -> Iterator[tuple[int, subprocess.Popen]]:
+    """A Steward on loopback with the permissive policy at the CSR's time; yields (port, process)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        policy = Path(tmp) / "policy.toml"
+        policy.write_text(POLICY)
+        server = subprocess.Popen([sys.executable, "-m", "enarx", "steward", "serve", "--addr", "127.0.0.1",
+                                   "--port", str(port), "--generate-ca", "bench", "--policy", str(policy),
+                                   "--verify-at", AT, "--workers", str(workers)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            yield port, server
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def collect(rounds: int, clients: int = 32, workers: int = 2) -> list[dict]:
+    """The rows of `make bench` (see bench/framework.py): each round runs the load, then the floor."""
+    from framework import quick, row
+
+    if not CSR.exists():
+        raise FileNotFoundError(f"{CSR} not found (set ENARX_CORPORA)")
+    seconds = 2 if quick() else 5
+    samples, p99s, failures = [], [], 0
+    with steward(workers) as (port, server):
+        wrk_load(port, CSR, clients, 1)  # warm up
+        for _ in range(rounds):
+            result = wrk_load(port, CSR, clients, seconds) or python_load(port, CSR.read_bytes(), 300 * seconds,
+                                                                           clients)
+            _, throughput, p99, bad = result
+            failures += bad
+            p99s.append(p99)
+            samples.append((crypto_floor(), throughput))
+        rss = sum(rss_peak_kib(pid) for pid in [server.pid, *children(server.pid)])
+    if failures:
+        raise RuntimeError(f"{failures} Steward requests failed under load")
+    return [row("steward", f"real Enarx SGX CSR, {clients} clients, `--workers {workers}`", unit="req/s",
+                baseline_label="crypto floor", samples=samples, target=0.3,
+                note=f"p99 latency {statistics.median(p99s):.0f} ms, server peak RSS {rss / 1024:.0f} MiB")]
