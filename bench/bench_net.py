@@ -45,10 +45,11 @@ def _server(cmd: list[str], *, env: dict[str, str] | None = None, port_on_stderr
     stream = proc.stderr if port_on_stderr else proc.stdout
     assert stream is not None
     try:
-        line = stream.readline().decode()
-        match = _PORT.search(line)
-        if not match:
-            raise RuntimeError(f"{cmd[0]}: no 'listening on' line: {line!r}")
+        seen = []
+        while not (match := _PORT.search(line := stream.readline().decode())):
+            seen.append(line)
+            if not line:
+                raise RuntimeError(f"{cmd[0]}: no 'listening on' line: {''.join(seen)[-500:]!r}")
         yield int(match.group(1))
     finally:
         proc.terminate()

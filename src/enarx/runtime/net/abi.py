@@ -30,6 +30,8 @@ RIGHTS_ALL = (1 << 30) - 1
 EVENTTYPE_CLOCK, EVENTTYPE_FD_READ, EVENTTYPE_FD_WRITE = 0, 1, 2
 SUBCLOCKFLAGS_ABSTIME = 0x1
 RIFLAGS_PEEK, RIFLAGS_WAITALL = 0x1, 0x2
+_U32 = struct.Struct("<I")
+_IOVEC = struct.Struct("<II")
 
 _OS_TO_WASI = {
     os_errno.EAGAIN: EAGAIN, os_errno.EPIPE: EPIPE, os_errno.ECONNRESET: ECONNRESET,
@@ -40,6 +42,17 @@ _OS_TO_WASI = {
 
 class _Fault(Exception):
     """A guest pointer outside its memory."""
+
+
+def _errno_for(exc: Exception) -> int:
+    """The WASI errno a socket call returns for ``exc``; anything else is a keep bug (raised again: a trap)."""
+    if isinstance(exc, _Fault):
+        return EFAULT
+    if isinstance(exc, LookupError):
+        return EBADF
+    if isinstance(exc, OSError):
+        return _wasi_errno(exc)
+    raise exc
 
 
 def _wasi_errno(exc: OSError) -> int:
@@ -60,7 +73,6 @@ class SocketCalls:
         self.store = store
         self.stdin_fd = stdin_fd  # our end of the workload's stdin pipe, for poll_oneoff
         self._memory = MemoryView(store, memory)
-        self._callbacks: list[object] = []  # the raw host functions' ctypes callbacks, alive with the store
 
     # -- memory ------------------------------------------------------------------------------------
     def _slice(self, ptr: int, length: int) -> memoryview:
@@ -75,9 +87,19 @@ class SocketCalls:
     def _write(self, ptr: int, data: bytes) -> None:
         self._slice(ptr, len(data))[:] = data
 
+    def _write_u32(self, ptr: int, value: int) -> None:
+        mem = self._memory.get()
+        if ptr + 4 > len(mem):
+            raise _Fault
+        _U32.pack_into(mem, ptr, value)
+
     def _iovecs(self, ptr: int, count: int) -> list[tuple[int, int]]:
+        """The non-empty (pointer, length) pairs of a guest iovec array."""
         raw = self._slice(ptr, 8 * count)
-        return [struct.unpack_from("<II", raw, 8 * i) for i in range(count)]
+        if count == 1:  # the usual case
+            vector = _IOVEC.unpack_from(raw)
+            return [vector] if vector[1] else []
+        return [v for v in _IOVEC.iter_unpack(raw) if v[1]]
 
     def _entry(self, fd: int) -> KeepSocket:
         entry = self.table.entries.get(fd)
@@ -89,20 +111,7 @@ class SocketCalls:
     def define(self, linker: wasmtime.Linker) -> None:
         for name, params in {**FD_FUNCTIONS, **PY_ONLY}.items():
             impl: Callable[..., int] = getattr(self, name, None) or self._unsupported(name)
-            linker.define(self.store, PY, name, raw_i32_func(self.store, params, self._guard(impl), self._callbacks))
-
-    @staticmethod
-    def _guard(impl: Callable[..., int]) -> Callable[..., int]:
-        def call(*args: int) -> int:
-            try:
-                return impl(*args)
-            except _Fault:
-                return EFAULT
-            except LookupError:
-                return EBADF
-            except OSError as exc:
-                return _wasi_errno(exc)
-        return call
+            linker.define(self.store, PY, name, raw_i32_func(self.store, params, impl, _errno_for))
 
     @staticmethod
     def _unsupported(name: str) -> Callable[..., int]:
@@ -162,7 +171,7 @@ class SocketCalls:
         accepted.no_delay()
         accepted.set_nonblocking(bool(flags & FDFLAGS_NONBLOCK))
         new_fd = self.table.add_dynamic(accepted)
-        self._write(fd_ptr, struct.pack("<I", new_fd))
+        self._write_u32(fd_ptr, new_fd)
         return SUCCESS
 
     def sock_recv(self, fd: int, ri_data: int, ri_len: int, ri_flags: int, ro_len: int, ro_flags: int) -> int:
@@ -199,7 +208,7 @@ class SocketCalls:
             return EINVAL
         if flags and isinstance(entry.sock, ssl.SSLSocket):
             return ENOTSUP  # as in Enarx: TLS streams take no recv flags
-        vectors = [(p, n) for p, n in self._iovecs(iovs, count) if n]
+        vectors = self._iovecs(iovs, count)
         got = 0
         if vectors:
             ptr, length = vectors[0]
@@ -213,7 +222,7 @@ class SocketCalls:
                     got = entry.sock.recv_into(target, length, sflags)
             except ssl.SSLZeroReturnError:
                 got = 0
-        self._write(nread_ptr, struct.pack("<I", got))
+        self._write_u32(nread_ptr, got)
         if ro_flags is not None:
             self._write(ro_flags, b"\0\0")
         return SUCCESS
@@ -222,13 +231,13 @@ class SocketCalls:
         entry = self._entry(fd)
         if entry.listener:
             return ENOTCONN
-        vectors = [(p, n) for p, n in self._iovecs(iovs, count) if n]
+        vectors = self._iovecs(iovs, count)
         if len(vectors) == 1:
             data: bytes | memoryview = self._slice(*vectors[0])
         else:
             data = b"".join(self._read(p, n) for p, n in vectors)
         sent = entry.sock.send(data) if len(data) else 0
-        self._write(nwritten_ptr, struct.pack("<I", sent))
+        self._write_u32(nwritten_ptr, sent)
         return SUCCESS
 
     # -- poll_oneoff ---------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ functions here use wasmtime's *unchecked* host-function API instead: the argumen
 of 16-byte raw values, are unpacked with a single precompiled ``struct`` call, and the ``i32`` result is
 stored in place (about 1.5 µs per call).
 
-This uses two names wasmtime-py does not document (``Store._context`` and ``Func._from_raw``); the
+This uses names wasmtime-py does not document (``Store._context``, ``Func._from_raw`` and the raw
+``_wasmtime_memory_data_size``); the
 wasmtime version is pinned in ``pyproject.toml`` and every networking test goes through this path.
 """
 
@@ -15,25 +16,30 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import weakref
 from collections.abc import Callable
 
 import wasmtime
+from wasmtime import _bindings
 from wasmtime import _ffi as ffi
 
 RAW_VALUE_SIZE = 16  # sizeof(wasmtime_val_raw_t): a union as wide as a v128
 
 _Callback = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 _NO_FINALIZER = ctypes.cast(None, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+_data_size = _bindings._wasmtime_memory_data_size  # the raw ctypes function: one Python frame less per call
+# The ctypes callbacks of each store's host functions, alive exactly as long as the store: wasmtime holds only
+# a bare code pointer to them.
+_ALIVE: weakref.WeakKeyDictionary[wasmtime.Store, list[object]] = weakref.WeakKeyDictionary()
 _PARAM_FORMAT = {"i32": "I12x", "i64": "q8x"}  # i32 arguments arrive unsigned (guest pointers, fds, flags)
 
 
 def raw_i32_func(store: wasmtime.Store, params: tuple[str, ...], impl: Callable[..., int],
-                 keepalive: list[object]) -> wasmtime.Func:
+                 to_result: Callable[[Exception], int]) -> wasmtime.Func:
     """A ``(params) -> i32`` host function calling ``impl(*args)``.
 
-    ``impl`` must return an ``int`` and should not raise: an exception that escapes it traps the guest (a
-    keep bug must stop the workload, never hand it a made-up result). ``keepalive`` receives the ctypes
-    callback, which must live as long as the store.
+    An exception from ``impl`` becomes the result ``to_result(exc)`` (an errno); one that ``to_result``
+    raises again traps the guest (a keep bug must stop the workload, never hand it a made-up result).
     """
     assert ctypes.sizeof(ffi.wasmtime_val_raw_t) == RAW_VALUE_SIZE
     layout = struct.Struct("<" + "".join(_PARAM_FORMAT[p] for p in params))
@@ -42,13 +48,17 @@ def raw_i32_func(store: wasmtime.Store, params: tuple[str, ...], impl: Callable[
 
     def call(_env: int | None, _caller: int | None, values: int, _count: int) -> int:
         try:
-            result_at(values).value = impl(*unpack(string_at(values, size)))
+            try:
+                result = impl(*unpack(string_at(values, size)))
+            except Exception as exc:  # noqa: BLE001 - mapped to an errno, or raised again
+                result = to_result(exc)
+            result_at(values).value = result
         except BaseException as exc:  # noqa: BLE001 - turned into a trap with the reason
             return _trap(f"enarx keep: host call failed: {type(exc).__name__}: {exc}")
         return 0
 
     callback = _Callback(call)
-    keepalive.append(callback)
+    _ALIVE.setdefault(store, []).append(callback)  # freed code would crash the keep at the next call
     functype = wasmtime.FuncType([_valtype(p) for p in params], [wasmtime.ValType.i32()])
     raw = ffi.wasmtime_func_t()
     ffi.wasmtime_func_new_unchecked(store._context(), functype.ptr(),
@@ -77,7 +87,7 @@ class MemoryView:
         self._view = memoryview(b"")
 
     def get(self) -> memoryview:
-        size = ffi.wasmtime_memory_data_size(self._context, self._memory)
+        size = _data_size(self._context, self._memory)
         if size != self._size:
             base = ctypes.addressof(ffi.wasmtime_memory_data(self._context, self._memory).contents)
             self._view = memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
