@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from enarx.attestation import roots
 from enarx.attestation.binding import binding_check
 from enarx.attestation.collateral import from_ders
+from enarx.attestation.freshness import ChallengeIssuer, FreshnessError, require_fresh
 from enarx.attestation.model import Check, Claims, CollateralSet, TcbStatus, Tee
 from enarx.attestation.pki import Cert, split_pem
 from enarx.attestation.policy import Policy
@@ -104,6 +105,8 @@ class StewardConfig:
     accept_kvm: bool = False
     insecure_anchors: list[Any] = field(default_factory=list)
     insecure_intermediates: list[bytes] = field(default_factory=list)
+    require_challenge: bool = False  # refuse evidence that binds no fresh GET /challenge nonce
+    challenges: ChallengeIssuer = field(default_factory=ChallengeIssuer.generate)
 
 
 class Steward:
@@ -156,6 +159,7 @@ class Steward:
         if len(csr.evidence) > 1:
             raise Refusal(400, "malformed-csr", "the CSR carries more than one attesting extension")
         ev = csr.evidence[0]
+        self._check_fresh(csr, ev)
         at = self.now()
         if ev.tee is Tee.KVM:
             return self._kvm(csr, ev, at)
@@ -168,11 +172,8 @@ class Steward:
                                        format=FORMAT_FOR_TEE[ev.tee])
         checks = list(verdict.checks)
         claims = verdict.claims
-        if claims is not None and claims.tee is not ev.tee:
-            checks.append(Check("steward.tee-matches-oid", False, "evidence TEE differs from the extension OID",
-                                ev.tee.value, claims.tee.value))
         if claims is not None:
-            checks.append(binding_check(claims, csr.spki_der))
+            checks.append(binding_check(claims, csr.spki_der, csr.nonce))
         failed = [c for c in checks if not c.passed]
         if verdict.status != "trusted" or failed:
             reason = verdict.reason if verdict.status != "trusted" else (
@@ -191,6 +192,15 @@ class Steward:
         cert = self.config.ca.issue(csr.public_key, at=at, not_after=not_after, claims=document,
                                     sans=self.config.sans)
         return Issued(cert, document, csr.spki_sha256, verdict.warnings)
+
+    def _check_fresh(self, csr: DecodedCsr, ev: Evidence) -> None:
+        """A nonce the CSR carries must be ours and unexpired (by the wall clock, even with ``verify_at``);
+        none is accepted unless the Steward requires challenges. The binding itself is checked with the key."""
+        try:
+            require_fresh(self.config.challenges, csr.nonce, self.config.require_challenge)
+        except FreshnessError as exc:
+            raise Refusal(403, exc.reason, str(exc), [Check("steward.challenge", False, str(exc))],
+                          tee=ev.tee.value) from None
 
     def _kvm(self, csr: DecodedCsr, ev: Evidence, at: datetime) -> Issued:
         if not self.config.accept_kvm:
