@@ -24,21 +24,27 @@ ENGINE_SETTINGS = {"cranelift_opt_level": "speed", "strategy": "cranelift"}
 
 
 _ENGINE: wasmtime.Engine | None = None
+_ENGINE_PID = 0
 
 # An entry is this header, then wasmtime's serialized module. The header binds the entry to the module it
 # was compiled from (its SHA-256) and to its own bytes (their SHA-256): an entry copied over another, or
 # corrupted, is detected before wasmtime sees it.
 _MAGIC = b"enarx-cwasm-v1\n\0"
 _HEADER_SIZE = len(_MAGIC) + 32 + 32
+# A keep forked from a process that had already loaded this module (an API user, a test process) may have
+# inherited wasmtime's compilation thread pool without its threads: compiling with it would wait forever.
+_IMPORTED_IN = os.getpid()
 
 
 def make_engine() -> wasmtime.Engine:
     """The process's engine (created once: a pre-forked keep makes it before its LAUNCH arrives)."""
-    global _ENGINE
-    if _ENGINE is None:
+    global _ENGINE, _ENGINE_PID
+    if _ENGINE is None or _ENGINE_PID != os.getpid():
         config = wasmtime.Config()
         config.cranelift_opt_level = ENGINE_SETTINGS["cranelift_opt_level"]
-        _ENGINE = wasmtime.Engine(config)
+        if os.getpid() != _IMPORTED_IN:
+            config.parallel_compilation = False
+        _ENGINE, _ENGINE_PID = wasmtime.Engine(config), os.getpid()
     return _ENGINE
 
 
