@@ -77,23 +77,3 @@ def test_a_foreign_owned_cache_is_refused_with_a_warning(tmp_path):
     assert "owned by uid 4321" in err and "not using cache directory" in err
     assert entries(cache) == {}  # nothing read from it or written to it
 
-
-FORK_AFTER_COMPILE = """
-import os
-from enarx.runtime.engine import load_module, make_engine
-load_module(make_engine(), open({cat!r}, "rb").read(), None)  # this process compiles: wasmtime's pool exists
-pid = os.fork()
-if pid == 0:  # what an API user's keep does: the pool's threads do not exist in the child
-    load_module(make_engine(), open({hello!r}, "rb").read(), None)
-    os._exit(0)
-print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-"""
-
-
-def test_a_keep_forked_from_a_process_that_compiled_can_still_compile():
-    import subprocess
-    import sys
-
-    script = FORK_AFTER_COMPILE.format(cat=str(example("c", "cat")), hello=str(example("c", "hello")))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip() == "0", proc.stderr  # before: the child waited forever for the pool

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 
 PR_SET_PDEATHSIG = 1
 
@@ -60,6 +61,10 @@ def prefork() -> None:
 
 
 def fork_keep(*, preload: bool) -> ForkedKeep:
+    # A process that has loaded wasmtime may have started its thread pools (compilation, WASI I/O): a
+    # forked child inherits their state without their threads and would wait forever on them. Such a
+    # process (an API user, a test process) gets a keep in a fresh interpreter instead.
+    fresh = "wasmtime" in sys.modules
     host_end, keep_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:  # the keep
@@ -73,6 +78,10 @@ def fork_keep(*, preload: bool) -> ForkedKeep:
             os.dup2(devnull, 0)
             os.dup2(devnull, 1)
             os.close(devnull)
+            if fresh:
+                os.set_inheritable(keep_end.fileno(), True)
+                os.environ["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+                os.execv(sys.executable, [sys.executable, "-c", _SERVE_FD, str(keep_end.fileno())])
             if preload:  # load the runtime while the host is still parsing its options
                 import enarx.runtime.engine
 
@@ -84,6 +93,9 @@ def fork_keep(*, preload: bool) -> ForkedKeep:
             os._exit(status)
     keep_end.close()
     return ForkedKeep(pid, host_end)
+
+
+_SERVE_FD = "import socket, sys; from enarx.runtime.keep import serve; serve(socket.socket(fileno=int(sys.argv[1])))"
 
 
 def _die_with_parent() -> None:
