@@ -40,6 +40,10 @@ TOML
 step "CPython 3.11 in a keep (interpreter + stdlib as a package with an Enarx.toml)"
 echo -n "data to hash" | "${ENARX[@]}" run "$B/python" demo-arg
 
+step "JavaScript in a keep (QuickJS-ng built for wasm32-wasi): a package, then a script read from stdin"
+echo -n "data to digest" | "${ENARX[@]}" run "$B/javascript" demo-arg
+echo 'console.log("squares:", [1, 2, 3].map((x) => x * x).join(" "))' | "${ENARX[@]}" run "$B/javascript/main.wasm" -
+
 step "2 MiB through the Go workload's stdin and back"
 head -c 2097152 /dev/urandom > "$WORK/in.bin"
 "${ENARX[@]}" run "$B/go/cat.wasm" < "$WORK/in.bin" | cmp - "$WORK/in.bin" && echo "round trip: identical"

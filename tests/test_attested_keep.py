@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives import serialization
 import enarx
 from conftest import example
 from enarx.attestation.policy import Policy
+from enarx.backends.nil import NilBackend
 from enarx.errors import ConfigError
 from enarx.runtime.attest.simulated import load_or_create_intel_pki, load_or_create_snp_pki
+from enarx.runtime.inmemory import InMemoryKeep
 from enarx.steward.app import create_app
 from enarx.steward.issuer import CertificateAuthority, read_claims
 from enarx.steward.server import BackgroundServer
@@ -145,7 +147,9 @@ def test_tampered_evidence_stops_keep(tmp_path, simulator, monkeypatch):
         value[report_start + MEASUREMENT_OFFSET] ^= 0x01  # one bit of the measurement
         return oid, bytes(value)
 
-    monkeypatch.setattr(simulated.SimulatedSnpEvidence, "extension", tampered)  # inherited by the forked keep
+    monkeypatch.setattr(simulated.SimulatedSnpEvidence, "extension", tampered)
+    # the keep runs in a thread of this process, so it sees the patch (a process keep may be spawned afresh)
+    monkeypatch.setattr(NilBackend, "launch", lambda self: InMemoryKeep())
     with running_steward(simulator) as (url, _ca):
         result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
     assert result.status == 1 and result.started == {}
