@@ -143,6 +143,69 @@ def run(
         relay_stdin = True
     else:
         relay_stdin = bool(config.files) and isinstance(config.files[0], StdioFile) and config.files[0].kind == "stdin"
+    return _launch(backend, request, workload.wasm, relay_stdin, stdin, stdout, stderr, on_started, text)
+
+
+def deploy(
+    url: str,
+    root: str | None,
+    options: KeepOptions | None = None,
+    *,
+    steward: str | None = None,
+    ca_bundle_pem: str | None = None,
+    public: bool = False,
+    stdin: Source = 0,
+    stdout: Sink = 1,
+    stderr: Sink = 2,
+    on_started: Callable[[dict], None] | None = None,
+    text: bool = False,
+) -> KeepResult:
+    """Run a package the keep fetches itself from ``url`` (a registry tag, checked against ``root``, the tag
+    entry the host resolved); with ``steward`` the keep attests before it fetches. The host never sees the
+    package's content. ``options.config_path`` (a local Enarx.toml) overrides the package's own. Only a
+    ``public`` package's compiled module may go into the (process keep's) module cache. ``ca_bundle_pem``
+    (default: the text of ``options.ca_bundle`` or ``$ENARX_CA_BUNDLE``) is what the keep trusts besides the
+    system roots, for the registry and the Steward."""
+    from enarx.backends.registry import pick_backend
+    from enarx.runtime.cachedir import default_cache_dir
+
+    options = options or KeepOptions()
+    config_text: str | None = None
+    if options.config_path is not None:
+        config, config_text = load_config_and_text(options.config_path)
+        steward = steward or config.steward
+    env, dirs = _env_pairs(options.env), _dir_triples(options.dirs)
+    for host, _guest, _writable in dirs:
+        _check_dir(host)
+    if ca_bundle_pem is None:
+        from enarx import cabundle
+
+        path = cabundle.resolve(options.ca_bundle)
+        ca_bundle_pem = _bundle_text(path) if path else None
+    backend = pick_backend(options.backend)
+    request = LaunchRequest(
+        module_name="main.wasm",
+        config_toml=config_text,
+        config_source=str(options.config_path) if options.config_path is not None else None,
+        args=_strings(options.args, "args"),
+        env=env,
+        dirs=[(os.path.abspath(h), g, w) for h, g, w in dirs],
+        memory_limit=options.memory_limit,
+        timeout=options.timeout,
+        cache_dir=str(default_cache_dir()) if public and options.cache and backend.name == "nil" else None,
+        log_level=options.log_level,
+        simulate_tee=options.simulate_tee,
+        simulator_dir=os.path.abspath(options.simulator_dir) if options.simulator_dir else None,
+        package_url=url,
+        package_root=root,
+        steward_url=steward,
+        ca_bundle_pem=ca_bundle_pem,
+    )
+    return _launch(backend, request, b"", True, stdin, stdout, stderr, on_started, text)
+
+
+def _launch(backend, request: LaunchRequest, module: bytes, relay_stdin: bool, stdin: Source, stdout: Sink,
+            stderr: Sink, on_started: Callable[[dict], None] | None, text: bool) -> KeepResult:
     started: dict = {}
 
     def note_started(info: dict) -> None:
@@ -158,7 +221,7 @@ def run(
     supervisor = Supervisor(keep, Stdio(stdin=stdin if relay_stdin else None, stdout=out, stderr=err),
                             on_started=note_started)
     try:
-        report = supervisor.run(request, workload.wasm, relay_stdin=relay_stdin)
+        report = supervisor.run(request, module, relay_stdin=relay_stdin)
     finally:
         flush_out()
         flush_err()
@@ -259,8 +322,10 @@ def _ca_bundle_pem(option: str | os.PathLike[str] | None, config: Config | None)
     if option is None and (config is None or not config.steward):
         return None
     path = cabundle.resolve(option)
-    if path is None:
-        return None
+    return _bundle_text(path) if path is not None else None
+
+
+def _bundle_text(path: str) -> str:
     try:
         with open(path, encoding="ascii") as fh:
             text = fh.read(1 << 20)

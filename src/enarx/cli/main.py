@@ -23,7 +23,11 @@ _SUBCOMMANDS = {
     "platform": ("enarx.cli.platform", "platform"),
     "attest": ("enarx.cli.attest", "attest"),
     "steward": ("enarx.cli.steward", "steward"),
-    "package": ("enarx.cli.package_crypto", "package"),
+    "drawbridge": ("enarx.cli.drawbridge", "drawbridge"),
+    "user": ("enarx.cli.registry", "user"),
+    "repo": ("enarx.cli.registry", "repo"),
+    "package": ("enarx.cli.registry", "package"),  # publish/info here, keygen/encrypt/inspect from package_crypto
+    "deploy": ("enarx.cli.deploy", "deploy"),
     "kbs": ("enarx.cli.kbs", "kbs"),
     "push": ("enarx.cli.push", "push"),
 }

@@ -46,9 +46,10 @@ class SimulatedSnpEvidence(EvidenceSource):
     technology = "sev-snp"
     simulated = True
 
-    def __init__(self, pki_dir: Path, measurement: bytes):
+    def __init__(self, pki_dir: Path, measurement: bytes, host_data: bytes = b""):
         self.pki_dir = pki_dir  # the simulator directory (the SNP hierarchy is in its snp/ subdirectory)
         self.measurement = measurement
+        self.host_data = host_data  # what the host bound at launch (a deployed package's tree digest)
 
     def extension(self, report_data: bytes) -> tuple[str, bytes]:
         from enarx.attestation.simulate.snp import simulate_snp
@@ -57,7 +58,7 @@ class SimulatedSnpEvidence(EvidenceSource):
             pki = load_or_create_snp_pki(self.pki_dir)
         except (OSError, ValueError) as exc:
             raise KeepError(f"cannot use the SEV-SNP simulator PKI in {self.pki_dir}: {exc}") from None
-        sim = simulate_snp(report_data=report_data, measurement=self.measurement, pki=pki)
+        sim = simulate_snp(report_data=report_data, measurement=self.measurement, host_data=self.host_data, pki=pki)
         url = f"https://kdsintf.amd.com/vcek/v1/{pki.product}/crl"
         return OID_SNP, snp_extension(sim.endorsement_cert, sim.report, [(url, der) for der in sim.crls])
 
