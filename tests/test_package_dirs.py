@@ -83,7 +83,7 @@ def test_the_keep_checks_again_whatever_the_host_checked(tmp_path):
     pkg = make_package(tmp_path, "data")
     (pkg / "data").symlink_to(tmp_path / "outside")
     request = LaunchRequest(module_name="main.wasm", config_toml=(pkg / "Enarx.toml").read_text(),
-                            config_source=str(pkg / "Enarx.toml"), package_root=str(pkg))
+                            config_source=str(pkg / "Enarx.toml"), package_dir=str(pkg))
     out: list[bytes] = []
     keep = pick_backend("nil").launch()
     report = Supervisor(keep, Stdio(stdin=None, stdout=out.append, stderr=out.append)).run(

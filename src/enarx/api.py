@@ -127,7 +127,7 @@ def run(
         module_name=workload.name,
         config_toml=config_text,
         config_source=str(config_path) if config_path is not None else None,
-        package_root=os.path.abspath(package_root) if package_root is not None else None,
+        package_dir=os.path.abspath(package_root) if package_root is not None else None,
         args=args,
         env=env,
         dirs=[(os.path.abspath(h), g, w) for h, g, w in dirs],

@@ -61,7 +61,7 @@ def plan_workload(req: LaunchRequest) -> WorkloadPlan:
     source = req.config_source or "Enarx.toml"
     # Relative paths in the file (dir preopens, CA bundles) are relative to the file, as on the host.
     base_dir = os.path.dirname(req.config_source) if req.config_source else None
-    config = parse_config(req.config_toml, source=source, base_dir=base_dir, package_root=req.package_root)
+    config = parse_config(req.config_toml, source=source, base_dir=base_dir, package_root=req.package_dir)
     plan = WorkloadPlan(
         argv=["main.wasm", *config.args, *req.args],
         env=[("FD_COUNT", str(len(config.files))), ("FD_NAMES", ":".join(config.fd_names()))],
@@ -78,7 +78,7 @@ def plan_workload(req: LaunchRequest) -> WorkloadPlan:
     layout = fd_layout(config, extra_dirs=len(req.dirs))
     for kind in layout.stdio:
         setattr(plan, kind, True)
-    plan.preopens.extend(Preopen(d.path, d.name, d.writable, req.package_root) for d in layout.dirs)
+    plan.preopens.extend(Preopen(d.path, d.name, d.writable, req.package_dir) for d in layout.dirs)
     plan.sockets.extend(layout.sockets)
     plan.preopens.extend(Preopen(h, g, w) for h, g, w in req.dirs)
     return plan
