@@ -16,12 +16,15 @@ class Workload(NamedTuple):
     name: str  # argv[0] in plain WASI mode
     wasm: bytes
     config_path: str | None  # the package's Enarx.toml, if any
+    package_root: str | None = None  # the package directory (for a package, not a plain .wasm file)
 
 
 def load_workload(path: str | os.PathLike[str]) -> Workload:
     p = os.fspath(path)
     config_path: str | None = None
+    package_root: str | None = None
     if os.path.isdir(p):
+        package_root = p
         wasm_path = os.path.join(p, "main.wasm")
         if not os.path.exists(wasm_path):
             raise WorkloadError(f"{p}: package directory has no main.wasm; put the module there under that "
@@ -45,7 +48,8 @@ def load_workload(path: str | os.PathLike[str]) -> Workload:
     if len(wasm) > MAX_WASM_BYTES:
         raise WorkloadError(f"{wasm_path}: larger than the {MAX_WASM_BYTES}-byte limit for a workload")
     check_wasm_header(wasm, wasm_path)
-    return Workload(name=os.path.basename(wasm_path), wasm=wasm, config_path=config_path)
+    return Workload(name=os.path.basename(wasm_path), wasm=wasm, config_path=config_path,
+                    package_root=package_root)
 
 
 def check_wasm_header(wasm: bytes, where: str) -> None:

@@ -21,6 +21,7 @@ class LaunchRequest(NamedTuple):
     module_name: str
     config_toml: str | None = None  # Enarx.toml text; None = plain WASI semantics
     config_source: str | None = None  # where the Enarx.toml came from, for messages
+    package_dir: str | None = None  # a package's own Enarx.toml: its paths must stay inside this directory
     args: list[str] | tuple[str, ...] = ()  # appended after the config's args
     env: list[tuple[str, str]] | tuple[()] = ()  # --env additions
     dirs: list[tuple[str, str, bool]] | tuple[()] = ()  # --dir (host, guest, writable)
@@ -66,6 +67,7 @@ class LaunchRequest(NamedTuple):
                 module_name=_typed(doc, "module_name", str),
                 config_toml=_typed(doc, "config_toml", str, optional=True),
                 config_source=_typed(doc, "config_source", str, optional=True),
+                package_dir=_typed(doc, "package_dir", str, optional=True),
                 args=_str_list(doc.get("args", [])),
                 env=[tuple(_str_list(p, 2)) for p in _list(doc.get("env", []))],  # type: ignore[misc]
                 dirs=[_dir(d) for d in _list(doc.get("dirs", []))],
