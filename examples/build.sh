@@ -27,7 +27,7 @@ COMMON_PROGRAMS=(hello cat args_env exit_code)
 RUST_PROGRAMS=("${COMMON_PROGRAMS[@]}" echo_server http_server)
 GO_PROGRAMS=("${COMMON_PROGRAMS[@]}" echo_server http_server client)
 # Native (linux/amd64) Go builds for benchmarks, into examples/build/native/<name>.
-GO_NATIVE_PROGRAMS=(echo_server)
+GO_NATIVE_PROGRAMS=(echo_server http_server)
 
 die() {
     echo "examples/build.sh: error: $*" >&2

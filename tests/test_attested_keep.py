@@ -19,6 +19,7 @@ import enarx
 from conftest import example
 from enarx.attestation.policy import Policy
 from enarx.backends.nil import NilBackend
+from enarx.errors import ConfigError
 from enarx.runtime.attest.simulated import load_or_create_intel_pki, load_or_create_snp_pki
 from enarx.runtime.inmemory import InMemoryKeep
 from enarx.steward.app import create_app
@@ -248,8 +249,8 @@ def test_enarx_run_ca_bundle_reaches_the_keep(tmp_path, simulator, private_tls):
 def test_plain_http_steward_only_on_loopback(tmp_path):
     cfg = tmp_path / "Enarx.toml"
     cfg.write_text('steward = "http://attest.example.com/"\n' + STDIO)
-    result = enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
-    assert result.status == 1 and "refusing to use the steward url" in result.error and "use https" in result.error
+    with pytest.raises(ConfigError, match=r"steward: refusing to use the steward url .*use https"):
+        enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
 
 
 @pytest.mark.parametrize("tee,claim,digest", [("tdx", "mrtd", hashlib.sha384), ("sgx", "mrenclave", hashlib.sha256)])

@@ -25,11 +25,11 @@ def test_config_init_writes_valid_template_and_refuses_overwrite(tmp_path):
 
 def test_config_check_prints_effective_defaults(tmp_path):
     cfg = tmp_path / "Enarx.toml"
-    cfg.write_text('[[files]]\nkind = "listen"\nname = "ingest"\nprot = "tls"\n')
+    cfg.write_text('[[files]]\nkind = "null"\n' * 3 + '[[files]]\nkind = "listen"\nname = "ingest"\nprot = "tls"\n')
     proc = enarx("config", "check", cfg)
     assert proc.returncode == 0
     out = proc.stdout.decode()
-    assert 'addr = "::"' in out and "port = 443" in out and "FD_NAMES=ingest" in out
+    assert 'addr = "::"' in out and "port = 443" in out and "FD_NAMES=null:null:null:ingest" in out
 
 
 def test_config_check_reports_errors(tmp_path):
