@@ -21,7 +21,7 @@ GO=$VENV/bin/go
 RUSTC=/usr/bin/rustc
 
 ALL_LANGS=(c cpp rust go zig python javascript)
-C_PROGRAMS=(hello cat args_env exit_code trap spin memhog stackoverflow sha256 spew fdinfo files
+C_PROGRAMS=(hello cat args_env exit_code trap spin memhog stackoverflow sha256 spew fdinfo files interleave
     echo_server http_server client)
 COMMON_PROGRAMS=(hello cat args_env exit_code)
 RUST_PROGRAMS=("${COMMON_PROGRAMS[@]}" echo_server http_server)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -15,16 +17,32 @@ ENARX = [sys.executable, "-m", "enarx"]
 LANGUAGES = ["c", "rust", "go", "zig"]
 
 
+#: Under `make test` what the suite needs must be there: a missing corpus, corpus part or module fails.
+REQUIRE_CORPORA = bool(os.environ.get("ENARX_REQUIRE_CORPORA"))
+#: The corpus parts the suite reads (see ../shared/corpora/README.md).
+CORPUS_PARTS = ("cases.tsv", "wasi-testsuite", "steward-csr", "sev-snp", "sgx", "tdx", "intel-ca", "aws-nitro",
+                "nvidia")
+#: Skip reasons that mean "something the suite needs is missing", not "this test does not apply here".
+MISSING = re.compile(r"corpus|corpora|not implemented|empty parameter set|simulator not available",
+                     re.IGNORECASE)
+
+
 def corpora_dir() -> Path | None:
     path = Path(os.environ.get("ENARX_CORPORA", ROOT.parent / "shared" / "corpora"))
     return path if path.is_dir() else None
+
+
+def _missing(message: str, required: bool) -> NoReturn:
+    if required:
+        pytest.fail(f"{message} (required under `make test`)")
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def corpora() -> Path:
     path = corpora_dir()
     if path is None:
-        pytest.skip("shared corpora not found: set ENARX_CORPORA or place ../shared/corpora")
+        _missing("shared corpora not found: set ENARX_CORPORA or place ../shared/corpora", REQUIRE_CORPORA)
     return path
 
 
@@ -32,11 +50,43 @@ def example(lang: str, name: str) -> Path:
     """Path of a built example; skips (or fails under `make test`) when it has not been built."""
     path = EXAMPLES / lang / f"{name}.wasm"
     if not path.is_file():
-        message = f"example {lang}/{name}.wasm not built: run `make examples`"
-        if os.environ.get("ENARX_REQUIRE_EXAMPLES"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"example {lang}/{name}.wasm not built: run `make examples`",
+                 bool(os.environ.get("ENARX_REQUIRE_EXAMPLES")))
     return path
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under `make test` a missing corpus stops the run before tests that need it vanish as skips."""
+    if not REQUIRE_CORPORA:
+        return
+    path = corpora_dir()
+    absent = list(CORPUS_PARTS) if path is None else [p for p in CORPUS_PARTS if not (path / p).exists()]
+    if absent:
+        where = path or Path(os.environ.get("ENARX_CORPORA", ROOT.parent / "shared" / "corpora"))
+        pytest.exit(f"shared corpus missing at {where}: {', '.join(absent)} (required under `make test`; "
+                    f"set ENARX_CORPORA)", returncode=1)
+
+
+def _require(report: pytest.CollectReport | pytest.TestReport) -> None:
+    """Turn a skip for something missing into a failure under `make test` (xfails are left alone)."""
+    if not (REQUIRE_CORPORA and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if MISSING.search(reason):
+        report.outcome = "failed"
+        report.longrepr = f"{reason} (skipping is not allowed under `make test`: ENARX_REQUIRE_CORPORA=1)"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    outcome = yield
+    _require(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    outcome = yield
+    _require(outcome.get_result())
 
 
 @pytest.fixture(autouse=True)

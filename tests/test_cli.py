@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import assert_one_line_error, enarx
+from conftest import assert_one_line_error, enarx, example
 
 
 def test_version():
@@ -66,13 +66,14 @@ def test_usage_errors_are_one_line():
 
 
 def test_log_target_validation():
-    proc = enarx("--log-target", "syslog", "platform", "info")
-    assert proc.returncode != 0 and b"Traceback" not in proc.stderr
+    assert_one_line_error(enarx("--log-target", "syslog", "platform", "info"),
+                          "Invalid value for '--log-target'", "'syslog' is not one of 'stdout', 'stderr'")
+    proc = enarx("--log-target", "stdout", "--log-filter", "debug", "run", example("c", "hello"))
+    assert proc.returncode == 0 and proc.stdout.endswith(b"Hello, world!\n")
+    assert b"nil backend" in proc.stdout and b"nil backend" not in proc.stderr  # the log went where asked
 
 
 def test_equals_form_options(tmp_path):
-    from conftest import example
-
     proc = enarx("run", "--env=K=v=w", example("c", "args_env"))
     assert b"env:K=v=w" in proc.stdout
 
