@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 import enarx
 from conftest import example
 from enarx.attestation.policy import Policy
-from enarx.runtime.attest.simulated import load_or_create_intel_pki, load_or_create_snp_pki
+from enarx.attestation.simulate.persistent import SimulatorPki
 from enarx.steward.app import create_app
 from enarx.steward.issuer import CertificateAuthority, read_claims
 from enarx.steward.server import BackgroundServer
@@ -28,21 +28,23 @@ STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind 
 
 @pytest.fixture(scope="module")
 def simulator(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("simulator")
-    load_or_create_snp_pki(directory)
-    load_or_create_intel_pki(directory)
-    return directory
+    """The simulator's test PKIs and the collateral a Steward needs (as `enarx attest simulate pki DIR`)."""
+    pki = SimulatorPki(tmp_path_factory.mktemp("simulator"))
+    pki.write_collateral()
+    return pki.directory
 
 
 @contextmanager
-def running_steward(simulator: Path, *, measurement: bytes | None = None, trust_simulator: bool = True):
+def running_steward(simulator: Path, *, measurement: bytes | None = None, trust_simulator: bool = True,
+                    collateral: bool = True):
     policy = Policy.from_dict({"measurements": {"measurement": {"allow": [measurement.hex()]}}}) \
         if measurement else Policy.default()
-    trusted = [simulator / "snp" / "chain.pem", simulator / "intel" / "root.pem"] if trust_simulator else []
+    trusted = SimulatorPki(simulator).anchor_files() if trust_simulator else []
     anchors, intermediates = load_insecure_anchors(trusted)
     ca = CertificateAuthority.generate("Test Steward")
     steward = Steward(StewardConfig(ca=ca, policy=policy, policy_name="e2e", insecure_anchors=anchors,
-                                    insecure_intermediates=intermediates))
+                                    insecure_intermediates=intermediates,
+                                    collateral=[simulator / "collateral"] if collateral else []))
     server = BackgroundServer(create_app(steward)).start()
     try:
         yield f"http://127.0.0.1:{server.port}/", ca
@@ -117,20 +119,24 @@ def test_tampered_evidence_stops_keep(tmp_path, simulator, monkeypatch):
     def tampered(self, report_data):
         oid, value = original(self, report_data)
         value = bytearray(value)
-        value[-1200] ^= 0x01  # a byte inside the signed report body
+        value[-1184 + 0x90] ^= 0x01  # the report is the last 1184 bytes: flip measurement[0], inside the signed part
         return oid, bytes(value)
 
     monkeypatch.setattr(simulated.SimulatedSnpEvidence, "extension", tampered)  # inherited by the forked keep
     with running_steward(simulator) as (url, _ca):
         result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
     assert result.status == 1
-    assert "steward refused the keep" in result.error
+    assert "steward refused the keep (HTTP 403)" in result.error
+    assert "report signature does not verify" in result.error and "snp.report-signature" in result.error
 
 
-def test_untrusted_simulator_is_refused(tmp_path, simulator):
+@pytest.mark.parametrize("tee", ["sev-snp", "tdx"])
+def test_untrusted_simulator_is_refused_saying_so(tmp_path, simulator, tee):
     with running_steward(simulator, trust_simulator=False) as (url, _ca):
-        result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
-    assert result.status == 1 and "steward refused the keep" in result.error
+        result = run_keep(tmp_path, url, simulator, example("c", "hello"), [], tee=tee)
+    assert result.status == 1 and "steward refused the keep (HTTP 403)" in result.error
+    # plainly: another (test or simulated) PKI, whose root must be trusted explicitly
+    assert "test or simulated" in result.error and "trusted explicitly" in result.error, result.error
 
 
 def test_nil_keep_refused_unless_insecure_kvm(tmp_path, simulator):
@@ -139,6 +145,7 @@ def test_nil_keep_refused_unless_insecure_kvm(tmp_path, simulator):
         cfg.write_text(f'steward = "{url}"\n' + STDIO)
         result = enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
     assert result.status == 1 and "steward refused the keep (HTTP 403)" in result.error
+    assert "--insecure-accept-kvm" in result.error
 
 
 def test_plain_http_steward_only_on_loopback(tmp_path):
@@ -146,6 +153,17 @@ def test_plain_http_steward_only_on_loopback(tmp_path):
     cfg.write_text('steward = "http://attest.example.com/"\n' + STDIO)
     result = enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
     assert result.status == 1 and "refusing to use an unencrypted steward url" in result.error
+
+
+@pytest.mark.parametrize("tee,missing", [("tdx", ("TCB info", "QE identity", "CRL")), ("sgx", ("QE identity",))])
+def test_simulated_intel_keeps_need_the_stewards_collateral(tmp_path, simulator, tee, missing):
+    """Finding 6: a TDX keep sends only its quote, an SGX keep no QE identity (Enarx's envelope has no field for
+    it): without --collateral the Steward refuses them, naming what is missing."""
+    with running_steward(simulator, collateral=False) as (url, _ca):
+        result = run_keep(tmp_path, url, simulator, example("c", "hello"), [], tee=tee)
+    assert result.status == 1 and "steward refused the keep (HTTP 403)" in result.error
+    for item in missing:
+        assert f"missing collateral: {item}" in result.error, result.error
 
 
 @pytest.mark.parametrize("tee,claim,digest", [("tdx", "mrtd", hashlib.sha384), ("sgx", "mrenclave", hashlib.sha256)])

@@ -21,7 +21,12 @@ def steward() -> None:
 @click.option("--generate-ca", "generate_ca", metavar="NAME", help="Generate a P-256 CA CN=NAME at start-up.")
 @click.option("--write-ca", type=click.Path(file_okay=False), help="With --generate-ca: save ca.key/ca.crt here.")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
-              help="Attestation policy TOML (enarx.attestation.policy format); default: the safe default.")
+              help="Attestation policy (TOML; every key and default in docs/policy.md); default: the fail-closed "
+                   "default policy.")
+@click.option("--collateral", "collateral", multiple=True, metavar="DIR",
+              help="Collateral the Steward holds (a collateral cache directory, a cache bundle .tar.gz, or files): "
+                   "CRLs, Intel TCB info and QE identity, intermediates. Fills in what keeps do not send; "
+                   "collateral older than this is refused. Repeatable.")
 @click.option("--san", multiple=True, help="DNS SubjectAltName put in every issued certificate (repeatable).")
 @click.option("--validity", default=28.0, show_default=True, type=float,
               help="Days an issued certificate is valid (never beyond the evidence collateral's validity).")
@@ -38,7 +43,7 @@ def steward() -> None:
 def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: str | None, write_ca: str | None,
           policy_file: str | None, san: tuple[str, ...], validity: float, verify_at: str | None,
           tls_crt: str | None, tls_key: str | None, tls_port: int, no_plain: bool, insecure_accept_kvm: bool,
-          insecure_trust_anchor: tuple[str, ...], workers: int) -> None:
+          insecure_trust_anchor: tuple[str, ...], workers: int, collateral: tuple[str, ...] = ()) -> None:
     """Serve the Steward protocol (POST / with a CSR, GET /ca, GET /metrics)."""
     from enarx.attestation.model import AttestationError
     from enarx.attestation.policy import Policy
@@ -79,11 +84,15 @@ def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: s
     config = StewardConfig(ca=ca, policy=policy, policy_name=Path(policy_file).stem if policy_file else "default",
                            validity=timedelta(days=validity), sans=list(san), verify_at=at,
                            accept_kvm=insecure_accept_kvm, insecure_anchors=anchors,
-                           insecure_intermediates=intermediates)
+                           insecure_intermediates=intermediates, collateral=list(collateral))
     listeners = [] if no_plain else [Listener(addr, port)]
     if tls_crt:
         listeners.append(Listener(addr, tls_port, tls_crt, tls_key))
     if insecure_accept_kvm or anchors:
         click.echo("warning: insecure options given: certificates may be issued without hardware attestation",
                    err=True)
-    run(Steward(config), listeners, workers=workers)
+    try:
+        service = Steward(config)
+    except AttestationError as exc:  # an unreadable --collateral
+        raise click.ClickException(str(exc)) from None
+    run(service, listeners, workers=workers)

@@ -282,20 +282,18 @@ class Keep:
     @staticmethod
     def _attest(req: LaunchRequest, steward_url: str, module_bytes: memoryview):
         """Get the keep certified by its Steward before the workload runs (Enarx §6)."""
-        import hashlib
         from pathlib import Path
 
         from cryptography.hazmat.primitives.asymmetric import ec
 
         from enarx.attestation.binding import report_data_for
-        from enarx.errors import KeepError
         from enarx.runtime.attest.csr import build_csr
         from enarx.runtime.attest.steward import check_url, request_certificate
         from enarx.runtime.identity import KeepIdentity
 
         check_url(steward_url)
         if req.simulate_tee:
-            from enarx.runtime.attest.simulated import SimulatedIntelEvidence, SimulatedSnpEvidence
+            from enarx.runtime.attest.simulated import simulated_source
 
             if req.simulator_dir:
                 directory = Path(req.simulator_dir)
@@ -303,13 +301,7 @@ class Keep:
                 from enarx.runtime.cachedir import default_cache_dir
 
                 directory = default_cache_dir() / "simulator"
-            if req.simulate_tee in ("sev-snp", "snp"):
-                source = SimulatedSnpEvidence(directory, hashlib.sha384(module_bytes).digest())
-            elif req.simulate_tee in ("tdx", "sgx"):
-                source = SimulatedIntelEvidence(req.simulate_tee, directory, hashlib.sha384(module_bytes).digest(),
-                                                hashlib.sha256(module_bytes).digest())
-            else:
-                raise KeepError(f"cannot simulate {req.simulate_tee!r} evidence; supported: sev-snp, tdx, sgx")
+            source = simulated_source(req.simulate_tee, directory, module_bytes)
         else:
             source = _platform_evidence()
         key = ec.generate_private_key(source.curve())
