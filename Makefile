@@ -34,8 +34,9 @@ test: examples lint
 	ENARX_REQUIRE_EXAMPLES=1 $(UV) run --frozen --no-sync pytest -q -n 2
 
 bench: examples
-	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null)) || echo "wrk unavailable: the Steward bench falls back to Python clients"
-	$(UV) run --frozen --no-sync python bench/run.py
+	@command -v wrk >/dev/null || (apt-get install -y -q -o DPkg::Lock::Timeout=600 wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q -o DPkg::Lock::Timeout=600 wrk >/dev/null)) || echo "wrk unavailable: the Steward bench falls back to Python clients"
+	@status=0; $(UV) run --frozen --no-sync python bench/run.py $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) \
+	  || status=$$?; $(UV) run --frozen --no-sync python bench/render.py || status=1; exit $$status
 
 lint: setup
 	$(UV) run --frozen --no-sync ruff check src tests bench

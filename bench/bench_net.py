@@ -159,3 +159,32 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def collect(rounds: int) -> list[dict]:
+    """The rows of `make bench` (see bench/framework.py): each round measures native and keep side by side."""
+    from framework import quick, row
+
+    connections, total = (100, 16 << 20) if quick() else (300, 64 << 20)
+    cps, bulk, tls = [], [], []
+    for _ in range(rounds):
+        with native_echo() as port:
+            native = connections_per_second(port, connections), bulk_mb_per_second(port, total)
+        with keep(BUILD / "go" / "echo_server.wasm", "tcp") as port:
+            connections_per_second(port, 20)  # warm up
+            inside = connections_per_second(port, connections), bulk_mb_per_second(port, total)
+        cps.append((native[0], inside[0]))
+        bulk.append((native[1], inside[1]))
+        with python_tls_echo() as port:
+            host = handshakes_per_second(port, connections // 2)
+        with keep(BUILD / "c" / "echo_server.wasm", "tls") as port:
+            handshakes_per_second(port, 10)
+            tls.append((host, handshakes_per_second(port, connections // 2)))
+    return [
+        row("network", "Go echo server (`examples/go/echo_server`): connections/s", unit="conn/s",
+            baseline_label="native build", samples=cps, target=0.3),
+        row("network", "Go echo server: bulk TCP, 64 KiB messages", unit="MB/s", baseline_label="native build",
+            samples=bulk, target=0.5),
+        row("network", "TLS 1.3 handshakes/s: C echo in a keep", unit="hs/s", baseline_label="Python `ssl` server",
+            samples=tls, target=None),
+    ]

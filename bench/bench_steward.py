@@ -19,6 +19,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -167,3 +169,101 @@ def python_load(port: int, body: bytes, total: int, clients: int) -> tuple[int, 
 
 if __name__ == "__main__":
     main()
+
+
+@contextmanager
+def steward(workers: int) -> Iterator[tuple[int, subprocess.Popen]]:
+    """A Steward on loopback with the permissive policy at the CSR's time; yields (port, process)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        policy = Path(tmp) / "policy.toml"
+        policy.write_text(POLICY)
+        server = subprocess.Popen([sys.executable, "-m", "enarx", "steward", "serve", "--addr", "127.0.0.1",
+                                   "--port", str(port), "--generate-ca", "bench", "--policy", str(policy),
+                                   "--verify-at", AT, "--workers", str(workers)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            yield port, server
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def collect(rounds: int, clients: int = 32, workers: int = 2) -> list[dict]:
+    """The rows of `make bench` (see bench/framework.py): each round runs the load, then the floor."""
+    from framework import quick, row
+
+    if not CSR.exists():
+        raise FileNotFoundError(f"{CSR} not found (set ENARX_CORPORA)")
+    seconds = 2 if quick() else 5
+    samples, p99s, failures = [], [], 0
+    with steward(workers) as (port, server):
+        wrk_load(port, CSR, clients, 1)  # warm up
+        for _ in range(rounds):
+            result = wrk_load(port, CSR, clients, seconds) or python_load(port, CSR.read_bytes(), 300 * seconds,
+                                                                           clients)
+            _, throughput, p99, bad = result
+            failures += bad
+            p99s.append(p99)
+            samples.append((crypto_floor(), throughput))
+        rss = sum(rss_peak_kib(pid) for pid in [server.pid, *children(server.pid)])
+    if failures:
+        raise RuntimeError(f"{failures} Steward requests failed under load")
+    return [row("steward", f"real Enarx SGX CSR, {clients} clients, `--workers {workers}`", unit="req/s",
+                baseline_label="crypto floor", samples=samples, target=0.3,
+                note=f"p99 latency {statistics.median(p99s):.0f} ms, server peak RSS {rss / 1024:.0f} MiB"),
+            hostile_row(rounds)]
+
+
+# --- hostile load: honest throughput with and without 100 hostile requests (issue 8) ------------------------
+
+
+def _hostile_round(honest_clients: int, per_client: int, hostile: int = 100) -> tuple[float, float, int]:
+    """(unloaded honest req/s, loaded honest req/s, peak RSS growth KiB) against one real Steward process."""
+    from enarx.steward import loadgen
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Path(tmp)
+        honest = loadgen.snp_csrs(sim, honest_clients * per_client)
+        bodies = loadgen.hostile_bodies(hostile, simulator=sim)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "enarx", "steward", "serve", "--addr", "127.0.0.1",
+                                   "--port", str(port), "--generate-ca", "bench",
+                                   "--insecure-trust-anchor", str(loadgen.simulator_chain(sim))],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            groups = [honest[i::honest_clients] for i in range(honest_clients)]
+            loadgen.run_load(port, groups[:4])  # warm-up, the same for both sides
+            unloaded = loadgen.run_load(port, groups)
+            baseline = rss_peak_kib(server.pid)
+            loaded = loadgen.run_load(port, groups, bodies)
+            growth = rss_peak_kib(server.pid) - baseline
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    if unloaded.honest_failed or loaded.honest_failed:
+        raise RuntimeError(f"honest requests failed: {unloaded.honest_failed} / {loaded.honest_failed}")
+    return unloaded.honest_rate, loaded.honest_rate, growth
+
+
+def hostile_row(rounds: int) -> dict:
+    """The Steward's honest throughput while 100 oversized/CRL-heavy requests arrive, vs unloaded (≥ 0.5)."""
+    from framework import quick, row
+
+    measured = [_hostile_round(32, 2 if quick() else 4) for _ in range(rounds)]
+    return row("steward", "honest throughput under hostile load (100 oversized/CRL-heavy requests), 32 clients",
+               unit="req/s", baseline_label="unloaded", samples=[(u, x) for u, x, _ in measured], target=0.5,
+               note="simulated SEV-SNP CSRs, 1 worker; honest clients retry on 503 after Retry-After; peak RSS "
+                    f"growth under load ≤ {max(g for _, _, g in measured) / 1024:.0f} MiB")

@@ -1,89 +1,111 @@
-"""`make bench`: keep vs bare wasmtime-py, measured side by side in one run; prints a markdown table.
+"""`make bench`: run every benchmark module's ``collect(rounds)``, judge each median against its target,
+write the measured record with date and machine, and fail when a median misses its target beyond the
+tolerance (see :mod:`framework`).
 
-Each figure is the best (or median) of several runs of both commands, interleaved, so that machine noise
-hits both sides alike. Ratios are what matter; absolute numbers depend on the machine.
+    python bench/run.py                  # every bench_*.py, 5 rounds, writes bench/results.json
+    python bench/run.py --quick          # 3 rounds of smaller work, writes bench/results/quick.json
+    python bench/run.py --only network   # some modules (bench_network.py or bench_net.py), not the record
+
+Only a complete, successful run replaces the committed record ``bench/results.json``; `bench/render.py`
+then renders the README tables from it.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import json
 import os
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
+import traceback
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "examples" / "build" / "c"
-PY = sys.executable
-ENARX = [PY, "-m", "enarx", "run"]
-BARE = [PY, str(ROOT / "bench" / "bare_wasmtime.py")]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
+import framework
 
-def timed(cmd: list[str], *, sink: bool = False) -> float:
-    """Wall time of one run; with ``sink`` the harness reads stdout through a pipe (like a consumer)."""
-    start = time.perf_counter()
-    if sink:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        assert proc.stdout is not None
-        total = 0
-        while chunk := proc.stdout.read(1 << 20):
-            total += len(chunk)
-        proc.wait()
-    else:
-        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}")
-    return elapsed
+RECORD = HERE / "results.json"
+SCRATCH = HERE / "results"
+ROUNDS, QUICK_ROUNDS = 5, 3
 
 
-def compare(name: str, args: list[str], rounds: int, *, sink: bool = False, stat=min) -> tuple[float, float]:
-    keep, bare = [], []
-    for _ in range(rounds):
-        bare.append(timed([*BARE, *args], sink=sink))
-        keep.append(timed([*ENARX, *args], sink=sink))
-    return stat(keep), stat(bare)
+def modules() -> list[str]:
+    """Every benchmark module: ``bench/bench_*.py``, in name order."""
+    return sorted(p.stem for p in HERE.glob("bench_*.py"))
 
 
-def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["ENARX_CACHE_DIR"] = os.path.join(tmp, "enarx")
-        os.environ["BARE_CACHE"] = tmp
-        for module in ("hello", "sha256", "spew"):  # warm both caches
-            timed([*BARE, str(BUILD / f"{module}.wasm"), "1"])
-            timed([*ENARX, str(BUILD / f"{module}.wasm"), "1"])
+def select(names: list[str], only: list[str]) -> list[str]:
+    chosen = [m for m in names if not only or m in only or m.removeprefix("bench_") in only]
+    unknown = [o for o in only if not any(o in (m, m.removeprefix("bench_")) for m in names)]
+    if unknown:
+        raise SystemExit(f"Error: no benchmark module {', '.join(unknown)} (have {', '.join(names)})")
+    return chosen
 
-        rows = []
-        keep, bare = compare("cpu", [str(BUILD / "sha256.wasm"), "256"], 3)
-        rows.append(("CPU-bound: sha256 of 256 MiB", f"{bare:.2f} s", f"{keep:.2f} s",
-                     f"{bare / keep:.2f} (throughput)", "≥ 0.95"))
-        keep, bare = compare("hello", [str(BUILD / "hello.wasm")], 30, stat=statistics.median)
-        rows.append(("`enarx run hello.wasm`, warm cache", f"{bare * 1000:.0f} ms", f"{keep * 1000:.0f} ms",
-                     f"{keep / bare:.2f}× (wall time)", "≤ 1.5×"))
-        keep, bare = compare("stdout", [str(BUILD / "spew.wasm"), "100"], 5, sink=True)
-        rows.append(("100 MB of stdout through a pipe", f"{100 / bare:.0f} MB/s", f"{100 / keep:.0f} MB/s",
-                     f"{bare / keep:.2f} (throughput)", "≥ 0.8"))
 
-    print("| benchmark | bare wasmtime-py | enarx run (nil keep) | ratio | target |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+def collect(module: str, rounds: int) -> list[dict[str, Any]]:
+    rows = importlib.import_module(module).collect(rounds)
+    for r in rows:
+        r["module"] = module
+        bad = framework.problems(r)
+        if bad:
+            raise ValueError(f"{module}: row {r.get('name')!r}: {'; '.join(bad)}")
+        r["verdict"] = framework.judge(r)
+    return rows
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    import bench_net
-    import bench_steward
 
-    print()
-    bench_net.main()
-    print()
-    from enarx.attestation import bench as attest_bench
+def report(r: dict[str, Any]) -> str:
+    target = "—" if r["target"] is None else f"{r['compare']} {r['target']}"
+    return (f"  {r['group']:<12} {r['name'][:70]:<70} {r['baseline']:>10g} {r['value']:>10g} {r['unit']:<6} "
+            f"ratio {r['ratio']:<6g} target {target:<8} {r['verdict']}")
 
-    attest_bench.main()
-    print()
-    bench_steward.main()
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer rounds, smaller work per round")
+    parser.add_argument("--rounds", type=int, help=f"rounds per benchmark (default {ROUNDS}, quick {QUICK_ROUNDS})")
+    parser.add_argument("--only", nargs="+", default=[], metavar="MODULE", help="run only these modules")
+    parser.add_argument("--output", type=Path, help="where to write the results (default: the record for a "
+                        "complete run, bench/results/ otherwise)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        os.environ["ENARX_BENCH_QUICK"] = "1"
+    rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
+    chosen = select(modules(), args.only)
+    complete = not args.quick and not args.only and args.rounds is None
+    output = args.output or (RECORD if complete else SCRATCH / ("quick.json" if args.quick else "partial.json"))
+
+    results: dict[str, Any] = {"date": framework.now(), "machine": framework.machine(), "rounds": rounds,
+                               "tolerance": framework.TOLERANCE, "quick": args.quick, "rows": [], "errors": []}
+    for module in chosen:
+        start = time.perf_counter()
+        print(f"{module}: {rounds} rounds …", file=sys.stderr, flush=True)
+        try:
+            rows = collect(module, rounds)
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others' numbers
+            traceback.print_exc()
+            results["errors"].append(f"{module}: {type(exc).__name__}: {exc}")
+            continue
+        results["rows"].extend(rows)
+        print(f"{module}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        for r in rows:
+            print(report(r), file=sys.stderr)
+
+    missed = [r for r in results["rows"] if r["verdict"] == "missed"]
+    if results["errors"] and output == RECORD:
+        output = SCRATCH / "failed.json"  # the record holds complete runs only
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {output}", file=sys.stderr)
+    for r in missed:
+        print(f"Error: {r['group']}: {r['name']}: median ratio {r['ratio']} misses its target {r['compare']} "
+              f"{r['target']} by more than {framework.TOLERANCE:.0%}", file=sys.stderr)
+    for e in results["errors"]:
+        print(f"Error: {e}", file=sys.stderr)
+    return 1 if missed or results["errors"] else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -4,6 +4,7 @@ and its TLS listener then presents the Steward-issued chain with the verified cl
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import ssl
 import threading
@@ -34,8 +35,22 @@ def simulator(tmp_path_factory) -> Path:
     return pki.directory
 
 
+def without_challenge(app):
+    """An Enarx-like Steward: no GET /challenge route (404), the rest unchanged."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/challenge":
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b"Not Found"})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 @contextmanager
 def running_steward(simulator: Path, *, measurement: bytes | None = None, trust_simulator: bool = True,
+                    require_challenge: bool = False, enarx_like: bool = False, tls: tuple[Path, Path] | None = None,
                     collateral: bool = True):
     policy = Policy.from_dict({"measurements": {"measurement": {"allow": [measurement.hex()]}}}) \
         if measurement else Policy.default()
@@ -43,11 +58,14 @@ def running_steward(simulator: Path, *, measurement: bytes | None = None, trust_
     anchors, intermediates = load_insecure_anchors(trusted)
     ca = CertificateAuthority.generate("Test Steward")
     steward = Steward(StewardConfig(ca=ca, policy=policy, policy_name="e2e", insecure_anchors=anchors,
-                                    insecure_intermediates=intermediates,
+                                    insecure_intermediates=intermediates, require_challenge=require_challenge,
                                     collateral=[simulator / "collateral"] if collateral else []))
-    server = BackgroundServer(create_app(steward)).start()
+    app = create_app(steward)
+    crt, key = tls if tls else (None, None)
+    server = BackgroundServer(without_challenge(app) if enarx_like else app, tls_crt=crt and str(crt),
+                              tls_key=key and str(key)).start()
     try:
-        yield f"http://127.0.0.1:{server.port}/", ca
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.port}/", ca
     finally:
         server.stop()
 
@@ -111,6 +129,10 @@ def test_wrong_measurement_stops_keep_with_reason(tmp_path, simulator):
     assert result.started == {}  # the workload never ran
 
 
+SNP_REPORT_SIZE = 1184
+MEASUREMENT_OFFSET = 0x90  # inside the signed body [0, 0x2A0) of the SEV-SNP report
+
+
 def test_tampered_evidence_stops_keep(tmp_path, simulator, monkeypatch):
     from enarx.runtime.attest import simulated
 
@@ -119,15 +141,17 @@ def test_tampered_evidence_stops_keep(tmp_path, simulator, monkeypatch):
     def tampered(self, report_data):
         oid, value = original(self, report_data)
         value = bytearray(value)
-        value[-1184 + 0x90] ^= 0x01  # the report is the last 1184 bytes: flip measurement[0], inside the signed part
+        report_start = len(value) - SNP_REPORT_SIZE  # the report is the container's last field
+        assert bytes(value[report_start - 4:report_start]) == b"\x04\x82\x04\xa0"  # OCTET STRING (1184)
+        value[report_start + MEASUREMENT_OFFSET] ^= 0x01  # one bit of the measurement
         return oid, bytes(value)
 
     monkeypatch.setattr(simulated.SimulatedSnpEvidence, "extension", tampered)  # inherited by the forked keep
     with running_steward(simulator) as (url, _ca):
         result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
-    assert result.status == 1
+    assert result.status == 1 and result.started == {}
     assert "steward refused the keep (HTTP 403)" in result.error
-    assert "report signature does not verify" in result.error and "snp.report-signature" in result.error
+    assert "reason: signature" in result.error and "snp.report-signature" in result.error, result.error
 
 
 @pytest.mark.parametrize("tee", ["sev-snp", "tdx"])
@@ -135,7 +159,8 @@ def test_untrusted_simulator_is_refused_saying_so(tmp_path, simulator, tee):
     with running_steward(simulator, trust_simulator=False) as (url, _ca):
         result = run_keep(tmp_path, url, simulator, example("c", "hello"), [], tee=tee)
     assert result.status == 1 and "steward refused the keep (HTTP 403)" in result.error
-    # plainly: another (test or simulated) PKI, whose root must be trusted explicitly
+    # the simulator's test root is no vendor root: the chain check refuses it, saying so plainly
+    assert re.search(r"failed: \S*chain\.\S*.* — reason: (chain|untrusted-root)$", result.error), result.error
     assert "test or simulated" in result.error and "trusted explicitly" in result.error, result.error
 
 
@@ -145,14 +170,86 @@ def test_nil_keep_refused_unless_insecure_kvm(tmp_path, simulator):
         cfg.write_text(f'steward = "{url}"\n' + STDIO)
         result = enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
     assert result.status == 1 and "steward refused the keep (HTTP 403)" in result.error
-    assert "--insecure-accept-kvm" in result.error
+    assert "reason: kvm-refused" in result.error and "--insecure-accept-kvm" in result.error, result.error
+
+
+def test_keep_binds_the_stewards_challenge(tmp_path, simulator):
+    module = example("c", "echo_server")
+    with running_steward(simulator, require_challenge=True) as (url, ca):
+        port = start_keep(tmp_path, url, simulator, module)
+        with steward_tls(ca).wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="keep") as tls:
+            assert read_claims(x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)))["tee"] == "sev-snp"
+
+
+def test_keep_falls_back_to_the_enarx_binding_when_the_steward_offers_no_challenge(tmp_path, simulator):
+    with running_steward(simulator, enarx_like=True) as (url, _ca):
+        result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
+    assert result.status == 0, result.error
+
+
+@pytest.fixture(scope="module")
+def private_tls(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 under it: (ca.pem, server.crt, server.key)."""
+    from datetime import UTC, datetime, timedelta
+    from ipaddress import ip_address
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = tmp_path_factory.mktemp("private-ca")
+    now = datetime.now(UTC)
+    ca = CertificateAuthority.generate("Private Test CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "steward.internal")]))
+            .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    (directory / "ca.pem").write_bytes(ca.pem)
+    (directory / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                             serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
+    return directory / "ca.pem", directory / "server.crt", directory / "server.key"
+
+
+def test_keep_verifies_an_https_steward_and_trusts_a_private_ca_only_when_told(tmp_path, simulator, private_tls,
+                                                                              monkeypatch):
+    ca_pem, crt, key = private_tls
+    with running_steward(simulator, tls=(crt, key)) as (url, _ca):
+        assert url.startswith("https://")
+        refused = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
+        assert refused.status == 1 and "cannot reach the steward" in refused.error
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.error and "--ca-bundle" in refused.error, refused.error
+        assert run_keep(tmp_path, url, simulator, example("c", "hello"), [], ca_bundle=str(ca_pem)).status == 0
+        monkeypatch.setenv("ENARX_CA_BUNDLE", str(ca_pem))
+        assert run_keep(tmp_path, url, simulator, example("c", "hello"), []).status == 0
+
+
+def test_enarx_run_ca_bundle_reaches_the_keep(tmp_path, simulator, private_tls):
+    from conftest import enarx as enarx_cli
+
+    ca_pem, crt, key = private_tls
+    cfg = tmp_path / "Enarx.toml"
+    with running_steward(simulator, tls=(crt, key)) as (url, _ca):
+        cfg.write_text(f'steward = "{url}"\n' + STDIO)
+        base = ["run", "--wasmcfgfile", cfg, "--simulate-tee", "sev-snp", "--simulator-pki", simulator]
+        without = enarx_cli(*base, example("c", "hello"))
+        assert without.returncode == 1 and b"CERTIFICATE_VERIFY_FAILED" in without.stderr
+        with_bundle = enarx_cli(*base[:1], "--ca-bundle", ca_pem, *base[1:], example("c", "hello"))
+        assert with_bundle.returncode == 0, with_bundle.stderr
+        assert b"Hello" in with_bundle.stdout
+        missing = enarx_cli(*base[:1], "--ca-bundle", tmp_path / "nope.pem", *base[1:], example("c", "hello"))
+        assert missing.returncode != 0 and b"nope.pem" in missing.stderr
 
 
 def test_plain_http_steward_only_on_loopback(tmp_path):
     cfg = tmp_path / "Enarx.toml"
     cfg.write_text('steward = "http://attest.example.com/"\n' + STDIO)
     result = enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
-    assert result.status == 1 and "refusing to use an unencrypted steward url" in result.error
+    assert result.status == 1 and "refusing to use the steward url" in result.error and "use https" in result.error
 
 
 @pytest.mark.parametrize("tee,missing", [("tdx", ("TCB info", "QE identity", "CRL")), ("sgx", ("QE identity",))])

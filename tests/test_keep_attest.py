@@ -26,7 +26,7 @@ from enarx.runtime.attest.evidence import (
     snp_extension,
     snp_vcek_from_auxblob,
 )
-from enarx.runtime.attest.steward import check_url
+from enarx.runtime.attest.steward import challenge_url, tls_context
 from enarx.steward.csr import decode_csr
 
 
@@ -116,10 +116,20 @@ def test_tsm_missing_interface_is_a_clear_error(tmp_path):
                                     ("http://attest.example.com/", False), ("http://10.0.0.1/", False)])
 def test_steward_url_rule(url, ok):
     if ok:
-        check_url(url)
+        context = tls_context(url, None)
+        assert (context is not None) == url.startswith("https")
+        assert context is None or context.verify_mode.name == "CERT_REQUIRED" and context.check_hostname
     else:
-        with pytest.raises(KeepError, match="unencrypted"):
-            check_url(url)
+        with pytest.raises(KeepError, match="refusing to use the steward url .*: use https"):
+            tls_context(url, None)
+
+
+@pytest.mark.parametrize("url,expected", [("http://127.0.0.1:3000/", "http://127.0.0.1:3000/challenge"),
+                                          ("http://127.0.0.1:3000", "http://127.0.0.1:3000/challenge"),
+                                          ("https://h.example/steward/", "https://h.example/steward/challenge"),
+                                          ("https://h.example/steward?x=1", "https://h.example/steward/challenge")])
+def test_challenge_url_sits_beside_the_post_path(url, expected):
+    assert challenge_url(url) == expected
 
 
 def test_snp_evidence_from_dev_sev_guest_when_configfs_tsm_is_absent(tmp_path):
@@ -168,3 +178,18 @@ def test_dev_sev_guest_errors_are_reported(tmp_path):
         SevGuestDevice(str(device_file), refusing_ioctl).get(bytes(64))
     with pytest.raises(KeepError, match="is this an SEV-SNP guest"):
         SevGuestDevice(str(tmp_path / "missing")).get(bytes(64))
+
+
+def test_csr_carries_the_challenge_nonce_the_report_data_binds():
+    from enarx.attestation.binding import CHALLENGE_DOMAIN
+    from enarx.attestation.freshness import ChallengeIssuer
+
+    nonce = ChallengeIssuer.generate().issue().nonce
+    key = ec.generate_private_key(ec.SECP384R1())
+    decoded = decode_csr(build_csr(key, OID_KVM, b"", nonce=nonce))
+    assert decoded.nonce == nonce and [e.oid for e in decoded.evidence] == [OID_KVM]
+    assert decode_csr(build_csr(key, OID_KVM, b"")).nonce is None
+    spki_der = spki(key)
+    message = CHALLENGE_DOMAIN + struct.pack(">I", len(spki_der)) + spki_der + struct.pack(">I", len(nonce)) + nonce
+    assert report_data_for(key, Tee.SNP, nonce) == hashlib.sha384(message).digest() + bytes(16)
+    assert report_data_for(key, Tee.SNP, nonce) != report_data_for(key, Tee.SNP)  # Enarx layout unchanged

@@ -45,6 +45,7 @@ class KeepOptions(NamedTuple):
     log_level: str | None = None
     simulate_tee: str | None = None  # attest with simulated SEV-SNP evidence (no hardware; testing only)
     simulator_dir: str | None = None  # the simulator's test PKI (default: in the cache directory)
+    ca_bundle: str | os.PathLike[str] | None = None  # PEM CAs the keep trusts for an https Steward (else $ENARX_CA_BUNDLE)
 
 
 def run(
@@ -97,6 +98,7 @@ def run(
         log_level=options.log_level,
         simulate_tee=options.simulate_tee,
         simulator_dir=os.path.abspath(options.simulator_dir) if options.simulator_dir else None,
+        ca_bundle_pem=_ca_bundle_pem(options.ca_bundle, config),
     )
     if config is None:
         relay_stdin = True
@@ -121,3 +123,24 @@ def _check_dir(path: str) -> None:
 
     if not os.path.isdir(path):
         raise ConfigError(f"directory {path!r} does not exist (needed for a preopen)")
+
+
+def _ca_bundle_pem(option: str | os.PathLike[str] | None, config: Config | None) -> str | None:
+    """The PEM text of ``--ca-bundle`` (always checked when given) or of ``$ENARX_CA_BUNDLE`` (read only when
+    the workload has a Steward to trust), relayed to the keep, which does the TLS."""
+    from enarx import cabundle
+    from enarx.errors import ConfigError
+
+    if option is None and (config is None or not config.steward):
+        return None
+    path = cabundle.resolve(option)
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="ascii") as fh:
+            text = fh.read(1 << 20)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read CA bundle {path!r}: {exc}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(f"CA bundle {path!r} holds no PEM certificate")
+    return text

@@ -28,15 +28,16 @@ def resolve(cli_value: str | os.PathLike[str] | None = None) -> str | None:
     return value
 
 
-def client_context(ca_bundle: str | None = None) -> ssl.SSLContext:
-    """A verifying TLS client context: system roots plus ``ca_bundle``, TLS 1.2 at least, names checked."""
+def client_context(ca_bundle: str | None = None, *, cadata: str | None = None) -> ssl.SSLContext:
+    """A verifying TLS client context: system roots plus ``ca_bundle`` (a path) or ``cadata`` (its PEM text,
+    as a keep receives it from the host), TLS 1.2 at least, names checked."""
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca_bundle:
+    if ca_bundle or cadata:
         try:
-            context.load_verify_locations(cafile=ca_bundle)
-        except (ssl.SSLError, OSError) as exc:
-            raise EnarxError(f"cannot load CA bundle {ca_bundle!r}: {exc}") from None
+            context.load_verify_locations(cafile=ca_bundle or None, cadata=cadata or None)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise EnarxError(f"cannot load CA bundle {ca_bundle or '(relayed PEM)'!r}: {exc}") from None
     return context
 
 

@@ -258,3 +258,21 @@ def test_policy_file(tmp_path):
     assert failed(Policy.from_file(path), snp_claims(debug=True)) == {}
     with pytest.raises(PolicyError):
         Policy.from_file(tmp_path / "missing.toml")
+
+
+def test_every_example_in_the_policy_document_loads():
+    """docs/policy.md is the reference: each of its TOML examples must be a valid policy, and the default one
+    spelled out there must behave as the default."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) >= 5
+    policies = [Policy.from_toml(b.replace("<48-byte hex launch digest>", "ab" * 48)
+                                 .replace("<48-byte hex>", "ab" * 48).replace("<32-byte hex>", "cd" * 32), "doc")
+                for b in blocks]
+    spelled_out = policies[0]
+    for claims in (snp_claims(), snp_claims(vmpl=1), snp_claims(debug=True), sgx_claims(),
+                   snp_claims(tcb_status=TcbStatus.NOT_EVALUATED)):
+        assert failed(spelled_out, claims).keys() == failed(Policy.default(), claims).keys()

@@ -138,3 +138,11 @@ def test_empty_collateral_set_is_not_an_error():
     sim = simulate_tdx()
     claims, _, _ = verify_quote(sim.quote, CollateralSet(), sim.at, sim.anchors)
     assert claims.provenance.tcb_info is False
+
+
+def test_the_format_a_caller_expects_is_enforced():
+    """The Steward pins the format by the extension OID: a TDX quote verified as SGX evidence is refused."""
+    sim = simulate_tdx()
+    verdict = Verifier(anchors=sim.anchors).verify(sim.quote, sim.collateral, at=sim.at, format="sgx")
+    assert (verdict.status, verdict.reason) == ("failed", "format")
+    assert "tdx evidence where sgx was expected" in verdict.checks[-1].detail

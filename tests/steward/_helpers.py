@@ -17,6 +17,7 @@ from enarx.attestation.policy import Policy
 from enarx.attestation.verifier import parse_time
 from enarx.steward.csr import OID_EXTENSION_REQUEST, OID_SNP
 from enarx.steward.issuer import CertificateAuthority
+from enarx.steward.loadgen import many_entry_crl  # noqa: F401 - re-exported for the tests
 from enarx.steward.service import Steward, StewardConfig, load_insecure_anchors
 
 SGX_CSR = "icelake.signed.tcb.crl.multi.xeon.csr"
@@ -54,14 +55,19 @@ def crl_list(crls: list[bytes], url: str = "https://kdsintf.amd.com/vcek/v1/Mila
     return der.seq(der.seq(*(der.seq(der.utf8(url), c) for c in crls)))
 
 
-def snp_csr(key: Any | None = None, *, bind: Any | None = None, **sim_kw: Any) -> tuple[bytes, Any]:
-    """A CSR carrying simulated SNP evidence whose report_data binds ``bind`` (default: the CSR key)."""
+def snp_csr(key: Any | None = None, *, bind: Any | None = None, nonce: bytes | None = None,
+            bound_nonce: bytes | None | str = "same", **sim_kw: Any) -> tuple[bytes, Any]:
+    """A CSR carrying simulated SNP evidence whose report_data binds ``bind`` (default: the CSR key) and
+    ``bound_nonce`` (default: ``nonce``, which the CSR carries in its nonce extension when given)."""
+    from enarx.attestation.freshness import OID_NONCE
     from enarx.attestation.simulate.snp import simulate_snp
 
     key = key or ec.generate_private_key(ec.SECP384R1())
-    sim = simulate_snp(report_data=report_data_for(spki(bind or key), Tee.SNP), **sim_kw)
+    bound = nonce if bound_nonce == "same" else bound_nonce
+    sim = simulate_snp(report_data=report_data_for(spki(bind or key), Tee.SNP, bound), **sim_kw)
     evidence = der.seq(der.seq(sim.endorsement_cert, crl_list(sim.crls)), der.octet_string(sim.report))
-    return make_csr(key, [(OID_SNP, evidence)]), sim
+    extensions = [(OID_SNP, evidence)] + ([(OID_NONCE, der.octet_string(nonce))] if nonce is not None else [])
+    return make_csr(key, extensions), sim
 
 
 def anchor_file(tmp_path: Path, sim: Any) -> Path:
@@ -111,3 +117,37 @@ def split_bundle(body: bytes) -> tuple[list[x509.Certificate], list[x509.Certifi
     parsed = Bundle.load(body)
     return ([x509.load_der_x509_certificate(c.dump()) for c in parsed["chain"]],
             [x509.load_der_x509_certificate(c.dump()) for c in parsed["issued"]])
+
+
+def crl_heavy_csr(crls: list[bytes]) -> bytes:
+    """A well-formed SEV-SNP CSR (simulated evidence) whose CrlList carries ``crls``."""
+    from enarx.attestation.simulate.snp import simulate_snp
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    sim = simulate_snp(report_data=report_data_for(spki(key), Tee.SNP))
+    evidence = der.seq(der.seq(sim.endorsement_cert, crl_list(crls)), der.octet_string(sim.report))
+    return make_csr(key, [(OID_SNP, evidence)])
+
+
+def steward_process(*args: str) -> tuple[Any, int]:
+    """The real ``enarx steward serve --addr 127.0.0.1 --port 0 ARGS…``, and the port it announced.
+
+    Its stderr (one JSON line per decision) is read on a thread into ``proc.log_lines``: an unread pipe
+    would fill up and stall the server."""
+    import re
+    import subprocess
+    import sys
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-m", "enarx", "steward", "serve", "--addr", "127.0.0.1", "--port", "0",
+                             *args], stderr=subprocess.PIPE)
+    proc.log_lines = []
+    for line in proc.stderr:
+        proc.log_lines.append(line.decode())
+        found = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", line.decode())
+        if found:
+            threading.Thread(target=lambda: proc.log_lines.extend(x.decode() for x in proc.stderr),
+                             daemon=True).start()
+            return proc, int(found.group(1))
+    proc.wait(10)
+    raise RuntimeError(f"the Steward did not start (exit status {proc.returncode}): {''.join(proc.log_lines)}")

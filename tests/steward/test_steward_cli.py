@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -33,22 +34,28 @@ def _free_port() -> int:
 
 
 def test_serve_subprocess_plain_and_tls(tmp_path) -> None:
+    import ipaddress
     import subprocess
     import sys
     import time
     from datetime import UTC, datetime, timedelta
 
     import httpx
+    import pytest
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
+
+    from enarx import cabundle
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
             .sign(key, hashes.SHA256()))
     (tmp_path / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                          serialization.PrivateFormat.PKCS8,
@@ -66,7 +73,12 @@ def test_serve_subprocess_plain_and_tls(tmp_path) -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.05)
-        assert httpx.get(f"https://127.0.0.1:{tls_port}/", verify=False).status_code == 200
+        tls_url = f"https://127.0.0.1:{tls_port}/"
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(tls_url)  # a server certificate nobody vouches for is refused …
+        trusted = cabundle.client_context(str(tmp_path / "tls.crt"))  # … and accepted once its CA is given
+        assert httpx.get(tls_url, verify=trusted).status_code == 200
+        assert httpx.get(tls_url + "ca", verify=trusted).content == (tmp_path / "ca" / "ca.crt").read_bytes()
         ca = httpx.get(f"http://127.0.0.1:{port}/ca").content
         assert ca == (tmp_path / "ca" / "ca.crt").read_bytes()
         resp = httpx.post(f"http://127.0.0.1:{port}/", content=b"junk",
@@ -114,3 +126,108 @@ def test_serve_with_two_workers_on_an_ephemeral_port() -> None:
         except OSError:
             continue
         assert state == "Z", f"worker {kid} still running"
+
+
+# --- CA files (--write-ca) and listener errors ------------------------------------------------------------
+
+
+def _enarx(*args: str, timeout: float = 30) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "enarx", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_ca_files_are_0600_and_never_replaced_without_force(tmp_path: Path) -> None:
+    import stat
+
+    import pytest
+
+    from enarx.steward.issuer import CaError, CertificateAuthority
+
+    ca = CertificateAuthority.generate("one")
+    key, crt = ca.write(tmp_path / "ca")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "ca").stat().st_mode) == 0o700
+    before = key.read_bytes()
+    with pytest.raises(CaError, match=r"ca\.key already exists: pass --force"):
+        CertificateAuthority.generate("two").write(tmp_path / "ca")
+    assert key.read_bytes() == before and crt.read_bytes() == ca.pem
+    assert [p.name for p in (tmp_path / "ca").iterdir() if p.name.startswith(".")] == []  # no staging files left
+    CertificateAuthority.generate("two").write(tmp_path / "ca", force=True)
+    assert key.read_bytes() != before and b"BEGIN CERTIFICATE" in crt.read_bytes()
+
+
+def test_force_never_keeps_a_loose_mode(tmp_path: Path) -> None:
+    import stat
+
+    from enarx.steward.issuer import CertificateAuthority
+
+    directory = tmp_path / "ca"
+    directory.mkdir()
+    (directory / "ca.key").write_text("old")
+    (directory / "ca.key").chmod(0o644)
+    CertificateAuthority.generate("x").write(directory, force=True)
+    assert stat.S_IMODE((directory / "ca.key").stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" in (directory / "ca.key").read_bytes()
+
+
+def test_planted_symlink_is_never_followed(tmp_path: Path) -> None:
+    import pytest
+
+    from enarx.steward.issuer import CaError, CertificateAuthority
+
+    directory = tmp_path / "ca"
+    directory.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    victim.chmod(0o644)
+    (directory / "ca.key").symlink_to(victim)
+    with pytest.raises(CaError, match="already exists"):
+        CertificateAuthority.generate("x").write(directory)
+    assert (directory / "ca.key").is_symlink() and victim.read_text() == "precious"
+    dangling = tmp_path / "ca2"
+    dangling.mkdir()
+    (dangling / "ca.key").symlink_to(tmp_path / "would-be-created")
+    with pytest.raises(CaError, match="already exists"):
+        CertificateAuthority.generate("x").write(dangling)
+    assert not (tmp_path / "would-be-created").exists()
+    CertificateAuthority.generate("x").write(directory, force=True)
+    assert not (directory / "ca.key").is_symlink() and victim.read_text() == "precious"
+    assert b"PRIVATE KEY" in (directory / "ca.key").read_bytes()
+
+
+def test_write_ca_needs_generate_ca_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "k.pem").write_text("x")
+    result = _enarx("steward", "serve", "--key", str(tmp_path / "k.pem"), "--crt", str(tmp_path / "k.pem"),
+                    "--write-ca", str(tmp_path / "ca"))
+    assert result.returncode == 2 and "--write-ca saves a generated CA: it needs --generate-ca" in result.stderr
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "ca.crt").write_text("mine")
+    result = _enarx("steward", "serve", "--generate-ca", "x", "--addr", "127.0.0.1", "--port", "0",
+                    "--write-ca", str(tmp_path / "ca"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert "ca.crt already exists: pass --force" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "ca" / "ca.crt").read_text() == "mine" and not (tmp_path / "ca" / "ca.key").exists()
+
+
+def test_listener_errors_name_the_address_and_what_to_do() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _enarx("steward", "serve", "--generate-ca", "x", "--addr", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 1, result.stderr
+    assert (f"Error: cannot listen on 127.0.0.1:{port}: the port is already in use (another Steward?): "
+            "stop that process or choose another --port") in result.stderr
+    result = _enarx("steward", "serve", "--generate-ca", "x", "--addr", "192.0.2.1", "--port", "0")
+    assert result.returncode == 1 and "cannot listen on 192.0.2.1:0: the address is not one of this machine's" \
+        in result.stderr
+    result = _enarx("steward", "serve", "--generate-ca", "x", "--addr", "no such host!", "--port", "0")
+    assert result.returncode == 1 and "cannot listen on no such host!:0: 'no such host!' is not an address" \
+        in result.stderr
+    result = _enarx("steward", "serve", "--generate-ca", "x", "--port", "70000")
+    assert result.returncode == 2 and "--port" in result.stderr and "70000" in result.stderr

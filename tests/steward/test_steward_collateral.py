@@ -1,5 +1,5 @@
 """The Steward's decision with its own collateral (``--collateral``): what keeps do not send comes from
-there, empty or stale collateral from a keep gets nothing certified, and the extension OID pins the format."""
+there, and empty or stale collateral from a keep gets nothing certified."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ def steward(pki: SimulatorPki, *, collateral: bool = True, policy: Policy | None
                                  collateral=[pki.collateral_dir] if collateral else []))
 
 
-def intel_csr(pki: SimulatorPki, tee: Tee, *, tcb_info: bytes = b"", crls: bool = False, quote_of: Tee | None = None):
+def intel_csr(pki: SimulatorPki, tee: Tee, *, tcb_info: bytes = b"", crls: bool = False):
     key = ec.generate_private_key(ec.SECP256R1())
-    make = simulate_tdx if (quote_of or tee) is Tee.TDX else simulate_sgx
+    make = simulate_tdx if tee is Tee.TDX else simulate_sgx
     sim = make(report_data=report_data_for(spki(key), tee), pki=pki.intel())
     crl_list = [("https://example.test/crl", sim.files[n]) for n in ("root_ca.crl.der", "pck_platform.crl.der")] \
         if crls else []
@@ -71,14 +71,6 @@ def test_a_keep_cannot_roll_back_to_an_older_crl(pki: SimulatorPki, tmp_path: Pa
     assert (info.value.status, info.value.reason) == (403, "stale-collateral")
     assert "older than the one this verifier holds" in info.value.detail
     pki.write_collateral()  # back to the fixture's state
-
-
-def test_tdx_quote_in_the_sgx_extension_is_refused(pki):
-    body, _ = intel_csr(pki, Tee.SGX, quote_of=Tee.TDX)
-    with pytest.raises(Refusal) as info:
-        steward(pki).attest(body)
-    assert (info.value.status, info.value.reason) == (403, "format")
-    assert "tdx evidence where sgx was expected" in info.value.detail
 
 
 def test_unreadable_collateral_directory_is_refused_at_start(tmp_path):

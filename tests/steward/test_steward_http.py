@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.testclient import TestClient
 
 from enarx.attestation import der
-from enarx.steward.app import CT_BUNDLE, CT_PKCS10, create_app
+from enarx.steward.app import CT_BUNDLE, CT_PKCS10, MAX_BODY, create_app
 from enarx.steward.csr import OID_KVM, OID_SGX
 from enarx.steward.issuer import OID_CLAIMS, read_claims
 from enarx.steward.server import BackgroundServer
@@ -64,7 +64,7 @@ def test_bad_requests() -> None:
     c = _client()
     _problem(c.post("/", content=b"\x30\x03garbage", headers={"content-type": CT_PKCS10}), 400, "malformed-csr")
     _problem(c.post("/", content=b"hello", headers={"content-type": "text/plain"}), 415, "content-type")
-    _problem(c.post("/", content=b"x" * ((1 << 20) + 1), headers={"content-type": CT_PKCS10}), 413, "too-large")
+    _problem(c.post("/", content=b"x" * (MAX_BODY + 1), headers={"content-type": CT_PKCS10}), 413, "too-large")
     key = ec.generate_private_key(P256)
     bad_sig = make_csr(key, [(OID_KVM, b"")], tamper=True)
     _problem(c.post("/", content=bad_sig, headers={"content-type": CT_PKCS10}), 400, "csr-signature")
@@ -135,7 +135,7 @@ def test_real_uvicorn_concurrent(corpora: Path) -> None:
     try:
         url = f"http://127.0.0.1:{server.port}/"
         bodies = [(sgx, CT_PKCS10, 200), (b"junk", CT_PKCS10, 400), (sgx, "text/plain", 415),
-                  (b"\x00" * ((1 << 20) + 10), CT_PKCS10, 413)] * 8
+                  (b"\x00" * (MAX_BODY + 10), CT_PKCS10, 413)] * 8
 
         def post(item):
             body, ctype, _ = item

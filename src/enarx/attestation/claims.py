@@ -353,6 +353,56 @@ def tees_with_fact(name: str) -> list[Tee]:
     return [tee for tee, c in CLAIM_TYPES.items() if c.fact_kind(name)]
 
 
+def claims_from_json(doc: dict[str, Any]) -> Claims:
+    """Typed claims back from :meth:`Claims.to_json` (e.g. out of a token a broker signed), with every fact
+    policy can read: measurements, signers, SVNs, debug, TCB status, provenance and the SEV-SNP guest policy.
+    Raises ``KeyError``/``ValueError``/``TypeError`` for a document that is not such JSON."""
+    tee = Tee(doc["tee"])
+    cls = CLAIM_TYPES[tee]
+    digests = {**doc.get("measurements", {}), **doc.get("signer", {})}
+    svns = dict(doc.get("svns", {}))
+    platform = dict(doc.get("platform", {}))
+    trust = dict(doc.get("trust") or {})
+    expiry = trust.get("collateral_expiry") or doc.get("collateral_expiry")
+    provenance = Provenance(
+        anchor=str(trust.get("anchor", "")), anchor_sha256=str(trust.get("anchor_sha256", "")),
+        test_anchor=bool(trust.get("test_anchor", False)),
+        revocation=Revocation(trust.get("revocation", Revocation.NOT_CHECKED.value)),
+        unchecked=tuple(trust.get("revocation_unchecked", ())),
+        collateral_expiry=datetime.fromisoformat(expiry) if expiry else None,
+        tcb_info=trust.get("tcb_info"), qe_identity=trust.get("qe_identity"))
+    kw: dict[str, Any] = {
+        "report_data": bytes.fromhex(doc.get("report_data", "")), "debug": bool(doc.get("debug", False)),
+        "provenance": provenance, "tcb_status": TcbStatus(doc.get("tcb_status", TcbStatus.UNKNOWN.value)),
+        "advisory_ids": tuple(doc.get("advisory_ids", ())),
+    }
+    names = {f for f in cls.__dataclass_fields__ if not f.startswith("_")}
+    for name, value in digests.items():
+        if name in names:
+            kw[name] = bytes.fromhex(value)
+    for name, value in svns.items():
+        if name in names:
+            kw[name] = int(value)
+    if cls is SnpClaims:
+        tcb = {k: int(svns[k]) for k in ("bootloader", "tee", "snp", "microcode", "fmc") if k in svns}
+        kw["reported_tcb"] = TcbVersion(**tcb)
+        for key in ("vmpl", "policy", "product", "signing_key", "csp_id"):
+            if key in platform:
+                kw[key] = platform[key]
+        if "abi" in platform:
+            kw["abi"] = tuple(int(x) for x in str(platform["abi"]).split("."))
+    elif cls is TdxClaims:
+        kw["rtmrs"] = tuple(bytes.fromhex(digests[f"rtmr{i}"]) for i in range(4) if f"rtmr{i}" in digests)
+        if platform.get("tee_tcb_svn"):
+            kw["tee_tcb_svn"] = bytes.fromhex(platform["tee_tcb_svn"])
+    elif cls is NitroClaims:
+        kw["pcrs"] = {int(k[3:]): bytes.fromhex(v) for k, v in digests.items() if k.startswith("pcr")}
+    elif cls is NvidiaClaims:
+        kw["blocks"] = {int(k[len("measurement"):]): bytes.fromhex(v) for k, v in digests.items()
+                        if k.startswith("measurement")}
+    return cls(**kw)
+
+
 def jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()

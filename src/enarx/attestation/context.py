@@ -61,7 +61,7 @@ class Context:
     store: CollateralStore | None = None
     trail: Trail = field(default_factory=Trail)
     _verified: set[tuple[bytes, str | bytes, str]] = field(default_factory=set)  # verified during this call
-    _chains: dict[tuple[Any, ...], chain.ChainResult] = field(default_factory=dict)  # validated during this call
+    _chains: dict[tuple[Any, ...], tuple[chain.ChainResult, list[Any], list[Any]]] = field(default_factory=dict)
 
     # -- parsing through the Verifier's cache ------------------------------------------------------
     def cert(self, der: bytes) -> Cert:
@@ -142,13 +142,13 @@ class Context:
         chain asked for twice in one verification (Intel's TCB info and QE identity signer) is validated once."""
         pool = self.pool() if pool is None else pool
         crls = self.crl_items() if crls is None else crls
-        key = (leaf.sha256, scope, max_depth, tuple(c.sha256 for c in pool), tuple(i.crl.sha256 for i in crls))
+        key = (leaf.sha256, scope, max_depth, id(pool), id(crls))  # the lists live as long as this call
         done = self._chains.get(key)
-        if done is not None:
-            self.trail.ok(name, f"the same chain as before: {' → '.join(c.name for c in done.path)}")
-            return done
+        if done is not None:  # (the entry keeps its lists alive, so their ids cannot be reused meanwhile)
+            self.trail.ok(name, f"the same chain as before: {' → '.join(c.name for c in done[0].path)}")
+            return done[0]
         result = chain.validate(self, leaf, pool, crls, scope, name=name, max_depth=max_depth)
-        self._chains[key] = result
+        self._chains[key] = (result, pool, crls)
         return result
 
 

@@ -71,6 +71,14 @@ class CollateralStore:
                 merged = merged.merge(load_collateral([path]))
         return cls.from_set(merged, sources)
 
+    def extended(self, extra: CollateralSet) -> CollateralStore:
+        """This store plus ``extra`` (e.g. built-in intermediates), checked like the rest."""
+        more = CollateralStore.from_set(extra)
+        seen = {c.der for c in self.certificates} | {c.der for c in self.crls}
+        return CollateralStore([*self.certificates, *(c for c in more.certificates if c.der not in seen)],
+                               [*self.crls, *(c for c in more.crls if c.der not in seen)],
+                               [*self.json_documents, *more.json_documents], list(self.sources))
+
     def __len__(self) -> int:
         return len(self.certificates) + len(self.crls) + len(self.json_documents)
 

@@ -12,7 +12,7 @@ import os
 
 VALUE_OPTIONS = {"--backend": "backend", "--wasmcfgfile": "wasmcfgfile", "--memory-limit": "memory_limit",
                  "--timeout": "timeout", "--simulate-tee": "simulate_tee",
-                 "--simulator-pki": "simulator_pki"}
+                 "--simulator-pki": "simulator_pki", "--ca-bundle": "ca_bundle"}
 MULTI_OPTIONS = {"--env": "env", "--dir": "dirs"}
 FLAGS = {"--no-cache": "no_cache"}
 
@@ -23,7 +23,7 @@ def parse_run(argv: list[str]) -> dict | None:
         return None
     opts: dict = {"backend": os.environ.get("ENARX_BACKEND") or None,
                   "wasmcfgfile": os.environ.get("ENARX_WASMCFGFILE") or None,
-                  "memory_limit": None, "timeout": None, "simulate_tee": None, "simulator_pki": None, "env": [], "dirs": [], "no_cache": False}
+                  "memory_limit": None, "timeout": None, "simulate_tee": None, "simulator_pki": None, "ca_bundle": None, "env": [], "dirs": [], "no_cache": False}
     i = 1
     while i < len(argv) and argv[i].startswith("-"):
         name, eq, value = argv[i].partition("=")

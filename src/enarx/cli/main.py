@@ -23,6 +23,9 @@ _SUBCOMMANDS = {
     "platform": ("enarx.cli.platform", "platform"),
     "attest": ("enarx.cli.attest", "attest"),
     "steward": ("enarx.cli.steward", "steward"),
+    "package": ("enarx.cli.package_crypto", "package"),
+    "kbs": ("enarx.cli.kbs", "kbs"),
+    "push": ("enarx.cli.push", "push"),
 }
 
 

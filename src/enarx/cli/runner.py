@@ -31,7 +31,7 @@ def _parse_dirs(values: tuple[str, ...]) -> list[tuple[str, str, bool]]:
 def execute(*, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...], dirs: tuple[str, ...],
             memory_limit: str | None, timeout: str | None, no_cache: bool, module: str, args: list[str],
             log_filter: str | None = None, simulate_tee: str | None = None,
-            simulator_pki: str | None = None) -> None:
+            simulator_pki: str | None = None, ca_bundle: str | None = None) -> None:
     """Run the keep and exit with its status (shared by the click command and the fast path)."""
     from enarx.api import KeepOptions
     from enarx.api import run as run_keep
@@ -57,6 +57,7 @@ def execute(*, backend: str | None, wasmcfgfile: str | None, env: tuple[str, ...
         log_level="debug" if log_filter and "debug" in log_filter.lower() else None,
         simulate_tee=simulate_tee,
         simulator_dir=simulator_pki,
+        ca_bundle=ca_bundle,
     )
     if simulate_tee:
         sys.stderr.write(f"warning: attesting with SIMULATED {simulate_tee} evidence: no hardware protects "

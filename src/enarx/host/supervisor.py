@@ -7,7 +7,6 @@ period.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -25,6 +24,7 @@ from enarx.protocol import (
     ProtocolError,
 )
 from enarx.protocol.frames import enlarge_pipe
+from enarx.protocol.messages import StopRequest, json_object
 
 
 def _log(name: str):  # logging is imported only when there is something to log (start-up time)
@@ -151,7 +151,7 @@ class Supervisor:
                     _log("enarx.keep").info("%s", frame.payload.decode("utf-8", "replace"))
                 elif frame.type == FrameType.STARTED:
                     if self.on_started is not None:
-                        self.on_started(_json_object(frame.payload))
+                        self.on_started(json_object(frame.payload))
                 elif frame.type == FrameType.EXIT:
                     report = ExitReport.decode(frame.payload)
                     if self._stdout_broken:
@@ -179,7 +179,7 @@ class Supervisor:
     def stop(self, signame: str) -> None:
         """Ask the keep to stop; kill it if it has not ended after a grace period."""
         try:
-            self.channel.send(FrameType.STOP, json.dumps({"signal": signame}).encode())
+            self.channel.send(FrameType.STOP, StopRequest(signame).encode())
         except OSError:
             pass
         if self._stop_timer is None:
@@ -215,10 +215,3 @@ def _pipe_fd(sink: Sink) -> int | None:
     enlarge_pipe(sink)  # also fewer wake-ups of whoever reads our stdout
     return sink
 
-
-def _json_object(payload: bytes) -> dict:
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError):
-        return {}
-    return doc if isinstance(doc, dict) else {}

@@ -30,6 +30,7 @@ class LaunchRequest(NamedTuple):
     log_level: str | None = None
     simulate_tee: str | None = None  # "sev-snp": attest with simulated evidence (testing without hardware)
     simulator_dir: str | None = None  # where the simulator's persistent test PKI lives
+    ca_bundle_pem: str | None = None  # extra CA certificates (PEM) the keep trusts for its Steward's TLS
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
@@ -67,6 +68,7 @@ class LaunchRequest(NamedTuple):
                 log_level=_typed(doc, "log_level", str, optional=True),
                 simulate_tee=_typed(doc, "simulate_tee", str, optional=True),
                 simulator_dir=_typed(doc, "simulator_dir", str, optional=True),
+                ca_bundle_pem=_typed(doc, "ca_bundle_pem", str, optional=True),
             )
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed LAUNCH header: {exc}") from None
@@ -97,6 +99,49 @@ class ExitReport(NamedTuple):
         if not isinstance(kind, str) or not (error is None or isinstance(error, str)):
             raise ProtocolError("malformed EXIT frame: kind/error types")
         return cls(status=status, kind=kind, error=error)
+
+
+class Started(NamedTuple):
+    """STARTED: the workload is instantiated and about to run; ``listening`` = where each listener is bound."""
+
+    protocol: int = PROTOCOL_VERSION
+    listening: list[dict[str, Any]] = []  # noqa: RUF012 - a NamedTuple default, never mutated
+
+    def encode(self) -> bytes:
+        return json.dumps(self._asdict()).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Started:
+        """Lenient: the host only shows this information, so a malformed field is dropped, not fatal."""
+        doc = json_object(payload)
+        listening = doc.get("listening")
+        items = [item for item in listening if isinstance(item, dict)] if isinstance(listening, list) else []
+        protocol = doc.get("protocol")
+        return cls(protocol if isinstance(protocol, int) else PROTOCOL_VERSION, items)
+
+
+class StopRequest(NamedTuple):
+    """STOP: end the workload now, as if it had received ``signal`` (SIGINT, SIGTERM or SIGPIPE)."""
+
+    signal: str = "SIGTERM"
+
+    def encode(self) -> bytes:
+        return json.dumps(self._asdict()).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> StopRequest:
+        """Lenient: any malformed STOP still stops the keep, as SIGTERM."""
+        signal = json_object(payload).get("signal", "SIGTERM")
+        return cls(signal if isinstance(signal, str) else "SIGTERM")
+
+
+def json_object(payload: bytes) -> dict[str, Any]:
+    """The payload as a JSON object, or ``{}`` when it is not one."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def _typed(doc: dict[str, Any], key: str, typ: type, optional: bool = False) -> Any:

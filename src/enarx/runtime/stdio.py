@@ -87,16 +87,30 @@ class OutputPump(threading.Thread):
 class StdinFeeder(threading.Thread):
     """Writes STDIN frame payloads into the pipe wasmtime reads; an empty payload closes it (EOF).
 
-    A bounded queue decouples the channel reader from a workload that does not read its stdin, so
-    control frames (STOP) are never stuck behind stdin data.
+    It exists from the keep's first frame, before the workload's stdin is decided: payloads queue until a
+    stage either attaches the pipe (:meth:`attach`) or discards them (:meth:`discard`; the workload has no stdin).
+    A bounded queue decouples the channel reader from a workload that does not read its stdin, so control
+    frames (STOP) are never stuck behind stdin data.
     """
 
-    def __init__(self, write_fd: int):
+    def __init__(self) -> None:
         super().__init__(name="stdin-feeder", daemon=True)
-        self.write_fd = write_fd
+        self.write_fd: int | None = None
         self.queue: queue.Queue[bytes] = queue.Queue(maxsize=64)
+        self._decided = threading.Event()
+
+    def attach(self, write_fd: int) -> None:
+        self.write_fd = write_fd
+        self._decided.set()
+
+    def discard(self) -> None:
+        self._decided.set()
 
     def run(self) -> None:
+        self._decided.wait()
+        if self.write_fd is None:
+            while True:
+                self.queue.get()
         try:
             while data := self.queue.get():
                 view = memoryview(data)

@@ -13,6 +13,7 @@ from typing import Any
 
 from asn1crypto import core
 from asn1crypto import csr as asn1_csr
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -27,6 +28,7 @@ from enarx.attestation.envelope import (
     SnpEvidence,
     TdxEvidence,
 )
+from enarx.attestation.freshness import NONCE_SIZE, OID_NONCE
 from enarx.attestation.model import AttestationError, CollateralSet, Tee
 from enarx.attestation.pki import _sig_alg, verify_signed
 
@@ -35,6 +37,12 @@ EVIDENCE_OIDS = {OID_KVM: Tee.KVM, OID_SGX: Tee.SGX, OID_SNP: Tee.SNP, OID_TDX: 
 SNP_REPORT_SIZE = 1184
 MAX_CRLS = 64
 MAX_CERTS = 64
+#: Caps on what a CSR may make the Steward parse: vendors' CRLs are small (Intel's PCK platform CRL: ~3 KB,
+#: 44 entries in 2023; AMD's: no entries), so these leave ample room while keeping the worst request cheap.
+MAX_CRL_BYTES = 256 << 10
+MAX_CRL_ENTRIES = 4096
+MAX_CRL_ENTRIES_TOTAL = 8192
+MAX_JSON_BYTES = 256 << 10
 
 
 class CsrError(AttestationError):
@@ -71,6 +79,7 @@ class DecodedCsr:
     spki_der: bytes
     signature_algorithm: str
     evidence: list[Evidence]
+    nonce: bytes | None = None  # a challenge nonce (OID_NONCE extension) bound into the evidence with the key
 
     @property
     def spki_sha256(self) -> str:
@@ -105,10 +114,31 @@ def _short(exc: BaseException) -> str:
 
 
 def _crl_ders(crl_list: Any) -> list[bytes]:
+    """The DER CRLs of a CrlList, within the size and entry caps, checked before anything parses their
+    entries (counting them with ``cryptography`` costs microseconds; a full parse of 40,000 costs seconds)."""
     entries = crl_list["crls"]
     if len(entries) > MAX_CRLS:
         raise CsrError(f"{len(entries)} CRLs is more than {MAX_CRLS}", reason="malformed-evidence")
-    return [entry["crl"].dump() for entry in entries]
+    ders, total = [], 0
+    for entry in entries:
+        der = entry["crl"].dump()
+        if len(der) > MAX_CRL_BYTES:
+            raise CsrError(f"a CRL of {len(der)} bytes is larger than the Steward's limit of {MAX_CRL_BYTES}",
+                           reason="crl-too-large")
+        try:
+            count = len(x509.load_der_x509_crl(der))
+        except ValueError as exc:
+            raise CsrError(f"a CRL in the evidence is not a DER X.509 CRL: {_short(exc)}",
+                           reason="malformed-evidence") from None
+        if count > MAX_CRL_ENTRIES:
+            raise CsrError(f"a CRL with {count} entries is more than the Steward's limit of {MAX_CRL_ENTRIES}",
+                           reason="crl-too-large")
+        total += count
+        if total > MAX_CRL_ENTRIES_TOTAL:
+            raise CsrError(f"the CRLs carry more than {MAX_CRL_ENTRIES_TOTAL} entries in all",
+                           reason="crl-too-large")
+        ders.append(der)
+    return ders
 
 
 def _collateral(certs: list[bytes], crls: list[bytes], what: str) -> CollateralSet:
@@ -121,6 +151,9 @@ def _collateral(certs: list[bytes], crls: list[bytes], what: str) -> CollateralS
 
 
 def _add_json(out: CollateralSet, raw: bytes, what: str) -> None:
+    if len(raw) > MAX_JSON_BYTES:
+        raise CsrError(f"{what} of {len(raw)} bytes is larger than the Steward's limit of {MAX_JSON_BYTES}",
+                       reason="malformed-evidence")
     try:
         ok = add_bytes(out, raw, what)
     except AttestationError:
@@ -156,6 +189,7 @@ def _decode_intel(oid: str, tee: Tee, value: bytes) -> Evidence:
     spec = SgxEvidence if tee is Tee.SGX else TdxEvidence
     parsed = spec.load(value, strict=True)
     quote = parsed["quote"].native
+    _check_quote_tee(quote, tee)
     certs = [c.dump() for c in parsed["tcb"]["certs"]]
     collateral = _collateral(certs, _crl_ders(parsed["crls"]), f"{tee.value} evidence")
     tcb_info = parsed["tcb"]["report"].native
@@ -169,10 +203,31 @@ def _decode_intel(oid: str, tee: Tee, value: bytes) -> Evidence:
     return Evidence(oid, tee, quote, collateral)
 
 
+INTEL_TEE_TYPES = {Tee.SGX: 0x00000000, Tee.TDX: 0x00000081}  # quote header bytes 4..8, little-endian
+
+
+def _check_quote_tee(quote: bytes, tee: Tee) -> None:
+    """The quote must be of the TEE its extension OID names: the SGX and TDX verifiers share code, so a TDX
+    quote under the SGX OID would otherwise be verified (and certified) as if it were SGX."""
+    if len(quote) < 8:
+        raise CsrError(f"{tee.value} quote of {len(quote)} bytes has no header", reason="malformed-evidence")
+    found = int.from_bytes(quote[4:8], "little")
+    if found != INTEL_TEE_TYPES[tee]:
+        named = {v: k.value for k, v in INTEL_TEE_TYPES.items()}.get(found, f"tee_type 0x{found:x}")
+        raise CsrError(f"the evidence under the {tee.value} extension OID is a {named} quote",
+                       reason="tee-mismatch")
+
+
 def _decode_snp(value: bytes) -> Evidence:
+    """Parsed lazily like the Intel containers: CRLs are size-checked before their entries are parsed."""
     try:
-        parsed = _load(SnpEvidence, value, "SEV-SNP evidence")
-    except CsrError:
+        parsed = SnpEvidence.load(value, strict=True)
+        report = parsed["report"].native
+        vcek = parsed["vcek"]
+        vcek_der = vcek["vcek"].dump()
+        crls = vcek["crls"]
+        crls["crls"]  # the CrlList must decode as one
+    except Exception:  # noqa: BLE001 - asn1crypto raises ValueError, TypeError, KeyError, …
         try:
             _load(LegacySnpEvidence, value, "SEV-SNP evidence")
         except CsrError:
@@ -181,17 +236,37 @@ def _decode_snp(value: bytes) -> Evidence:
         raise CsrError("legacy Steward SEV-SNP container SEQUENCE { VCEK, report } without a CrlList: "
                        "revocation of the VCEK chain cannot be checked; the keep must send "
                        "SEQUENCE { SEQUENCE { VCEK, CrlList }, report }", reason="legacy-evidence") from None
-    report = parsed["report"].native
     if len(report) != SNP_REPORT_SIZE:
         raise CsrError(f"SEV-SNP report is {len(report)} bytes, not {SNP_REPORT_SIZE}", reason="malformed-evidence")
-    vcek = parsed["vcek"]
-    collateral = _collateral([vcek["vcek"].dump()], _crl_ders(vcek["crls"]), "SEV-SNP evidence")
+    try:
+        crl_ders = _crl_ders(crls)
+    except CsrError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - lazy parsing of the CrlList
+        raise CsrError(f"SEV-SNP evidence is not valid DER: {_short(exc)}", reason="malformed-evidence") from None
+    collateral = _collateral([vcek_der], crl_ders, "SEV-SNP evidence")
     return Evidence(OID_SNP, Tee.SNP, report, collateral)
+
+
+def _decode_nonce(value: bytes, critical: bool) -> bytes:
+    if critical:
+        raise CsrError(f"challenge nonce extension {OID_NONCE} must not be critical", reason="malformed-csr")
+    try:
+        nonce = core.OctetString.load(value, strict=True).native
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises several types
+        raise CsrError(f"challenge nonce extension is not an OCTET STRING: {_short(exc)}",
+                       reason="malformed-csr") from None
+    if not 1 <= len(nonce) <= NONCE_SIZE:
+        raise CsrError(f"challenge nonce of {len(nonce)} bytes is not one a Steward issues", reason="malformed-csr")
+    return nonce
 
 
 def decode_csr(body: bytes) -> DecodedCsr:
     """Parse a DER PKCS#10 request, verify its self-signature, and decode every evidence extension."""
-    req = _load(asn1_csr.CertificationRequest, body, "CSR", "malformed-csr")
+    try:  # lazily: the evidence (up to the body limit) is cut out as bytes, never parsed whole here
+        req = asn1_csr.CertificationRequest.load(body, strict=True)
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises ValueError, TypeError, …
+        raise CsrError(f"CSR is not valid DER: {_short(exc)}", reason="malformed-csr") from None
     return decode_request(req)
 
 
@@ -210,17 +285,24 @@ def decode_request(req: Any) -> DecodedCsr:
         if not verify_signed(public_key, algorithm, info.dump(), req["signature"].native):
             raise CsrError("CSR signature does not verify with its own public key", reason="csr-signature")
         evidence: list[Evidence] = []
+        nonces: list[bytes] = []
         for attr in info["attributes"]:
             oid = attr["type"].dotted
             if oid != OID_EXTENSION_REQUEST:
                 raise CsrError(f"CSR attribute {oid} is not extensionRequest", reason="malformed-csr")
             for extensions in attr["values"]:
                 for ext in extensions:
-                    item = decode_evidence(ext["extn_id"].dotted, ext["extn_value"].contents,
-                                           bool(ext["critical"].native))
+                    ext_oid, value, critical = ext["extn_id"].dotted, ext["extn_value"].contents, \
+                        bool(ext["critical"].native)
+                    if ext_oid == OID_NONCE:
+                        nonces.append(_decode_nonce(value, critical))
+                        continue
+                    item = decode_evidence(ext_oid, value, critical)
                     item.extension_der = ext.dump()
                     evidence.append(item)
-        return DecodedCsr(public_key, spki, algorithm.oid, evidence)
+        if len(nonces) > 1:
+            raise CsrError("the CSR carries more than one challenge nonce", reason="malformed-csr")
+        return DecodedCsr(public_key, spki, algorithm.oid, evidence, nonces[0] if nonces else None)
     except CsrError:
         raise
     except Exception as exc:  # noqa: BLE001 - lazy asn1crypto parsing errors surface here

@@ -17,6 +17,8 @@ BasicConstraints CA=false, validity ``[at, min(at + validity, collateral expiry,
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,13 +31,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from enarx.attestation.der import utf8
+from enarx.errors import EnarxError
 
 OID_CLAIMS = "1.3.6.1.4.1.58270.2.1"
 DEFAULT_VALIDITY = timedelta(days=28)
 
 
-class CaError(Exception):
-    """The CA key/certificate cannot be loaded or do not match."""
+class CaError(EnarxError):
+    """The CA key/certificate cannot be loaded, written, or do not match."""
 
 
 @dataclass
@@ -93,14 +96,18 @@ class CertificateAuthority:
         )
         return cls(key, cert)
 
-    def write(self, key_path: str | Path, crt_path: str | Path) -> None:
-        """Save the key (PKCS#8 PEM, mode 0600) and certificate (PEM)."""
-        data = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption())
-        path = Path(key_path)
-        path.touch(mode=0o600, exist_ok=True)
-        path.write_bytes(data)
-        Path(crt_path).write_bytes(self.pem)
+    def write(self, directory: str | Path, *, force: bool = False) -> tuple[Path, Path]:
+        """Save ``ca.key`` (PKCS#8 PEM, mode 0600) and ``ca.crt`` (PEM) in ``directory`` (made 0700 if absent).
+
+        Each file is first written in full under a fresh name (``O_CREAT|O_EXCL|O_NOFOLLOW``, so neither a
+        planted symlink nor an existing file's mode is ever used), then moved into place: without ``force``
+        with ``link``, which refuses an existing name (file or symlink); with ``force`` with ``rename``,
+        which replaces the name itself — a symlink there is replaced, its target never touched.
+        """
+        key_pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())
+        return write_key_pair(Path(directory), {"ca.key": (key_pem, 0o600), "ca.crt": (self.pem, 0o644)},
+                              force=force)
 
     def _hash(self) -> Any:
         if isinstance(self.key, ec.EllipticCurvePrivateKey):
@@ -158,3 +165,61 @@ def read_claims(cert: x509.Certificate) -> dict[str, Any]:
     except x509.ExtensionNotFound:
         raise KeyError(OID_CLAIMS) from None
     return json.loads(core.UTF8String.load(ext.value.value).native)
+
+
+def write_key_pair(directory: Path, files: dict[str, tuple[bytes, int]], *, force: bool) -> tuple[Path, ...]:
+    """Write ``files`` (name → (bytes, mode)) into ``directory`` atomically; see :meth:`CertificateAuthority.write`.
+
+    Refuses (``CaError``) when a name exists and ``force`` is false; nothing is written then.
+    """
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CaError(f"cannot use {directory} for the CA files: {exc.strerror or exc}") from None
+    staged: list[tuple[str, str]] = []
+    try:
+        if not force:
+            present = [name for name in files if _exists(name, dir_fd)]
+            if present:
+                raise CaError(f"{directory / present[0]} already exists: pass --force to replace the CA files, "
+                              "or choose another --write-ca directory")
+        for name, (data, mode) in files.items():
+            temp = f".{name}.{secrets.token_hex(8)}.tmp"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                         dir_fd=dir_fd)
+            staged.append((temp, name))
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), mode)  # the umask may have narrowed it; never wider than asked
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for temp, name in staged:
+            if force:
+                os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                continue
+            try:
+                os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            except FileExistsError:
+                raise CaError(f"{directory / name} appeared while writing: pass --force to replace it") from None
+            os.unlink(temp, dir_fd=dir_fd)
+        staged.clear()
+        os.fsync(dir_fd)
+    except OSError as exc:
+        raise CaError(f"cannot write the CA files in {directory}: {exc.strerror or exc}") from None
+    finally:
+        for temp, _name in staged:
+            try:
+                os.unlink(temp, dir_fd=dir_fd)
+            except OSError:
+                pass
+        os.close(dir_fd)
+    return tuple(directory / name for name in files)
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False

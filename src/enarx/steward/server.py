@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from typing import Any
 
 import uvicorn
 
+from enarx.errors import EnarxError
 from enarx.steward.app import create_app
 from enarx.steward.service import Steward
 
@@ -66,26 +68,74 @@ def _server(app: Any, listener: Listener) -> uvicorn.Server:
     return _GroupServer(config)
 
 
+class ListenError(EnarxError):
+    """A listener cannot be opened; the message names the address and what to do."""
+
+
+def _shown(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _bind(listener: Listener) -> socket.socket:
     """Bind in the parent, so that ``--port 0`` picks one port that every worker then serves."""
-    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    where = _shown(listener.host, listener.port)
+    if not 0 <= listener.port <= 65535:
+        raise ListenError(f"cannot listen on {where}: port {listener.port} is out of range (0-65535)")
+    try:
+        infos = socket.getaddrinfo(listener.host or None, listener.port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ListenError(f"cannot listen on {where}: {listener.host!r} is not an address or a resolvable host "
+                          f"name ({getattr(exc, 'strerror', None) or exc}); give --addr an IP address such as "
+                          "127.0.0.1 or ::") from None
+    family, _type, _proto, _name, address = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6 and listener.host in ("::", ""):
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    sock.bind((listener.host, listener.port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and listener.host in ("::", ""):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {where}: {_advice(exc, listener)}") from None
     sock.set_inheritable(True)
     return sock
 
 
-def serve(steward: Steward, listeners: list[Listener], workers: int = 1) -> None:
+def _advice(exc: OSError, listener: Listener) -> str:
+    option = "--tls-port" if listener.tls_crt else "--port"
+    if exc.errno == errno.EADDRINUSE:
+        return f"the port is already in use (another Steward?): stop that process or choose another {option}"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "the address is not one of this machine's: give --addr a local address (or :: for all)"
+    if exc.errno == errno.EACCES:
+        return f"permission denied (ports below 1024 need privileges): choose a {option} of 1024 or more"
+    return f"{exc.strerror or exc}"
+
+
+def open_listeners(listeners: list[Listener]) -> list[socket.socket]:
+    """Bind every listener (all or none); :class:`ListenError` names the one that failed."""
+    sockets: list[socket.socket] = []
+    try:
+        for listener in listeners:
+            sockets.append(_bind(listener))
+    except ListenError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def serve(steward: Steward, listeners: list[Listener], workers: int = 1,
+          sockets: list[socket.socket] | None = None) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), in ``workers`` processes sharing the listening sockets.
 
     Verification is CPU-bound Python, so one process uses one core; more workers use more cores. Each
-    worker keeps its own Prometheus counters (``/metrics`` shows the worker that answered).
+    worker keeps its own Prometheus counters (``/metrics`` shows the worker that answered). ``sockets``
+    are listeners already opened with :func:`open_listeners` (else they are opened here).
     """
-    sockets = [_bind(listener) for listener in listeners]
+    sockets = sockets if sockets is not None else open_listeners(listeners)
     for sock, listener in zip(sockets, listeners):
         host, port = sock.getsockname()[:2]
         scheme = "https" if listener.tls_crt else "http"

@@ -21,6 +21,7 @@ from enarx.attestation.binding import binding_check
 from enarx.attestation.claims import Claims
 from enarx.attestation.collateral import from_ders
 from enarx.attestation.formats import FORMAT_FOR_TEE
+from enarx.attestation.freshness import ChallengeIssuer, FreshnessError, require_fresh
 from enarx.attestation.model import Check, TcbStatus, Tee
 from enarx.attestation.pki import Cert, split_pem
 from enarx.attestation.policy import Policy
@@ -109,7 +110,10 @@ class StewardConfig:
     accept_kvm: bool = False
     insecure_anchors: list[Anchor] = field(default_factory=list)
     insecure_intermediates: list[bytes] = field(default_factory=list)
-    collateral: list[str | Path] = field(default_factory=list)  # --collateral: the Steward's own store
+    require_challenge: bool = False  # refuse evidence that binds no fresh GET /challenge nonce
+    challenges: ChallengeIssuer = field(default_factory=ChallengeIssuer.generate)
+    # --collateral: the Steward's own store (paths, or a store the CLI loaded and checked at start-up)
+    collateral: list[str | Path] | CollateralStore = field(default_factory=list)
 
 
 class Steward:
@@ -120,8 +124,10 @@ class Steward:
         # The Steward's own collateral: AMD's ASK/ASVK (keeps send only the VCEK), the test intermediates
         # given with --insecure-trust-anchor, and every --collateral directory or bundle.
         held = from_ders([*builtin_intermediates(), *config.insecure_intermediates], source="steward")
+        store = config.collateral if isinstance(config.collateral, CollateralStore) else \
+            CollateralStore.load(config.collateral)
         self.verifier = Verifier(anchors=roots.builtin_anchors(config.insecure_anchors), policy=config.policy,
-                                 collateral=CollateralStore.load(config.collateral, extra=held))
+                                 collateral=store.extended(held))
 
     def now(self) -> datetime:
         return self.config.verify_at or datetime.now(UTC)
@@ -164,6 +170,7 @@ class Steward:
         if len(csr.evidence) > 1:
             raise Refusal(400, "malformed-csr", "the CSR carries more than one attesting extension")
         ev = csr.evidence[0]
+        self._check_fresh(csr, ev)
         at = self.now()
         if ev.tee is Tee.KVM:
             return self._kvm(csr, ev, at)
@@ -177,7 +184,7 @@ class Steward:
         checks = list(verdict.checks)
         claims = verdict.claims
         if claims is not None:
-            checks.append(binding_check(claims, csr.spki_der))
+            checks.append(binding_check(claims, csr.spki_der, csr.nonce))
         failed = [c for c in checks if not c.passed]
         if verdict.status != "trusted" or failed:
             reason = verdict.reason if verdict.status != "trusted" else "binding"
@@ -194,6 +201,15 @@ class Steward:
         cert = self.config.ca.issue(csr.public_key, at=at, not_after=not_after, claims=document,
                                     sans=self.config.sans)
         return Issued(cert, document, csr.spki_sha256, verdict.warnings)
+
+    def _check_fresh(self, csr: DecodedCsr, ev: Evidence) -> None:
+        """A nonce the CSR carries must be ours and unexpired (by the wall clock, even with ``verify_at``);
+        none is accepted unless the Steward requires challenges. The binding itself is checked with the key."""
+        try:
+            require_fresh(self.config.challenges, csr.nonce, self.config.require_challenge)
+        except FreshnessError as exc:
+            raise Refusal(403, exc.reason, str(exc), [Check("steward.challenge", False, str(exc))],
+                          tee=ev.tee.value) from None
 
     def _kvm(self, csr: DecodedCsr, ev: Evidence, at: datetime) -> Issued:
         if not self.config.accept_kvm:

@@ -10,13 +10,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 
-def build_csr(key: ec.EllipticCurvePrivateKey, oid: str, value: bytes) -> bytes:
-    """DER PKCS#10 with the evidence as a non-critical extension in an extensionRequest attribute."""
+def build_csr(key: ec.EllipticCurvePrivateKey, oid: str, value: bytes, *, nonce: bytes | None = None) -> bytes:
+    """DER PKCS#10 with the evidence as a non-critical extension in an extensionRequest attribute, and the
+    Steward's challenge nonce (when one was bound) as a second non-critical extension."""
+    from enarx.attestation.der import octet_string
+    from enarx.attestation.freshness import OID_NONCE
+
     algorithm = hashes.SHA384() if isinstance(key.curve, ec.SECP384R1) else hashes.SHA256()
-    csr = (
+    builder = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([]))
         .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), critical=False)
-        .sign(key, algorithm)
     )
-    return csr.public_bytes(serialization.Encoding.DER)
+    if nonce is not None:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(OID_NONCE), octet_string(nonce)), critical=False)
+    return builder.sign(key, algorithm).public_bytes(serialization.Encoding.DER)
