@@ -45,6 +45,9 @@ class CrlScope(enum.Enum):
     NONE = "none"  # AWS Nitro (no revocation), NVIDIA (OCSP only): revocation not available
 
 
+_ALL, _BELOW_ANCHOR, _NONE = CrlScope.ALL, CrlScope.BELOW_ANCHOR, CrlScope.NONE  # (enum lookups are slow)
+
+
 class CrlItem(NamedTuple):
     crl: Crl
     from_store: bool  # held by the verifier's collateral store (vs. supplied with the evidence)
@@ -116,7 +119,8 @@ def _build(ctx: Context, leaf: Cert, pool: Sequence[Cert], name: str, max_depth:
         found = ctx.anchors.find(current)
         anchor = next((a for a in found if ctx.fmt in a.formats), None)
         if anchor is not None:
-            trail.ok(f"{name}.anchor", " → ".join(c.name for c in path) + f": ends at {anchor.describe()}")
+            trail.ok(f"{name}.anchor", " → ".join(c.name for c in path) + f": every signature verified, ends at "
+                     f"{anchor.describe()}")
             return path, anchor
         other = next(iter(found), None)
         if other is not None:
@@ -132,7 +136,6 @@ def _build(ctx: Context, leaf: Cert, pool: Sequence[Cert], name: str, max_depth:
         if not issuer.is_ca and not any(ctx.fmt in a.formats for a in ctx.anchors.find(issuer)):
             raise trail.fail(f"{name}.ca[{issuer.name}]", f"{current.name!r} is signed by {issuer.name!r}, which "
                              "is not a CA (basicConstraints)", "chain", expected="cA=TRUE", actual="not a CA")
-        trail.ok(f"{name}.signature[{current.name}]", f"signed by {issuer.name}")
         path.append(issuer)
         current = issuer
     raise trail.fail(f"{name}.length", f"certificate chain longer than {max_depth}", "chain")
@@ -184,7 +187,7 @@ def _revocation(ctx: Context, path: Sequence[Cert], crls: Sequence[CrlItem], sco
     unchecked: list[str] = []
     expiries: list[datetime] = []
     for cert, issuer in itertools.pairwise(path):
-        covered = scope is CrlScope.ALL or (scope is CrlScope.BELOW_ANCHOR and issuer is path[-1])
+        covered = scope is _ALL or (scope is _BELOW_ANCHOR and issuer is path[-1])
         in_scope += covered
         crl = _freshest(ctx, issuer, crls, name)
         if crl is None:
@@ -202,11 +205,12 @@ def _revocation(ctx: Context, path: Sequence[Cert], crls: Sequence[CrlItem], sco
                              f"certificate {cert.name!r} (serial {cert.serial:#x}) was revoked by the CRL of "
                              f"{crl.name!r} on {when.isoformat()}", "revoked",
                              expected="not listed", actual=f"serial {cert.serial:#x} listed")
-        trail.ok(f"{name}.revocation[{cert.name}]", f"not listed in the CRL of {crl.name}")
-    if scope is CrlScope.NONE:
+    if scope is _NONE:
         return Revocation.NOT_AVAILABLE, (), expiries
     if checked == in_scope:
+        trail.ok(f"{name}.revocation", "no certificate listed in a current CRL of its issuer")
         return Revocation.FULL, (), expiries
+    trail.ok(f"{name}.revocation", "not checked for " + "; ".join(unchecked))
     return (Revocation.NOT_CHECKED if checked == 0 else Revocation.PARTIAL), tuple(unchecked), expiries
 
 

@@ -85,12 +85,16 @@ class VerifierCache:
         return True
 
     def _get(self, key: Hashable) -> Any:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
+        # OrderedDict's C methods are atomic under the GIL: a hit needs no lock (an entry evicted meanwhile
+        # only makes move_to_end raise KeyError)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        try:
             self._entries.move_to_end(key)
-            return entry[0]
+        except KeyError:
+            pass
+        return entry[0]
 
     def _put(self, key: Hashable, value: Any, cost: int) -> None:
         if cost > self.max_bytes // 4:

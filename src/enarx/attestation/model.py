@@ -47,7 +47,7 @@ class Revocation(str, enum.Enum):
     NOT_AVAILABLE = "not-available"  # the vendor publishes no revocation source usable offline
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: thousands are made per second, and nothing mutates them)
 class Check:
     """One named step of verification or appraisal, with its outcome and a human-readable detail."""
 

@@ -63,7 +63,7 @@ class SignatureAlgorithm:
     kind: str  # "pss" | "pkcs1" | "ecdsa"
     salt_length: int | None = None
 
-    @property
+    @cached_property
     def scheme(self) -> crypto.Scheme:
         return crypto.Scheme(self.kind, self.hash_name, self.salt_length)
 

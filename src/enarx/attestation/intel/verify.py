@@ -78,8 +78,9 @@ def verify(data: bytes, ctx: Context) -> SgxClaims | TdxClaims:
     docs = _documents(ctx)
 
     # 1. the attestation key signs header + body
-    try:
-        att_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + q.attestation_key)
+    try:  # a platform's attestation key is the same in each of its quotes: its parsed form is cached
+        att_key = ctx.parsed(b"p256-point", q.attestation_key,
+                             lambda raw: ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw))
     except ValueError:
         raise trail.fail("attestation-key-signature", "attestation key is not a P-256 point", "signature") from None
     if not crypto.verify_raw_ecdsa(att_key, crypto.ECDSA_SHA256, q.signed_region, q.signature):
@@ -324,7 +325,7 @@ def _tcb(q: abi.Quote, ext: PckExtensions, tee_tcb_svn: bytes | None, docs: _Doc
                                       + (f", TEE_TCB_SVN {tee_tcb_svn.hex()}" if tee_tcb_svn else "") + ")"))
         return _Tcb(TcbStatus.NOT_SUPPORTED, [], info, None, chain)
     out = _Tcb(level.status, list(level.advisory_ids), info, level, chain)
-    trail.ok("tcb-level", f"{level.status.value} (tcbDate {_iso(level.tcb_date) if level.tcb_date else '?'})"
+    trail.ok("tcb-level", f"{level.status.value} (tcbDate {level.tcb_date.date() if level.tcb_date else '?'})"
              + (f", advisories {', '.join(level.advisory_ids)}" if level.advisory_ids else ""))
     if q.is_tdx and tee_tcb_svn is not None and isinstance(q.body, abi.TdReportBody) and info.tdx_module is not None:
         module = _tdx_module(q.body, info, ctx)
