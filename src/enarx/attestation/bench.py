@@ -79,7 +79,7 @@ def _cases(corpus: Path | None) -> dict[str, tuple[bytes, Any, Any, datetime]]:
 
 def _as_received(collateral: Any) -> Any:
     """The simulator's collateral as a Steward receives it: DER bytes, not ``cryptography`` objects."""
-    from enarx.attestation.context import der_of
+    from enarx.attestation.collateral import der_of
     from enarx.attestation.model import CollateralSet
 
     return CollateralSet(certificates=[der_of(c) for c in collateral.certificates],

@@ -180,7 +180,8 @@ def from_ders(certificates: Iterable[bytes] = (), crls: Iterable[bytes] = (), so
     return out
 
 
-def _der_of(item: Any) -> bytes:
+def der_of(item: Any) -> bytes:
+    """DER bytes of a collateral item: bytes, a :class:`Cert`/:class:`Crl`, or a ``cryptography`` object."""
     if isinstance(item, (Cert, Crl)):
         return item.der
     if isinstance(item, (bytes, bytearray)):
@@ -192,12 +193,12 @@ def certificates_of(collateral: CollateralSet | None) -> list[Cert]:
     """Every certificate in ``collateral`` as a :class:`Cert`, de-duplicated, in order."""
     if collateral is None:
         return []
-    ders = dict.fromkeys(_der_of(i) for i in [*collateral.certificates, *collateral.raw_certificates])
+    ders = dict.fromkeys(der_of(i) for i in [*collateral.certificates, *collateral.raw_certificates])
     return [Cert.from_der(der) for der in ders]
 
 
 def crls_of(collateral: CollateralSet | None) -> list[Crl]:
     if collateral is None:
         return []
-    ders = dict.fromkeys(_der_of(i) for i in [*collateral.crls, *collateral.raw_crls])
+    ders = dict.fromkeys(der_of(i) for i in [*collateral.crls, *collateral.raw_crls])
     return [Crl.from_der(der) for der in ders]

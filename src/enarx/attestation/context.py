@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
-
 from enarx.attestation import chain
 from enarx.attestation.anchors import TrustAnchors
+from enarx.attestation.collateral import der_of
 from enarx.attestation.memo import VerifierCache
 from enarx.attestation.model import (
     AttestationError,
@@ -150,11 +149,3 @@ class Context:
         result = chain.validate(self, leaf, pool, crls, scope, name=name, max_depth=max_depth)
         self._chains[key] = (result, pool, crls)
         return result
-
-
-def der_of(item: Any) -> bytes:
-    if isinstance(item, (Cert, Crl)):
-        return item.der
-    if isinstance(item, (bytes, bytearray)):
-        return bytes(item)
-    return item.public_bytes(serialization.Encoding.DER)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enarx.attestation.collateral import CollateralError, add_bytes, load_collateral
+from enarx.attestation.collateral import CollateralError, add_bytes, der_of, load_collateral
 from enarx.attestation.model import AttestationError, CollateralSet
 from enarx.attestation.pki import Cert, CertificateFormatError, Crl
 
@@ -30,7 +30,6 @@ class CollateralStore:
     @classmethod
     def from_set(cls, collateral: CollateralSet, sources: Iterable[str] = ()) -> CollateralStore:
         """Parse and check everything in ``collateral`` now, so a bad file is found at start-up."""
-        from enarx.attestation.context import der_of
         from enarx.attestation.intel.collateral import is_intel_document, parse_document
 
         store = cls(sources=list(sources))

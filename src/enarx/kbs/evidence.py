@@ -155,7 +155,7 @@ def build_tee_evidence(tee: Tee, evidence: bytes, collateral: CollateralSet | No
 
 
 def _collateral_items(collateral: CollateralSet) -> list[bytes]:
-    from enarx.attestation.context import der_of  # collateral items are DER bytes or parsed objects
+    from enarx.attestation.collateral import der_of  # collateral items are DER bytes or parsed objects
 
     items = [der_of(c) for c in collateral.certificates]
     items += [der_of(c) for c in collateral.crls]

@@ -31,7 +31,8 @@ from typing import Any
 from enarx.attestation.model import MalformedEvidence, TcbStatus
 from enarx.attestation.pki import Cert, CertificateFormatError, Crl, split_pem
 
-_STATUS = {s.value: s for s in TcbStatus if s not in (TcbStatus.NOT_SUPPORTED, TcbStatus.UNKNOWN)}
+_STATUS = {s.value: s for s in TcbStatus
+           if s not in (TcbStatus.NOT_SUPPORTED, TcbStatus.UNKNOWN, TcbStatus.NOT_EVALUATED)}  # not Intel words
 _MAX_DOC = 4 << 20
 
 
