@@ -146,3 +146,38 @@ def test_the_format_a_caller_expects_is_enforced():
     verdict = Verifier(anchors=sim.anchors).verify(sim.quote, sim.collateral, at=sim.at, format="sgx")
     assert (verdict.status, verdict.reason) == ("failed", "format")
     assert "tdx evidence where sgx was expected" in verdict.checks[-1].detail
+
+
+def test_tcb_info_pce_id_must_match_the_pck():
+    err = intel_refusal(simulate_sgx(tcb_info_pce_id=b"\x01\x00"))
+    assert err.reason == "collateral" and err.checks[-1].name == "tcb-info-pce-id"
+
+
+def test_issuers_are_matched_by_key_before_any_signature_is_tried():
+    """The quote's chain stops below the root, and two roots named "Intel SGX Root CA" are anchors (the real one
+    and the simulator's): the key identifier picks the right one, so no signature check fails on the way."""
+    from enarx.attestation import crypto
+
+    sim = simulate_sgx(pck_chain="no-root")
+    root = sim.certs["root"]
+    no_root = CollateralSet(certificates=[c for c in sim.collateral.certificates if c != root],
+                            crls=sim.collateral.crls, json_documents=sim.collateral.json_documents)
+    assert [a.name for a in sim.anchors.for_format("sgx")] == ["Intel SGX Root CA"] * 2  # the vendor's first
+    with crypto.recording() as ops:
+        Verifier(anchors=sim.anchors, memo=False).genuine(sim.quote, no_root, at=sim.at)
+    assert len(ops) == 9 and all(crypto.replay(op.public_key, op.scheme, op.data, op.signature) for op in ops)
+
+
+def test_a_vendor_name_on_another_kind_of_key_does_not_bind_a_test_anchor():
+    from enarx.attestation.anchors import AnchorError, bind_test_anchor
+    from enarx.attestation.pki import Cert
+    from enarx.attestation.simulate.pki import ECDSA_SHA384, TestCA
+    from enarx.attestation.simulate.snp import _amd_name
+
+    ec_ark = Cert.from_der(TestCA.root(_amd_name("ARK-Milan"), algorithm=ECDSA_SHA384).certificate)
+    with pytest.raises(AnchorError, match="cannot tell which evidence format"):
+        bind_test_anchor(ec_ark)
+    no_amd = Cert.from_der(TestCA.root([("CN", "ARK-Milan")], algorithm="rsa-pss-sha384").certificate)
+    with pytest.raises(AnchorError):
+        bind_test_anchor(no_amd)
+    assert bind_test_anchor(ec_ark, {"snp"}).formats == {"snp"}  # naming the format is always possible

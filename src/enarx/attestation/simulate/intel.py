@@ -162,8 +162,10 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
         extra = _cert(_intel_name("Intel SGX PCK Sub CA"), ca_name, extra_key, keys["platform"], not_before,
                       not_after, ca=True, path_len=0)
         pck_issuer_name, pck_issuer_key, chain_tail = extra.subject, extra_key, [extra, platform, root]
+    elif shape == "no-root":
+        chain_tail = [platform]  # the verifier must find the root among its anchors
     elif shape not in ("standard", "ca-leaf"):
-        raise ValueError("pck_chain: standard, ca-leaf, direct or long")
+        raise ValueError("pck_chain: standard, ca-leaf, direct, long or no-root")
     pck = _cert(_intel_name("Intel SGX PCK Certificate"), pck_issuer_name, keys["pck"], pck_issuer_key, not_before,
                 not_after, ca=shape == "ca-leaf", sgx_ext=ext)
 
@@ -267,7 +269,8 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
     other: IntelTestPki | None = f.get("collateral_pki")
     signers = dict(keys) if other is None else {**keys, "tcb": other.tcb_key}
     if f.get("include_tcb_info", True):
-        tcb_body = _tcb_info_body(tee, f, comps, pcesvn, f.get("tcb_info_fmspc", fmspc), pce_id, tee_tcb_svn
+        tcb_body = _tcb_info_body(tee, f, comps, pcesvn, f.get("tcb_info_fmspc", fmspc), f.get("tcb_info_pce_id", pce_id),
+                                  tee_tcb_svn
                                   if is_tdx else None, issue, next_update)
         tcb_json = (tcb_body, _raw_sign(signers[f.get("tcb_info_signer", "tcb")], tcb_body))
     if f.get("include_qe_identity", True):
@@ -331,7 +334,8 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
 _COMMON = {
     "at", "qe_svn", "pce_svn", "tcb_components", "pcesvn", "cpusvn", "fmspc", "pce_id", "ppid", "tcb_status",
     "advisory_ids", "tcb_levels", "tcb_info_fmspc", "include_tcb_info", "include_qe_identity", "include_crls",
-    "qe_isvsvn", "qe_tcb_status", "qe_mrsigner", "qe_identity_mrsigner", "tcb_info_signer", "revoke_pck", "revoked_serials", "revoke_platform_ca",
+    "qe_isvsvn", "qe_tcb_status", "qe_mrsigner", "qe_identity_mrsigner", "tcb_info_signer", "tcb_info_pce_id",
+    "revoke_pck", "revoked_serials", "revoke_platform_ca",
     "cert_data_type", "combined", "tcb_validity_days", "cert_validity_days", "report_data", "debug",
     "quote_version", "pki", "qe_report_data_tail", "pck_chain", "quote_pce_id", "collateral_pki",
 }

@@ -168,7 +168,7 @@ def issue_crl(
     signing_key: Any,
     algorithm: str,
     this_update: datetime,
-    next_update: datetime,
+    next_update: datetime | None,
     revoked: list[tuple[int, datetime]] = (),  # type: ignore[assignment]
     crl_number: int = 1,
     authority_key: Any = None,
@@ -176,7 +176,9 @@ def issue_crl(
     """A DER X.509 v2 CRL listing ``revoked`` (serial, revocation date). ``authority_key`` overrides the
     public key named in the authorityKeyIdentifier (to forge a CRL for tests)."""
     alg = algorithm_identifier(algorithm)
-    parts = [der.integer(1), alg, der.name(issuer), der.time(this_update), der.time(next_update)]
+    parts = [der.integer(1), alg, der.name(issuer), der.time(this_update)]
+    if next_update is not None:  # optional in X.509; a CRL without it cannot be shown current
+        parts.append(der.time(next_update))
     if revoked:
         parts.append(der.seq(*(der.seq(der.integer(s), der.time(when)) for s, when in revoked)))
     exts = [authority_key_id(authority_key or signing_key.public_key()),
