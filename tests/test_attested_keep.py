@@ -19,6 +19,8 @@ import enarx
 from conftest import example
 from enarx.attestation.policy import Policy
 from enarx.attestation.simulate.persistent import SimulatorPki
+from enarx.backends.nil import NilBackend
+from enarx.runtime.inmemory import InMemoryKeep
 from enarx.steward.app import create_app
 from enarx.steward.issuer import CertificateAuthority, read_claims
 from enarx.steward.server import BackgroundServer
@@ -146,7 +148,9 @@ def test_tampered_evidence_stops_keep(tmp_path, simulator, monkeypatch):
         value[report_start + MEASUREMENT_OFFSET] ^= 0x01  # one bit of the measurement
         return oid, bytes(value)
 
-    monkeypatch.setattr(simulated.SimulatedSnpEvidence, "extension", tampered)  # inherited by the forked keep
+    monkeypatch.setattr(simulated.SimulatedSnpEvidence, "extension", tampered)
+    # the keep runs in a thread of this process, so it sees the patch (a process keep may be spawned afresh)
+    monkeypatch.setattr(NilBackend, "launch", lambda self: InMemoryKeep())
     with running_steward(simulator) as (url, _ca):
         result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
     assert result.status == 1 and result.started == {}

@@ -70,24 +70,6 @@ def test_log_target_validation():
     assert proc.returncode != 0 and b"Traceback" not in proc.stderr
 
 
-def test_run_fast_path_parser_matches_the_run_options():
-    from enarx.cli.fastrun import parse_run
-
-    opts = parse_run(["run", "--env", "A=1", "--env=B=2", "--dir", "/d", "--timeout=3", "--no-cache",
-                      "--backend", "nil", "app.wasm", "--env", "x"])
-    assert opts["env"] == ("A=1", "B=2") and opts["dirs"] == ("/d",) and opts["timeout"] == "3"
-    assert opts["no_cache"] and opts["backend"] == "nil"
-    assert opts["module"] == "app.wasm" and opts["args"] == ["--env", "x"]  # after MODULE: the workload's
-    for deferred in (["run", "--help"], ["run", "--timeout"], ["run", "--weird", "a.wasm"], ["run"],
-                     ["config", "check"]):
-        assert parse_run(deferred) is None  # click handles these, with its own messages
-
-
-def test_run_help_goes_through_click():
-    proc = enarx("run", "--help")
-    assert proc.returncode == 0 and b"--wasmcfgfile" in proc.stdout
-
-
 def test_equals_form_options(tmp_path):
     from conftest import example
 
@@ -141,3 +123,12 @@ def test_bare_enarx_shows_help():
     assert proc.returncode == 0
     assert "Commands:" in proc.stdout.decode() and "run" in proc.stdout.decode()
     assert not proc.stderr
+
+
+def test_usage_errors_exit_2_everywhere():
+    """Every command reports a usage error as one line with 2, except `attest verify`, where 2 means
+    "rejected": there it is 1 (with I/O errors), so that a typo is never read as a verdict."""
+    for path in _subcommand_paths():
+        proc = enarx(*path, "--no-such-option")
+        assert_one_line_error(proc, "--no-such-option", f"(see `{' '.join(('enarx', *path))} --help`)")
+        assert proc.returncode == (1 if path == ("attest", "verify") else 2), (path, proc.stderr)

@@ -1,17 +1,28 @@
-"""The Python API: configure and run a keep, and read how it ended. The CLI is a thin layer over this."""
+"""The Python API: configure and run a keep, and read how it ended. The CLI is a thin layer over this.
+
+    >>> import enarx
+    >>> result = enarx.run("app.wasm", enarx.KeepOptions(args=["x"], env={"MODE": "demo"}),
+    ...                    stdin=b"input", stdout=print, text=True)
+    >>> result.status, result.kind, result.error
+    (0, 'exit', None)
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from enarx.config import Config
 from enarx.config.model import StdioFile
 from enarx.config.parse import load_config_and_text
+from enarx.errors import ConfigError
 from enarx.host.supervisor import Sink, Source, Stdio, Supervisor
 from enarx.protocol import LaunchRequest
 from enarx.workload import load_workload
+
+#: The TEEs whose evidence the simulator issues (``KeepOptions.simulate_tee``, ``--simulate-tee``).
+SIMULATED_TEES = ("sev-snp", "tdx", "sgx")
 
 
 class KeepResult(NamedTuple):
@@ -32,19 +43,23 @@ class KeepResult(NamedTuple):
 
 
 class KeepOptions(NamedTuple):
-    """Everything that shapes one run besides the workload itself."""
+    """Everything that shapes one run besides the workload itself.
+
+    ``args`` follow the config's ``args``; ``env`` is a mapping (or ``(key, value)`` pairs), added after the
+    config's ``env``; ``dirs`` are ``(host path, guest path[, writable=True])`` preopens, visible to the host.
+    """
 
     args: Sequence[str] = ()
-    env: Sequence[tuple[str, str]] = ()
-    dirs: Sequence[tuple[str, str, bool]] = ()  # (host path, guest path, writable)
+    env: Mapping[str, str] | Sequence[tuple[str, str]] = ()
+    dirs: Sequence[tuple[str, str] | tuple[str, str, bool]] = ()
     config_path: str | os.PathLike[str] | None = None  # an Enarx.toml; overrides a package's own
     backend: str | None = None
     memory_limit: int | None = None
     timeout: float | None = None
     cache: bool = True
     log_level: str | None = None
-    simulate_tee: str | None = None  # attest with simulated SEV-SNP evidence (no hardware; testing only)
-    simulator_dir: str | None = None  # the simulator's test PKI (default: in the cache directory)
+    simulate_tee: str | None = None  # attest with simulated sev-snp/tdx/sgx evidence (no hardware; testing only)
+    simulator_dir: str | None = None  # the simulator's test PKIs (default: in the cache directory)
     ca_bundle: str | os.PathLike[str] | None = None  # PEM CAs the keep trusts for an https Steward (else $ENARX_CA_BUNDLE)
 
 
@@ -56,17 +71,29 @@ def run(
     stdout: Sink = 1,
     stderr: Sink = 2,
     on_started: Callable[[dict], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    text: bool = False,
 ) -> KeepResult:
     """Run a workload (a ``.wasm`` file or a package directory) in a keep and wait for it to end.
 
-    ``stdin`` may be a file descriptor, a binary file, ``bytes`` or ``None`` (EOF); ``stdout`` and
-    ``stderr`` a file descriptor, a binary file, a callable taking ``bytes``, or ``None`` (discard).
+    ``stdin`` may be a file descriptor, a binary file, ``bytes`` (``str`` with ``text=True``) or ``None``
+    (EOF). ``stdout`` and ``stderr`` may be a file descriptor, a file, a callable, or ``None`` (discard).
+    A callable is called with each chunk as it arrives from the keep (not line by line): ``bytes``, or with
+    ``text=True`` ``str`` decoded as UTF-8 (a character split between chunks is kept whole; undecodable
+    bytes become U+FFFD). So ``stdout=print`` shows ``b'...'`` unless ``text=True``, and then adds a newline
+    per chunk: ``stdout=sys.stdout.write`` copies the output as it is. A file opened in text mode gets
+    ``str``, a binary one ``bytes``. ``on_started`` receives what the keep reports once the workload runs
+    (``{"listening": [{"name", "prot", "addr", "port"}, ...]}``); ``on_warning`` one line about a choice
+    that weakens or does not do what it may seem to (default: the ``enarx`` logger).
     Raises :class:`enarx.errors.EnarxError` when the keep cannot be started.
     """
     from enarx.backends.registry import pick_backend
     from enarx.runtime.cachedir import default_cache_dir
 
     options = options or KeepOptions()
+    env = _env_pairs(options.env)
+    args = _strings(options.args, "args")
+    dirs = _dir_triples(options.dirs)
     workload = load_workload(module)
     config_path = options.config_path or workload.config_path
     config: Config | None = None
@@ -74,11 +101,19 @@ def run(
     if config_path is not None:
         # validated here for a fast, clear error; the keep is sent the text and parses it again itself
         config, config_text = load_config_and_text(config_path)
-        for entry in config.files:
+        for index, entry in enumerate(config.files):
             if entry.kind == "dir":
-                _check_dir(entry.path)  # type: ignore[union-attr]
-    for host, _guest, _writable in options.dirs:
+                _check_dir(entry.path, f"{config_path}: files[{index}].path: ")  # type: ignore[union-attr]
+    for host, _guest, _writable in dirs:
         _check_dir(host)
+    if options.simulate_tee:
+        if options.simulate_tee not in SIMULATED_TEES:
+            raise ConfigError(f"simulate_tee: {options.simulate_tee!r} is not one of {', '.join(SIMULATED_TEES)}")
+        if options.simulator_dir and os.path.exists(options.simulator_dir) and not os.path.isdir(
+                options.simulator_dir):
+            raise ConfigError(f"{options.simulator_dir}: not a directory; the simulator's test PKIs live in a "
+                              "directory (created when missing)")
+        _warn(on_warning, _simulation_note(options, config, config_path))
 
     backend = pick_backend(options.backend)
     if options.log_level:
@@ -89,9 +124,9 @@ def run(
         module_name=workload.name,
         config_toml=config_text,
         config_source=str(config_path) if config_path is not None else None,
-        args=list(options.args),
-        env=[(k, v) for k, v in options.env],
-        dirs=[(os.path.abspath(h), g, w) for h, g, w in options.dirs],
+        args=args,
+        env=env,
+        dirs=[(os.path.abspath(h), g, w) for h, g, w in dirs],
         memory_limit=options.memory_limit,
         timeout=options.timeout,
         cache_dir=str(default_cache_dir()) if options.cache and backend.name == "nil" else None,
@@ -104,6 +139,69 @@ def run(
         relay_stdin = True
     else:
         relay_stdin = bool(config.files) and isinstance(config.files[0], StdioFile) and config.files[0].kind == "stdin"
+    return _launch(backend, request, workload.wasm, relay_stdin, stdin, stdout, stderr, on_started, text)
+
+
+def deploy(
+    url: str,
+    root: str | None,
+    options: KeepOptions | None = None,
+    *,
+    steward: str | None = None,
+    ca_bundle_pem: str | None = None,
+    public: bool = False,
+    stdin: Source = 0,
+    stdout: Sink = 1,
+    stderr: Sink = 2,
+    on_started: Callable[[dict], None] | None = None,
+    text: bool = False,
+) -> KeepResult:
+    """Run a package the keep fetches itself from ``url`` (a registry tag, checked against ``root``, the tag
+    entry the host resolved); with ``steward`` the keep attests before it fetches. The host never sees the
+    package's content. ``options.config_path`` (a local Enarx.toml) overrides the package's own. Only a
+    ``public`` package's compiled module may go into the (process keep's) module cache. ``ca_bundle_pem``
+    (default: the text of ``options.ca_bundle`` or ``$ENARX_CA_BUNDLE``) is what the keep trusts besides the
+    system roots, for the registry and the Steward."""
+    from enarx.backends.registry import pick_backend
+    from enarx.runtime.cachedir import default_cache_dir
+
+    options = options or KeepOptions()
+    config_text: str | None = None
+    if options.config_path is not None:
+        config, config_text = load_config_and_text(options.config_path)
+        steward = steward or config.steward
+    env, dirs = _env_pairs(options.env), _dir_triples(options.dirs)
+    for host, _guest, _writable in dirs:
+        _check_dir(host)
+    if ca_bundle_pem is None:
+        from enarx import cabundle
+
+        path = cabundle.resolve(options.ca_bundle)
+        ca_bundle_pem = _bundle_text(path) if path else None
+    backend = pick_backend(options.backend)
+    request = LaunchRequest(
+        module_name="main.wasm",
+        config_toml=config_text,
+        config_source=str(options.config_path) if options.config_path is not None else None,
+        args=_strings(options.args, "args"),
+        env=env,
+        dirs=[(os.path.abspath(h), g, w) for h, g, w in dirs],
+        memory_limit=options.memory_limit,
+        timeout=options.timeout,
+        cache_dir=str(default_cache_dir()) if public and options.cache and backend.name == "nil" else None,
+        log_level=options.log_level,
+        simulate_tee=options.simulate_tee,
+        simulator_dir=os.path.abspath(options.simulator_dir) if options.simulator_dir else None,
+        package_url=url,
+        package_root=root,
+        steward_url=steward,
+        ca_bundle_pem=ca_bundle_pem,
+    )
+    return _launch(backend, request, b"", True, stdin, stdout, stderr, on_started, text)
+
+
+def _launch(backend, request: LaunchRequest, module: bytes, relay_stdin: bool, stdin: Source, stdout: Sink,
+            stderr: Sink, on_started: Callable[[dict], None] | None, text: bool) -> KeepResult:
     started: dict = {}
 
     def note_started(info: dict) -> None:
@@ -111,31 +209,119 @@ def run(
         if on_started is not None:
             on_started(info)
 
+    if isinstance(stdin, str):
+        stdin = stdin.encode()
+    out, flush_out = _sink(stdout, text)
+    err, flush_err = _sink(stderr, text)
     keep = backend.launch()
-    supervisor = Supervisor(keep, Stdio(stdin=stdin if relay_stdin else None, stdout=stdout, stderr=stderr),
+    supervisor = Supervisor(keep, Stdio(stdin=stdin if relay_stdin else None, stdout=out, stderr=err),
                             on_started=note_started)
-    report = supervisor.run(request, workload.wasm, relay_stdin=relay_stdin)
+    try:
+        report = supervisor.run(request, module, relay_stdin=relay_stdin)
+    finally:
+        flush_out()
+        flush_err()
     return KeepResult(status=report.status, kind=report.kind, error=report.error, started=started)
 
 
-def _check_dir(path: str) -> None:
-    from enarx.errors import ConfigError
+def _env_pairs(env: Mapping[str, str] | Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The environment as pairs, each key and value checked (a ``KEY=VALUE`` string is not a pair)."""
+    pairs = list(env.items()) if isinstance(env, Mapping) else list(env)
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise ConfigError(f"env: expected a mapping of strings to strings (or (key, value) pairs), "
+                              f"got {pair!r}")
+        key, value = pair
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise ConfigError(f"env: {key!r} is not a valid variable name (non-empty, no '=' or NUL)")
+    return pairs
 
+
+def _strings(values: Sequence[str], what: str) -> list[str]:
+    if isinstance(values, (str, bytes)) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{what}: expected a list of strings, got {values!r}")
+    return list(values)
+
+
+def _dir_triples(dirs: Sequence[tuple]) -> list[tuple[str, str, bool]]:
+    """``(host, guest[, writable])`` preopens; ``writable`` defaults to True, as with ``--dir``."""
+    triples = []
+    for item in dirs:
+        if not isinstance(item, tuple) or len(item) not in (2, 3):
+            raise ConfigError(f"dirs: expected (host path, guest path[, writable]) tuples, got {item!r}")
+        host, guest, writable = (*item, True) if len(item) == 2 else item
+        if not isinstance(guest, str) or not guest or not isinstance(writable, bool):
+            raise ConfigError(f"dirs: {item!r}: the guest path must be a non-empty string, writable a bool")
+        triples.append((os.fspath(host), guest, writable))
+    return triples
+
+
+def _check_dir(path: str, where: str = "") -> None:
+    if not os.path.exists(path):
+        raise ConfigError(f"{where}{path}: no such directory to preopen; create it or name an existing one")
     if not os.path.isdir(path):
-        raise ConfigError(f"directory {path!r} does not exist (needed for a preopen)")
+        raise ConfigError(f"{where}{path}: not a directory; a preopen shares a directory (give the one "
+                          "holding it)")
+
+
+def _simulation_note(options: KeepOptions, config: Config | None, config_path: object) -> str:
+    """Say what simulated evidence will do in this run: it matters only when a Steward is asked."""
+    tee = options.simulate_tee
+    if config is not None and config.steward:
+        from enarx.runtime.cachedir import default_cache_dir
+
+        pki = options.simulator_dir or os.path.join(default_cache_dir(), "simulator")
+        return (f"attesting to {config.steward} with SIMULATED {tee} evidence (test PKI in {pki}): "
+                "no hardware protects this keep")
+    where = f"{config_path} names no `steward`" if config is not None else "there is no Enarx.toml with a `steward`"
+    return f"SIMULATED {tee} evidence is not used: nothing is attested, as {where}"
+
+
+def _warn(on_warning: Callable[[str], None] | None, message: str) -> None:
+    if on_warning is not None:
+        on_warning(message)
+    else:
+        import logging
+
+        logging.getLogger("enarx").warning("%s", message)
+
+
+def _sink(sink: Sink, text: bool) -> tuple[Sink, Callable[[], None]]:
+    """The sink as the supervisor takes it (bytes), and what to call at the end to flush a decoder."""
+    import io
+
+    if isinstance(sink, io.TextIOBase) or (text and callable(sink) and not hasattr(sink, "write")):
+        import codecs
+
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        write = sink.write if isinstance(sink, io.TextIOBase) else sink
+
+        def decoded(data: bytes) -> None:
+            if chunk := decoder.decode(data):
+                write(chunk)
+            if isinstance(sink, io.TextIOBase):
+                sink.flush()
+
+        def flush() -> None:
+            if rest := decoder.decode(b"", final=True):
+                write(rest)
+
+        return decoded, flush
+    return sink, lambda: None
 
 
 def _ca_bundle_pem(option: str | os.PathLike[str] | None, config: Config | None) -> str | None:
     """The PEM text of ``--ca-bundle`` (always checked when given) or of ``$ENARX_CA_BUNDLE`` (read only when
     the workload has a Steward to trust), relayed to the keep, which does the TLS."""
     from enarx import cabundle
-    from enarx.errors import ConfigError
 
     if option is None and (config is None or not config.steward):
         return None
     path = cabundle.resolve(option)
-    if path is None:
-        return None
+    return _bundle_text(path) if path is not None else None
+
+
+def _bundle_text(path: str) -> str:
     try:
         with open(path, encoding="ascii") as fh:
             text = fh.read(1 << 20)

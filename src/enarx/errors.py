@@ -27,3 +27,9 @@ class KeepError(EnarxError):
     def __init__(self, message: str, exit_status: int = 1):
         super().__init__(message)
         self.exit_status = exit_status
+
+
+class UsageError(EnarxError):
+    """A command line that cannot run: an unknown option, a missing or malformed value (exit status 2)."""
+
+    exit_status = 2

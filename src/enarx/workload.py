@@ -23,10 +23,14 @@ def load_workload(path: str | os.PathLike[str]) -> Workload:
     config_path: str | None = None
     if os.path.isdir(p):
         wasm_path = os.path.join(p, "main.wasm")
-        if not os.path.isfile(wasm_path):
-            raise WorkloadError(f"{p}: package directory has no main.wasm")
-        if os.path.isfile(os.path.join(p, "Enarx.toml")):
-            config_path = os.path.join(p, "Enarx.toml")
+        if not os.path.exists(wasm_path):
+            raise WorkloadError(f"{p}: package directory has no main.wasm; put the module there under that "
+                                "name, or run the .wasm file itself")
+        config_path = os.path.join(p, "Enarx.toml")
+        if os.path.isdir(config_path):
+            raise WorkloadError(f"{config_path}: is a directory; a package's Enarx.toml must be a file")
+        if not os.path.exists(config_path):
+            config_path = None
     else:
         wasm_path = p
     try:
@@ -35,7 +39,7 @@ def load_workload(path: str | os.PathLike[str]) -> Workload:
     except FileNotFoundError:
         raise WorkloadError(f"{wasm_path}: no such file") from None
     except IsADirectoryError:
-        raise WorkloadError(f"{wasm_path}: is a directory") from None
+        raise WorkloadError(f"{wasm_path}: is a directory, expected a WebAssembly module (.wasm)") from None
     except OSError as exc:
         raise WorkloadError(f"{wasm_path}: cannot read: {exc.strerror}") from None
     if len(wasm) > MAX_WASM_BYTES:

@@ -118,7 +118,7 @@ def test_simulate_options(tmp_path):
     assert claims["platform"]["product"] == "Turin" and claims["platform"]["vmpl"] == 2
     assert (claims["svns"]["fmc"], claims["svns"]["bootloader"], claims["svns"]["microcode"]) == (1, 2, 5)
     bad = run("simulate", "snp", "--out", str(out), "--tcb", "nonsense")
-    assert bad.exit_code == 1 and bad.stderr.startswith("Error: ")
+    assert bad.exit_code == 2 and bad.stderr.startswith("Error: ")  # a usage error
 
 
 @pytest.mark.corpus

@@ -58,7 +58,7 @@ def test_empty_tcb_info_and_crl_list_certify_nothing_without_the_stewards_collat
             {c.name for c in info.value.checks}
         issued = steward(pki).attest(body)
         claims = read_claims(issued.cert)
-        assert claims["tee"] == tee.value and claims["tcb_status"] == "UpToDate" and claims["revocation"] == "full"
+        assert claims["tee"] == tee.value and claims["tcb_status"] == "UpToDate" and claims["trust"]["revocation"] == "full"
         assert claims["test_anchor"] is True
 
 

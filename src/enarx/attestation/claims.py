@@ -362,11 +362,11 @@ def claims_from_json(doc: dict[str, Any]) -> Claims:
     digests = {**doc.get("measurements", {}), **doc.get("signer", {})}
     svns = dict(doc.get("svns", {}))
     platform = dict(doc.get("platform", {}))
-    trust = dict(doc.get("trust") or {})
+    trust = dict(doc.get("trust") or {})  # absent: nothing is known about revocation (a policy refuses)
     expiry = trust.get("collateral_expiry") or doc.get("collateral_expiry")
     provenance = Provenance(
         anchor=str(trust.get("anchor", "")), anchor_sha256=str(trust.get("anchor_sha256", "")),
-        test_anchor=bool(trust.get("test_anchor", False)),
+        test_anchor=bool(trust.get("test_anchor", doc.get("test_anchor", False))),
         revocation=Revocation(trust.get("revocation", Revocation.NOT_CHECKED.value)),
         unchecked=tuple(trust.get("revocation_unchecked", ())),
         collateral_expiry=datetime.fromisoformat(expiry) if expiry else None,

@@ -26,6 +26,14 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)  # SystemExit passes through click in and out of standalone mode
 
 
+def _usage(message: str) -> NoReturn:
+    """A malformed option value: a usage error (exit 2, or 1 for `verify`; see ``enarx.cli.exits``)."""
+    from enarx.cli.exits import usage_status
+
+    command = click.get_current_context().command_path
+    _fail(f"{message} (see `{command} --help`)", usage_status(command))
+
+
 def _read(path: str, what: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -41,7 +49,7 @@ def _time(value: str | None) -> datetime | None:
     try:
         return parse_time(value)
     except ValueError:
-        _fail(f"--at {value!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z) or 'now'")
+        _usage(f"--at {value!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z) or 'now'")
 
 
 def _hex(value: str | None, option: str) -> bytes | None:
@@ -51,7 +59,7 @@ def _hex(value: str | None, option: str) -> bytes | None:
     try:
         return bytes.fromhex(text)
     except ValueError:
-        _fail(f"{option}: {value!r} is not hex")
+        _usage(f"{option}: {value!r} is not hex")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -279,7 +287,7 @@ def _tcb_option(value: str | None, option: str) -> dict[str, int] | None:
         key, sep, num = part.partition("=")
         key = aliases.get(key.strip(), key.strip())
         if not sep or key not in ("bootloader", "tee", "snp", "microcode", "fmc") or not num.strip().isdigit():
-            _fail(f"{option}: expected bootloader=N,tee=N,snp=N,microcode=N[,fmc=N], got {value!r}")
+            _usage(f"{option}: expected bootloader=N,tee=N,snp=N,microcode=N[,fmc=N], got {value!r}")
         out[key] = int(num)
     return out
 
@@ -326,13 +334,13 @@ def simulate_snp_cmd(out_dir: str, report_data: str | None, measurement: str | N
     try:
         abi_major, abi_minor = (int(x) for x in abi_version.split("."))
     except ValueError:
-        _fail(f"--abi {abi_version!r}: expected MAJOR.MINOR")
+        _usage(f"--abi {abi_version!r}: expected MAJOR.MINOR")
     policy_int = None
     if policy_value is not None:
         try:
             policy_int = int(policy_value, 0)
         except ValueError:
-            _fail(f"--policy {policy_value!r} is not an integer")
+            _usage(f"--policy {policy_value!r} is not an integer")
     kwargs: dict[str, Any] = {}
     for name, value, size in (("report_data", report_data, 64), ("measurement", measurement, 48),
                               ("host_data", host_data, 32), ("id_key_digest", id_key_digest, 48),
@@ -341,7 +349,7 @@ def simulate_snp_cmd(out_dir: str, report_data: str | None, measurement: str | N
         raw = _hex(value, "--" + name.replace("_", "-"))
         if raw is not None:
             if len(raw) > size:
-                _fail(f"--{name.replace('_', '-')}: {len(raw)} bytes, at most {size}")
+                _usage(f"--{name.replace('_', '-')}: {len(raw)} bytes, at most {size}")
             kwargs[name] = raw.ljust(size, b"\x00") if name == "chip_id" else raw
     try:
         sim = simulate_snp(
@@ -395,12 +403,12 @@ def _intel_command(tee: str) -> click.Command:
         for item in fields:
             key, sep, value = item.partition("=")
             if not sep or not key:
-                _fail(f"--set {item!r}: expected FIELD=VALUE")
+                _usage(f"--set {item!r}: expected FIELD=VALUE")
             kwargs[key.strip()] = _field_value(value.strip())
         if report_data is not None:
             raw = _hex(report_data, "--report-data") or b""
             if len(raw) > 64:
-                _fail(f"--report-data: {len(raw)} bytes, at most 64")
+                _usage(f"--report-data: {len(raw)} bytes, at most 64")
             kwargs["report_data"] = raw.ljust(64, b"\x00")
         if debug:
             kwargs["debug"] = True

@@ -23,7 +23,11 @@ _SUBCOMMANDS = {
     "platform": ("enarx.cli.platform", "platform"),
     "attest": ("enarx.cli.attest", "attest"),
     "steward": ("enarx.cli.steward", "steward"),
-    "package": ("enarx.cli.package_crypto", "package"),
+    "drawbridge": ("enarx.cli.drawbridge", "drawbridge"),
+    "user": ("enarx.cli.registry", "user"),
+    "repo": ("enarx.cli.registry", "repo"),
+    "package": ("enarx.cli.registry", "package"),  # publish/info here, keygen/encrypt/inspect from package_crypto
+    "deploy": ("enarx.cli.deploy", "deploy"),
     "kbs": ("enarx.cli.kbs", "kbs"),
     "push": ("enarx.cli.push", "push"),
 }
@@ -49,7 +53,7 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-def _setup_logging(log_filter: str | None, log_target: str) -> None:
+def _setup_logging(log_filter: str | None, log_target: str, from_env: bool = False) -> None:
     if not log_filter:
         logging.getLogger("enarx").setLevel(logging.WARNING)
         handler = logging.StreamHandler(sys.stderr)
@@ -58,7 +62,8 @@ def _setup_logging(log_filter: str | None, log_target: str) -> None:
         return
     level = log_filter.split(",")[-1].split("=")[-1].strip().upper()
     if level not in ("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR"):
-        raise click.BadParameter(f"unknown log level {level.lower()!r}", param_hint="--log-filter")
+        raise click.BadParameter(f"unknown log level {level.lower()!r}; use error, warn, info, debug or trace",
+                                 param_hint="--log-filter (from $ENARX_LOG)" if from_env else "--log-filter")
     level = {"TRACE": "DEBUG", "WARN": "WARNING"}.get(level, level)
     stream = sys.stdout if log_target == "stdout" else sys.stderr
     handler = logging.StreamHandler(stream)
@@ -76,13 +81,14 @@ def _setup_logging(log_filter: str | None, log_target: str) -> None:
 @click.pass_context
 def cli(ctx: click.Context, log_filter: str | None, log_target: str) -> None:
     """Run WebAssembly workloads in Keeps (trusted execution environments)."""
-    _setup_logging(log_filter, log_target.lower())
+    from_env = ctx.get_parameter_source("log_filter") == click.core.ParameterSource.ENVIRONMENT
+    _setup_logging(log_filter, log_target.lower(), from_env)
     ctx.obj = {"log_filter": log_filter}
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: run the CLI and turn errors into one line and an exit status."""
-    from enarx.cli.exits import exit_with_error
+    from enarx.cli.exits import Stopped, exit_with_error
 
     try:
         return cli.main(args=argv, prog_name="enarx", standalone_mode=False)
@@ -93,13 +99,15 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo("Error: aborted", err=True)
         sys.exit(130)
     except click.UsageError as exc:  # one line, with the way to more help
+        from enarx.cli.exits import usage_status
+
         command = exc.ctx.command_path if exc.ctx is not None else "enarx"
         click.echo(f"Error: {exc.format_message()} (see `{command} --help`)", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(usage_status(command))
     except click.ClickException as exc:
         click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - EnarxError, interrupts, broken pipes, bugs
+    except (Exception, KeyboardInterrupt, Stopped) as exc:  # noqa: BLE001 - EnarxError, signals, pipes, bugs
         exit_with_error(exc)

@@ -76,6 +76,7 @@ class Supervisor:
         self.on_started = on_started
         self._stop_timer: threading.Timer | None = None
         self._stdout_broken = False
+        self._signalled = False
 
     def run(self, request: LaunchRequest, module: bytes, *, relay_stdin: bool) -> ExitReport:
         previous = self._install_signal_handlers()
@@ -88,11 +89,11 @@ class Supervisor:
                 self._start_stdin_relay()
             return self._relay()
         finally:
-            self._restore_signal_handlers(previous)
             if self._stop_timer is not None:
                 self._stop_timer.cancel()
             self.keep.wait()
             self.channel.close()
+            self._restore_signal_handlers(previous)  # last: until the keep is gone, a signal is for it
 
     # -- stdio --------------------------------------------------------------------------------------
     def _start_stdin_relay(self) -> None:
@@ -192,8 +193,20 @@ class Supervisor:
             return {}
         previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda s, _f: self.stop(signal.Signals(s).name))
+            previous[sig] = signal.signal(sig, self._on_signal)
         return previous
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        """Forward the first Ctrl-C/SIGTERM to the keep; later ones change nothing (the grace timer runs).
+
+        A handler runs in the main thread between any two bytecodes, possibly inside a channel send that
+        holds the channel's lock (timeout(1) and `kill -- -PGID` deliver SIGTERM twice in a row): the stop
+        is sent from a thread of its own, never from the handler.
+        """
+        if self._signalled:
+            return
+        self._signalled = True
+        threading.Thread(target=self.stop, args=(signal.Signals(signum).name,), name="stop", daemon=True).start()
 
     @staticmethod
     def _restore_signal_handlers(previous: dict[int, object]) -> None:

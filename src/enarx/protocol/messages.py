@@ -30,7 +30,11 @@ class LaunchRequest(NamedTuple):
     log_level: str | None = None
     simulate_tee: str | None = None  # "sev-snp": attest with simulated evidence (testing without hardware)
     simulator_dir: str | None = None  # where the simulator's persistent test PKI lives
-    ca_bundle_pem: str | None = None  # extra CA certificates (PEM) the keep trusts for its Steward's TLS
+    # `enarx deploy`: the keep fetches its package itself (the module bytes of the frame are then empty)
+    package_url: str | None = None  # https URL of a registry tag (or of a .wasm)
+    package_root: str | None = None  # the tag entry the host resolved (canonical JSON): bound into the evidence
+    steward_url: str | None = None  # attest here before fetching (the fetch then presents the certificate)
+    ca_bundle_pem: str | None = None  # extra roots for the keep's TLS clients (registry, Steward)
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
@@ -68,6 +72,9 @@ class LaunchRequest(NamedTuple):
                 log_level=_typed(doc, "log_level", str, optional=True),
                 simulate_tee=_typed(doc, "simulate_tee", str, optional=True),
                 simulator_dir=_typed(doc, "simulator_dir", str, optional=True),
+                package_url=_typed(doc, "package_url", str, optional=True),
+                package_root=_typed(doc, "package_root", str, optional=True),
+                steward_url=_typed(doc, "steward_url", str, optional=True),
                 ca_bundle_pem=_typed(doc, "ca_bundle_pem", str, optional=True),
             )
         except (TypeError, ValueError) as exc:

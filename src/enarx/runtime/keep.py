@@ -78,6 +78,8 @@ class Keep:
                 if abrupt:
                     pump.stop()
                 pump.join(timeout=5)
+            if self.launch is not None:
+                self.launch.remove_staging()
             try:
                 self.channel.send(FrameType.EXIT, report.encode())
                 self.channel.sock.shutdown(socket.SHUT_WR)

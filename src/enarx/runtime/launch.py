@@ -58,6 +58,7 @@ class Launch:
         self.store: Any = None
         self.instance: Any = None
         self.memory: Any = None  # the instance's exported memory, for the memory-limit diagnosis
+        self.staging_dir: str | None = None  # a fetched package's data files (private; removed at the end)
 
     def need_plan(self) -> WorkloadPlan:
         assert self.plan is not None, "the plan stage runs first"
@@ -77,6 +78,15 @@ class Launch:
 
             os.rmdir(self.placeholder_dir)
             self.placeholder_dir = None
+        self.remove_staging()
+
+    def remove_staging(self) -> None:
+        """Delete a fetched package's staged files (also when the keep ends abruptly)."""
+        if self.staging_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.staging_dir, ignore_errors=True)
+            self.staging_dir = None
 
 
 def _close_fd(fd: int) -> None:

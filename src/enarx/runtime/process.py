@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 
 PR_SET_PDEATHSIG = 1
 
@@ -61,29 +62,66 @@ def prefork() -> None:
 
 def fork_keep(*, preload: bool) -> ForkedKeep:
     host_end, keep_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if "wasmtime" in sys.modules:
+        # This process has loaded wasmtime itself (an embedding program, an in-memory keep): a forked
+        # copy would inherit wasmtime's runtime with none of its threads, and hang on its first stdin
+        # read. Start a fresh interpreter instead (it costs an interpreter start-up).
+        pid = _spawn_keep(keep_end)
+        keep_end.close()
+        return ForkedKeep(pid, host_end)
     pid = os.fork()
     if pid == 0:  # the keep
         status = 70
         try:
             host_end.close()
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides how to stop us
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _die_with_parent()
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            os.close(devnull)
-            if preload:  # load the runtime while the host is still parsing its options
-                import enarx.runtime.engine
-
-                enarx.runtime.engine.make_engine()
-            from enarx.runtime.keep import serve
-
-            serve(keep_end)
+            _run_keep(keep_end, preload=preload)
         finally:
             os._exit(status)
     keep_end.close()
     return ForkedKeep(pid, host_end)
+
+
+def _run_keep(keep_end: socket.socket, *, preload: bool) -> None:
+    """The keep process's life: detach from the host's signals and stdio, then serve the channel."""
+    # The host decides how to stop us: Ctrl-C and SIGTERM sent to the whole process group (a terminal,
+    # timeout(1), `kill -- -PGID`) or to every process of a systemd unit reach the host, which asks us to
+    # stop, so the run ends with 130/143 rather than as a crashed keep.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    if preload:  # load the runtime while the host is still parsing its options
+        import enarx.runtime.engine
+
+        enarx.runtime.engine.make_engine()
+    from enarx.runtime.keep import serve
+
+    serve(keep_end)
+
+
+def _spawn_keep(keep_end: socket.socket) -> int:
+    """A keep in a new interpreter, given ``keep_end`` as an inherited file descriptor."""
+    import enarx
+
+    keep_end.set_inheritable(True)
+    code = f"from enarx.runtime.process import spawned; spawned({keep_end.fileno()})"
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(enarx.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    return os.posix_spawn(sys.executable, [sys.executable, "-c", code], env)
+
+
+def spawned(fd: int) -> None:
+    """Entry point of a spawned keep (see :func:`fork_keep`)."""
+    status = 70
+    try:
+        keep_end = socket.socket(fileno=fd)
+        keep_end.set_inheritable(False)
+        _run_keep(keep_end, preload=False)
+    finally:
+        os._exit(status)
 
 
 def _die_with_parent() -> None:

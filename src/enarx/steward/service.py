@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from enarx.attestation import roots
 from enarx.attestation.anchors import Anchor, bind_test_anchor, split_spec
 from enarx.attestation.binding import binding_check
-from enarx.attestation.claims import Claims
+from enarx.attestation.claims import Claims, SnpClaims
 from enarx.attestation.collateral import from_ders
 from enarx.attestation.formats import FORMAT_FOR_TEE
 from enarx.attestation.freshness import ChallengeIssuer, FreshnessError, require_fresh
@@ -224,17 +224,24 @@ class Steward:
         return Issued(cert, document, csr.spki_sha256, ["KVM/nil keep certified: no hardware attestation"])
 
     def _claims(self, claims: Claims, at: datetime, insecure: bool) -> dict[str, Any]:
-        return self._document(
+        document = self._document(
             claims.tee, at, insecure=insecure, test_anchor=claims.provenance.test_anchor,
             measurements=claims.measurements, signer=claims.signer, svns=claims.svns,
             tcb_status=claims.tcb_status, advisory_ids=list(claims.advisory_ids), debug=claims.debug,
-            collateral_expiry=claims.collateral_expiry, revocation=claims.provenance.revocation.value)
+            collateral_expiry=claims.collateral_expiry)
+        # what a relying party's policy needs to appraise the certificate's claims again (see
+        # enarx.attestation.claims.claims_from_json): the provenance, and SEV-SNP's guest policy facts
+        document["trust"] = claims.provenance.to_json()
+        if isinstance(claims, SnpClaims):
+            document["platform"] = {"vmpl": claims.vmpl, "policy": claims.policy, "abi": "{}.{}".format(*claims.abi),
+                                    "product": claims.product}
+        return document
 
     def _document(self, tee: Tee, at: datetime, *, insecure: bool, test_anchor: bool,
                   measurements: dict[str, str] | None = None, signer: dict[str, str] | None = None,
                   svns: dict[str, int] | None = None, tcb_status: TcbStatus = TcbStatus.UNKNOWN,
                   advisory_ids: list[str] | None = None, debug: bool = False,
-                  collateral_expiry: datetime | None = None, revocation: str | None = None) -> dict[str, Any]:
+                  collateral_expiry: datetime | None = None) -> dict[str, Any]:
         """The claims document put in an issued certificate (read back by ``issuer.read_claims``)."""
         return {
             "version": 1,
@@ -248,7 +255,6 @@ class Steward:
             "policy": self.config.policy_name,
             "verified_at": at.isoformat(),
             "collateral_expiry": collateral_expiry.isoformat() if collateral_expiry else None,
-            "revocation": revocation,
             "test_anchor": test_anchor,
             "insecure": insecure,
         }

@@ -37,14 +37,15 @@ def refuse_on_hardware(interfaces: tuple[str, ...] = GUEST_INTERFACES) -> None:
                         "attests with the hardware's own evidence; drop --simulate-tee")
 
 
-def simulated_source(tee: str, directory: Path, module_bytes: bytes | memoryview,
+def simulated_source(tee: str, directory: Path, module_bytes: bytes | memoryview, *, host_data: bytes = b"",
                      interfaces: tuple[str, ...] = GUEST_INTERFACES) -> EvidenceSource:
-    """The simulated evidence source for ``tee`` (``sev-snp``/``snp``, ``tdx``, ``sgx``)."""
+    """The simulated evidence source for ``tee`` (``sev-snp``/``snp``, ``tdx``, ``sgx``); ``host_data`` is what
+    the host bound at an SEV-SNP launch (a deployed package's tree digest)."""
     import hashlib
 
     refuse_on_hardware(interfaces)
     if tee in ("sev-snp", "snp"):
-        return SimulatedSnpEvidence(directory, hashlib.sha384(module_bytes).digest())
+        return SimulatedSnpEvidence(directory, hashlib.sha384(module_bytes).digest(), host_data)
     if tee in ("tdx", "sgx"):
         return SimulatedIntelEvidence(tee, directory, hashlib.sha384(module_bytes).digest(),
                                       hashlib.sha256(module_bytes).digest())
@@ -61,9 +62,10 @@ class SimulatedSnpEvidence(EvidenceSource):
     technology = "sev-snp"
     simulated = True
 
-    def __init__(self, pki_dir: Path, measurement: bytes):
+    def __init__(self, pki_dir: Path, measurement: bytes, host_data: bytes = b""):
         self.pki_dir = pki_dir  # the simulator directory (see SimulatorPki)
         self.measurement = measurement
+        self.host_data = host_data  # what the host bound at launch (a deployed package's tree digest)
 
     def extension(self, report_data: bytes) -> tuple[str, bytes]:
         from enarx.attestation.simulate.snp import simulate_snp
@@ -75,7 +77,7 @@ class SimulatedSnpEvidence(EvidenceSource):
         # the ARK CRL is issued now, like one fetched just before attesting: a Steward refuses a CRL older than
         # the one it holds (`enarx attest simulate pki` wrote that one)
         now = datetime.now(UTC)
-        sim = simulate_snp(report_data=report_data, measurement=self.measurement, pki=pki,
+        sim = simulate_snp(report_data=report_data, measurement=self.measurement, host_data=self.host_data, pki=pki,
                            crl_this_update=now - timedelta(seconds=5))
         url = f"https://kdsintf.amd.com/vcek/v1/{pki.product}/crl"
         return OID_SNP, snp_extension(sim.endorsement_cert, sim.report, [(url, der) for der in sim.crls])

@@ -1,6 +1,6 @@
 """The keep's start-up as a list of stages, each with one job, run in order on one :class:`~enarx.runtime.launch.Launch`.
 
-    plan → attest → [obtain] → open sockets → compile → configure WASI → instantiate   (SETUP)
+    plan → attest → fetch → [obtain] → open sockets → compile → configure WASI → instantiate   (SETUP)
     then run (:func:`~enarx.runtime.stages.execute.run_workload`) and report
     (:func:`~enarx.runtime.stages.execute.conclude`).
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from enarx.runtime.fetch import fetch
 from enarx.runtime.launch import Launch
 from enarx.runtime.stages.attest import attest
 from enarx.runtime.stages.instantiate import compile_module, configure_wasi, instantiate
@@ -22,7 +23,7 @@ from enarx.runtime.stages.resources import open_sockets
 
 Stage = Callable[[Launch], None]
 
-SETUP: tuple[Stage, ...] = (plan, attest, open_sockets, compile_module, configure_wasi, instantiate)
+SETUP: tuple[Stage, ...] = (plan, attest, fetch, open_sockets, compile_module, configure_wasi, instantiate)
 
 
 def with_stage(stages: Sequence[Stage], stage: Stage, *, after: Stage) -> tuple[Stage, ...]:
@@ -32,5 +33,5 @@ def with_stage(stages: Sequence[Stage], stage: Stage, *, after: Stage) -> tuple[
     return tuple(items)
 
 
-__all__ = ["SETUP", "Stage", "attest", "compile_module", "configure_wasi", "instantiate", "open_sockets", "plan",
-           "with_stage"]
+__all__ = ["SETUP", "Stage", "attest", "compile_module", "configure_wasi", "fetch", "instantiate", "open_sockets",
+           "plan", "with_stage"]

@@ -1,7 +1,8 @@
 """Stage: get the keep certified by its Steward before the workload runs (Enarx §6).
 
 The keep makes a key, asks its platform (or the simulator) for evidence binding that key, sends a CSR
-carrying the evidence to the Steward named in the Enarx.toml and keeps the certificate chain it is issued.
+carrying the evidence to the Steward named in the Enarx.toml (or, for ``enarx deploy``, in the launch) and
+keeps the certificate chain it is issued.
 Without a ``steward`` the stage does nothing (TLS then uses a self-signed identity).
 """
 
@@ -15,10 +16,11 @@ from enarx.runtime.launch import Launch, StageFailure
 
 def attest(launch: Launch) -> None:
     plan = launch.need_plan()
-    if plan.config is None or not plan.config.steward:
+    steward = launch.request.steward_url or (plan.config.steward if plan.config is not None else None)
+    if not steward:
         return
     try:
-        launch.identity = certify(launch, plan.config.steward)
+        launch.identity = certify(launch, steward)
     except KeepError as exc:
         raise StageFailure(str(exc)) from None
 
@@ -52,7 +54,14 @@ def evidence_source(launch: Launch):
         from enarx.runtime.cachedir import default_cache_dir
 
         directory = default_cache_dir() / "simulator"
-    return simulated_source(req.simulate_tee, directory, launch.wasm)  # refused in a confidential guest
+    host_data = b""
+    if req.simulate_tee in ("sev-snp", "snp"):
+        from enarx.runtime.fetch import host_data as package_digest
+
+        # a deploying keep is measured before its package exists (the launch has no module): the package
+        # is named by host_data, the SHA-256 of its tree, as the host bound it
+        host_data = package_digest(req)
+    return simulated_source(req.simulate_tee, directory, launch.wasm, host_data=host_data)  # refused in a guest
 
 
 def platform_evidence():

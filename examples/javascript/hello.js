@@ -1,0 +1,2 @@
+// Prints the same line as every other language's hello example.
+console.log("Hello, world!");

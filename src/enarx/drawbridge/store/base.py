@@ -1,0 +1,246 @@
+"""The storage interface and the logic both backends share (SQL metadata, tag completion, read checks).
+
+A tag is published in two steps: its entry (naming the root of its tree) first, then the tree's nodes.
+Until every node is stored the tag is *pending*: it is not listed or served, and the rows of ``missing``
+hold, for each node still to come, the entry its parent requires. Storing a directory adds its children
+to ``missing``; the tag becomes *complete* in the transaction that stores its last node. Every object is
+kept under the SHA-256 of its bytes and checked against it again whenever it is read.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import hmac
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from enarx.drawbridge.content import Entry
+
+CHUNK = 1 << 20
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used (message for the operator), or an object is corrupt."""
+
+
+class Conflict(Exception):
+    """A write-once object already exists (or is being published with other content)."""
+
+
+class TagState(NamedTuple):
+    entry: bytes  # the canonical tag entry as uploaded
+    complete: bool
+    missing: int  # nodes still to be stored
+
+
+class Node(NamedTuple):
+    entry: Entry
+    blob: str  # sha-256 hex of the bytes
+
+
+class Facts(NamedTuple):
+    """What one request needs to know, read in one transaction (user record, repository config, tag, node)."""
+
+    user: bytes | None = None
+    repo: bytes | None = None
+    tag: TagState | None = None
+    node: Node | None = None  # the stored node at the path
+    expected: Entry | None = None  # the entry a node still to be stored at the path must match
+
+
+class Spool:
+    """A temporary file an upload is written to before its digests are known to be right."""
+
+    def __init__(self, directory: str | None):
+        fd, self.path = tempfile.mkstemp(prefix="upload-", dir=directory)
+        self.file = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def finish(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+    def discard(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def child_path(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, record {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS repos (owner TEXT NOT NULL, name TEXT NOT NULL, config {blob} NOT NULL,
+    PRIMARY KEY (owner, name));
+CREATE TABLE IF NOT EXISTS tags (owner TEXT NOT NULL, repo TEXT NOT NULL, name TEXT NOT NULL,
+    entry {blob} NOT NULL, complete BOOLEAN NOT NULL, PRIMARY KEY (owner, repo, name));
+CREATE TABLE IF NOT EXISTS nodes (owner TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL, path TEXT NOT NULL,
+    entry {blob} NOT NULL, blob TEXT NOT NULL, PRIMARY KEY (owner, repo, tag, path));
+CREATE TABLE IF NOT EXISTS missing (owner TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL, path TEXT NOT NULL,
+    entry {blob} NOT NULL, PRIMARY KEY (owner, repo, tag, path));
+"""
+
+
+class Store(abc.ABC):
+    """Users, repositories, tags and tree nodes, with write-once semantics. Methods block (call them from a
+    thread pool); every write is one transaction, so concurrent writers (threads, processes, servers on one
+    database) see either all of a write or none of it."""
+
+    # -- backend hooks ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def transaction(self) -> Any:
+        """A context manager yielding a cursor-like object with ``execute(sql, params)`` (``?`` placeholders)
+        and ``fetchone``/``fetchall``, committed on success and rolled back on error."""
+
+    @abc.abstractmethod
+    def new_spool(self) -> Spool:
+        """Where an upload is written while its digests are computed."""
+
+    @abc.abstractmethod
+    def _store_blob(self, cur: Any, key: str, spool: Spool, length: int) -> None:
+        """Make the spooled bytes readable under ``key`` (idempotent), within the transaction ``cur``."""
+
+    @abc.abstractmethod
+    def _blob_chunks(self, key: str) -> Iterator[bytes]:
+        """The stored bytes of ``key``, in chunks (no checking: :meth:`read` checks)."""
+
+    def _lock_tag(self, cur: Any, user: str, repo: str, tag: str) -> None:
+        """Serialize the node writes of one tag, so that exactly one of them sees the last missing node go and
+        completes the tag. Nothing to do where write transactions are serial already (SQLite)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def lookup(self, user: str, repo: str | None, tag: str | None, path: str | None) -> Facts:
+        """Everything a request about ``user/repo:tag/path`` checks, in one transaction."""
+        with self.transaction() as cur:
+            cur.execute("SELECT record FROM users WHERE name = ?", (user,))
+            row = cur.fetchone()
+            facts = Facts(user=bytes(row[0]) if row else None)
+            if repo is None:
+                return facts
+            cur.execute("SELECT config FROM repos WHERE owner = ? AND name = ?", (user, repo))
+            row = cur.fetchone()
+            facts = facts._replace(repo=bytes(row[0]) if row else None)
+            if tag is None or row is None:
+                return facts
+            cur.execute("SELECT entry, complete FROM tags WHERE owner = ? AND repo = ? AND name = ?", (user, repo, tag))
+            row = cur.fetchone()
+            if row is None:
+                return facts
+            cur.execute("SELECT COUNT(*) FROM missing WHERE owner = ? AND repo = ? AND tag = ?", (user, repo, tag))
+            facts = facts._replace(tag=TagState(bytes(row[0]), bool(row[1]), int(cur.fetchone()[0])))
+            if path is None:
+                return facts
+            key = (user, repo, tag, path)
+            cur.execute("SELECT entry, blob FROM nodes WHERE owner = ? AND repo = ? AND tag = ? AND path = ?", key)
+            row = cur.fetchone()
+            if row is not None:
+                return facts._replace(node=Node(Entry.from_json(_json(bytes(row[0]))), row[1]))
+            cur.execute("SELECT entry FROM missing WHERE owner = ? AND repo = ? AND tag = ? AND path = ?", key)
+            row = cur.fetchone()
+            return facts._replace(expected=Entry.from_json(_json(bytes(row[0])))) if row else facts
+
+    # -- users and repositories ---------------------------------------------------------------------
+    def put_user(self, user: str, record: bytes) -> None:
+        with self.transaction() as cur:
+            if self._insert(cur, "INSERT INTO users (name, record) VALUES (?, ?)", (user, record)) == 0:
+                raise Conflict(f"user {user} already exists")
+
+    def put_repo(self, user: str, repo: str, config: bytes) -> None:
+        with self.transaction() as cur:
+            if self._insert(cur, "INSERT INTO repos (owner, name, config) VALUES (?, ?, ?)",
+                            (user, repo, config)) == 0:
+                raise Conflict(f"repository {user}/{repo} already exists")
+
+    # -- tags ---------------------------------------------------------------------------------------
+    def list_tags(self, user: str, repo: str) -> list[str]:
+        with self.transaction() as cur:
+            cur.execute("SELECT name FROM tags WHERE owner = ? AND repo = ? AND complete", (user, repo))
+            return sorted(row[0] for row in cur.fetchall())
+
+    def put_tag(self, user: str, repo: str, tag: str, entry_bytes: bytes, root: Entry) -> bool:
+        """Start publishing ``tag``; True when created, False when the same entry is already pending (a
+        resumed publish). Raises :class:`Conflict` when the tag exists complete or with another entry."""
+        with self.transaction() as cur:
+            inserted = self._insert(cur, "INSERT INTO tags (owner, repo, name, entry, complete) "
+                                    "VALUES (?, ?, ?, ?, FALSE)", (user, repo, tag, entry_bytes))
+            if inserted:
+                cur.execute("INSERT INTO missing (owner, repo, tag, path, entry) VALUES (?, ?, ?, '', ?)",
+                            (user, repo, tag, root.encode()))
+                return True
+            cur.execute("SELECT entry, complete FROM tags WHERE owner = ? AND repo = ? AND name = ?",
+                        (user, repo, tag))
+            row = cur.fetchone()
+        if row is not None and not row[1] and hmac.compare_digest(bytes(row[0]), entry_bytes):
+            return False
+        raise Conflict("tag already exists")
+
+    # -- tree nodes ---------------------------------------------------------------------------------
+    def put_node(self, user: str, repo: str, tag: str, path: str, entry: Entry, spool: Spool,
+                 children: dict[str, Entry] | None) -> bool:
+        """Store a node whose bytes (in ``spool``) were checked against ``entry``; True when this completed
+        the tag. ``children``: a directory's entries, which become the nodes still to come."""
+        key = entry.digests["sha-256"].hex()
+        with self.transaction() as cur:
+            self._store_blob(cur, key, spool, entry.length)  # idempotent; before the lock, so uploads overlap
+            self._lock_tag(cur, user, repo, tag)
+            cur.execute("DELETE FROM missing WHERE owner = ? AND repo = ? AND tag = ? AND path = ?",
+                        (user, repo, tag, path))
+            if cur.rowcount != 1:
+                raise Conflict("already exists")
+            cur.execute("INSERT INTO nodes (owner, repo, tag, path, entry, blob) VALUES (?, ?, ?, ?, ?, ?)",
+                        (user, repo, tag, path, entry.encode(), key))
+            for name, child in (children or {}).items():
+                cur.execute("INSERT INTO missing (owner, repo, tag, path, entry) VALUES (?, ?, ?, ?, ?)",
+                            (user, repo, tag, child_path(path, name), child.encode()))
+            cur.execute("SELECT COUNT(*) FROM missing WHERE owner = ? AND repo = ? AND tag = ?", (user, repo, tag))
+            if int(cur.fetchone()[0]) == 0:
+                cur.execute("UPDATE tags SET complete = TRUE WHERE owner = ? AND repo = ? AND name = ?",
+                            (user, repo, tag))
+                return True
+        return False
+
+    def read(self, node: Node) -> Iterator[bytes]:
+        """The node's bytes, checked against its SHA-256 and length as they stream: the last chunk is held
+        back until the whole object has matched, so corrupt content is never delivered complete."""
+        hasher = hashlib.sha256()
+        length = 0
+        held: bytes | None = None
+        for chunk in self._blob_chunks(node.blob):
+            if held is not None:
+                yield held
+            hasher.update(chunk)
+            length += len(chunk)
+            held = chunk
+        if length != node.entry.length or not hmac.compare_digest(hasher.digest(), node.entry.digests["sha-256"]):
+            raise StoreError(f"stored object {node.blob} is corrupt (its bytes no longer match their digest)")
+        if held is not None:
+            yield held
+
+    def read_all(self, node: Node) -> bytes:
+        return b"".join(self.read(node))
+
+    # -- helpers ------------------------------------------------------------------------------------
+    @staticmethod
+    def _insert(cur: Any, sql: str, params: tuple[Any, ...]) -> int:
+        """Insert unless the primary key exists; the number of rows inserted (0 or 1)."""
+        cur.execute(sql + " ON CONFLICT DO NOTHING", params)
+        return cur.rowcount
+
+
+def _json(data: bytes) -> Any:
+    import json
+
+    return json.loads(data)
