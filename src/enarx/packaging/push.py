@@ -33,7 +33,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from enarx.attestation.model import CollateralSet, TrustAnchors
+from enarx.attestation.anchors import TrustAnchors
+from enarx.attestation.model import CollateralSet
 from enarx.attestation.policy import Policy
 from enarx.kbs import evidence as kbs_evidence
 from enarx.packaging import manifest, trust, unseal

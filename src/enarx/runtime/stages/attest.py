@@ -44,10 +44,9 @@ def evidence_source(launch: Launch):
     req = launch.request
     if not req.simulate_tee:
         return platform_evidence()
-    import hashlib
     from pathlib import Path
 
-    from enarx.runtime.attest.simulated import SimulatedIntelEvidence, SimulatedSnpEvidence
+    from enarx.runtime.attest.simulated import simulated_source
 
     if req.simulator_dir:
         directory = Path(req.simulator_dir)
@@ -55,16 +54,14 @@ def evidence_source(launch: Launch):
         from enarx.runtime.cachedir import default_cache_dir
 
         directory = default_cache_dir() / "simulator"
+    host_data = b""
     if req.simulate_tee in ("sev-snp", "snp"):
-        from enarx.runtime.fetch import host_data
+        from enarx.runtime.fetch import host_data as package_digest
 
         # a deploying keep is measured before its package exists (the launch has no module): the package
         # is named by host_data, the SHA-256 of its tree, as the host bound it
-        return SimulatedSnpEvidence(directory, hashlib.sha384(launch.wasm).digest(), host_data(req))
-    if req.simulate_tee in ("tdx", "sgx"):
-        return SimulatedIntelEvidence(req.simulate_tee, directory, hashlib.sha384(launch.wasm).digest(),
-                                      hashlib.sha256(launch.wasm).digest())
-    raise KeepError(f"cannot simulate {req.simulate_tee!r} evidence; supported: sev-snp, tdx, sgx")
+        host_data = package_digest(req)
+    return simulated_source(req.simulate_tee, directory, launch.wasm, host_data=host_data)  # refused in a guest
 
 
 def platform_evidence():
