@@ -70,8 +70,9 @@ def test_floor_does_the_counted_work_in_each_process():
 
 def test_memo_off_makes_every_verification_do_all_its_signature_work():
     """The cold case of the Steward and verifier floors: with the memo off a repeat does the first call's work."""
-    from enarx.attestation import roots
     from enarx.attestation.intel.memo import SIGNATURES
+
+    from enarx.attestation import roots
     from enarx.attestation.simulate.intel import simulate_sgx
     from enarx.attestation.verifier import Verifier
 
