@@ -1,11 +1,20 @@
-"""Keep networking vs native, side by side: the Go echo server in a keep vs the same program built for
-Linux (connections per second; bulk throughput with 64 KiB messages), and TLS handshakes per second of a
-keep's TLS listener vs a Python `ssl` server on the host."""
+"""Keep networking vs native, side by side in one run (``collect(rounds)`` yields the bench rows).
+
+* Go ``net/http`` (``examples/go/http_server``), a new connection per request under ``wrk`` — the
+  benchmark a user runs first: the keep vs the same program built for Linux at ``GOMAXPROCS=1``.
+* Go echo server: connections per second, and bulk throughput with 64 KiB messages.
+* TLS 1.3 handshakes per second: the C echo example in a TLS keep vs a host TLS server with the keep's
+  TLS settings, in its own process (``bench/tls_echo_server.py``).
+
+Every server is started once and warmed up the same way on both sides; each round then measures the
+baseline and the keep back to back, and a row's ``ratio`` is the median of the per-round ratios.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -13,70 +22,71 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+
+from framework import quick, row
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "examples" / "build"
 STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+WRK_SECONDS = 3
+WRK_CONNECTIONS = 4
+_PORT = re.compile(r"listening on \S*:(\d+)\s*$")
 
 
 @contextmanager
-def keep(module: Path, prot: str):
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "Enarx.toml"
-        cfg.write_text(STDIO + f'[[files]]\nkind = "listen"\nname = "ingest"\nprot = "{prot}"\n'
-                       'addr = "127.0.0.1"\nport = 0\n')
-        proc = subprocess.Popen([sys.executable, "-m", "enarx", "run", "--wasmcfgfile", str(cfg), str(module)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        try:
-            line = proc.stderr.readline().decode()
-            yield int(re.search(r":(\d+)\s*$", line).group(1))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-
-
-@contextmanager
-def native_echo():
-    env = dict(os.environ, ECHO_LISTEN="127.0.0.1:0")
-    proc = subprocess.Popen([str(BUILD / "native" / "echo_server")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+def _server(cmd: list[str], *, env: dict[str, str] | None = None, port_on_stderr: bool = False) -> Iterator[int]:
+    """Start a server process, yield the port it prints (``listening on HOST:PORT``), stop it."""
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL if port_on_stderr else subprocess.PIPE,
+                            stderr=subprocess.PIPE if port_on_stderr else subprocess.DEVNULL)
+    stream = proc.stderr if port_on_stderr else proc.stdout
+    assert stream is not None
     try:
-        line = proc.stdout.readline().decode()
-        yield int(re.search(r":(\d+)\s*$", line).group(1))
+        seen = []
+        while not (match := _PORT.search(line := stream.readline().decode())):
+            seen.append(line)
+            if not line:
+                raise RuntimeError(f"{cmd[0]}: no 'listening on' line: {''.join(seen)[-500:]!r}")
+        yield int(match.group(1))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
 @contextmanager
-def python_tls_echo():
-    from enarx.runtime.identity import KeepIdentity
-    from enarx.runtime.net.tls import server_context
+def keep(module: Path, prot: str = "tcp") -> Iterator[int]:
+    with tempfile.TemporaryDirectory(prefix="enarx-bench-") as tmp:
+        cfg = Path(tmp) / "Enarx.toml"
+        cfg.write_text(STDIO + f'[[files]]\nkind = "listen"\nname = "ingest"\nprot = "{prot}"\n'
+                       'addr = "127.0.0.1"\nport = 0\n')
+        with _server([sys.executable, "-m", "enarx", "run", "--wasmcfgfile", str(cfg), str(module)],
+                     port_on_stderr=True) as port:
+            yield port
 
-    ctx = server_context(KeepIdentity.generate().self_sign())
-    server = socket.create_server(("127.0.0.1", 0))
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            try:
-                with ctx.wrap_socket(conn, server_side=True) as tls:
-                    while data := tls.recv(65536):
-                        tls.sendall(data)
-            except (OSError, ssl.SSLError):
-                pass
+def native(program: str, env_var: str) -> AbstractContextManager[int]:
+    env = dict(os.environ, GOMAXPROCS="1", **{env_var: "127.0.0.1:0"})
+    return _server([str(BUILD / "native" / program)], env=env)
 
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        server.close()
+
+def host_tls_echo() -> AbstractContextManager[int]:
+    return _server([sys.executable, str(ROOT / "bench" / "tls_echo_server.py")])
+
+
+# -- load generators ----------------------------------------------------------------------------------
+def wrk_requests_per_second(port: int, seconds: int = WRK_SECONDS) -> float:
+    """``wrk`` with ``Connection: close``: every request on a new TCP connection."""
+    out = subprocess.run(["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "-H", "Connection: close",
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=seconds + 60)
+    match = re.search(r"Requests/sec:\s*([\d.]+)", out.stdout)
+    if out.returncode != 0 or not match:
+        raise RuntimeError(f"wrk failed: {out.stdout[-500:]} {out.stderr[-500:]}")
+    if re.search(r"Non-2xx|Socket errors: connect [1-9]", out.stdout):
+        raise RuntimeError(f"wrk saw failed requests: {out.stdout[-500:]}")
+    return float(match.group(1))
 
 
 def connections_per_second(port: int, count: int = 300) -> float:
@@ -126,65 +136,54 @@ def handshakes_per_second(port: int, count: int = 150) -> float:
     return count / (time.perf_counter() - start)
 
 
-def main() -> None:
-    rows = []
-    # best of three rounds, alternating native and keep so that machine noise hits both alike
-    native_cps = native_bulk = keep_cps = keep_bulk = 0.0
-    for _ in range(3):
-        with native_echo() as port:
-            native_cps = max(native_cps, connections_per_second(port))
-            native_bulk = max(native_bulk, bulk_mb_per_second(port))
-        with keep(BUILD / "go" / "echo_server.wasm", "tcp") as port:
-            connections_per_second(port, 20)  # warm up
-            keep_cps = max(keep_cps, connections_per_second(port))
-            keep_bulk = max(keep_bulk, bulk_mb_per_second(port))
-    rows.append(("Go echo: connections/s", f"{native_cps:.0f}", f"{keep_cps:.0f}", f"{keep_cps / native_cps:.2f}",
-                 "≥ 0.3"))
-    rows.append(("Go echo: bulk TCP, 64 KiB messages", f"{native_bulk:.0f} MB/s", f"{keep_bulk:.0f} MB/s",
-                 f"{keep_bulk / native_bulk:.2f}", "≥ 0.5"))
-    host_hs = keep_hs = 0.0
-    for _ in range(2):
-        with python_tls_echo() as port:
-            host_hs = max(host_hs, handshakes_per_second(port))
-        with keep(BUILD / "c" / "echo_server.wasm", "tls") as port:
-            handshakes_per_second(port, 10)
-            keep_hs = max(keep_hs, handshakes_per_second(port))
-    rows.append(("TLS 1.3 handshakes/s (C echo in keep vs Python ssl server)", f"{host_hs:.0f}", f"{keep_hs:.0f}",
-                 f"{keep_hs / host_hs:.2f}", "—"))
-    print("| network benchmark | native / host | in the keep | ratio | target |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+# -- rows -----------------------------------------------------------------------------------------------
+def _side_by_side(rounds: int, baseline_port: int, keep_port: int, measure: Callable[[int], float],
+                  warm_up: Callable[[int], object]) -> list[tuple[float, float]]:
+    """The same warm-up for both servers, then per round the baseline and the keep back to back."""
+    warm_up(baseline_port)
+    warm_up(keep_port)
+    return [(measure(baseline_port), measure(keep_port)) for _ in range(rounds)]
 
 
-if __name__ == "__main__":
-    main()
+def http_rows(rounds: int) -> list[dict]:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk; `make bench` does it)")
+    seconds = 2 if quick() else WRK_SECONDS
+    with native("http_server", "HTTP_LISTEN") as nport, keep(BUILD / "go" / "http_server.wasm") as kport:
+        samples = _side_by_side(rounds, nport, kport, lambda p: wrk_requests_per_second(p, seconds),
+                                lambda p: wrk_requests_per_second(p, 1))
+    return [row("network", "Go net/http (`examples/go/http_server`), new connection per request", unit="req/s",
+                baseline_label="native build, GOMAXPROCS=1", samples=samples, target=0.3,
+                note=f"wrk -t1 -c{WRK_CONNECTIONS} -H 'Connection: close', {seconds} s per side per round")]
+
+
+def echo_rows(rounds: int) -> list[dict]:
+    connections, total = (100, 16 << 20) if quick() else (300, 64 << 20)
+    with native("echo_server", "ECHO_LISTEN") as nport, keep(BUILD / "go" / "echo_server.wasm") as kport:
+        cps = _side_by_side(rounds, nport, kport, lambda p: connections_per_second(p, connections),
+                            lambda p: connections_per_second(p, 30))
+        bulk = _side_by_side(rounds, nport, kport, lambda p: bulk_mb_per_second(p, total),
+                             lambda p: bulk_mb_per_second(p, 8 << 20))
+    return [
+        row("network", "Go echo server (`examples/go/echo_server`): connections/s", unit="conn/s",
+            baseline_label="native build, GOMAXPROCS=1", samples=cps, target=0.3,
+            note=f"{connections} sequential connect, 4-byte echo, close (one Python client)"),
+        row("network", "Go echo server: bulk TCP, 64 KiB messages", unit="MB/s",
+            baseline_label="native build, GOMAXPROCS=1", samples=bulk, target=0.5,
+            note=f"{total >> 20} MiB each way on one connection"),
+    ]
+
+
+def tls_rows(rounds: int) -> list[dict]:
+    count = 50 if quick() else 150
+    with host_tls_echo() as hport, keep(BUILD / "c" / "echo_server.wasm", "tls") as kport:
+        samples = _side_by_side(rounds, hport, kport, lambda p: handshakes_per_second(p, count),
+                                lambda p: handshakes_per_second(p, 20))
+    return [row("network", "TLS 1.3 handshakes/s: C echo in a keep", unit="hs/s",
+                baseline_label="Python `ssl` server, own process", samples=samples, target=0.5,
+                note=f"{count} sequential handshakes + 2-byte echo; the keep's TLS settings on both sides")]
 
 
 def collect(rounds: int) -> list[dict]:
-    """The rows of `make bench` (see bench/framework.py): each round measures native and keep side by side."""
-    from framework import quick, row
-
-    connections, total = (100, 16 << 20) if quick() else (300, 64 << 20)
-    cps, bulk, tls = [], [], []
-    for _ in range(rounds):
-        with native_echo() as port:
-            native = connections_per_second(port, connections), bulk_mb_per_second(port, total)
-        with keep(BUILD / "go" / "echo_server.wasm", "tcp") as port:
-            connections_per_second(port, 20)  # warm up
-            inside = connections_per_second(port, connections), bulk_mb_per_second(port, total)
-        cps.append((native[0], inside[0]))
-        bulk.append((native[1], inside[1]))
-        with python_tls_echo() as port:
-            host = handshakes_per_second(port, connections // 2)
-        with keep(BUILD / "c" / "echo_server.wasm", "tls") as port:
-            handshakes_per_second(port, 10)
-            tls.append((host, handshakes_per_second(port, connections // 2)))
-    return [
-        row("network", "Go echo server (`examples/go/echo_server`): connections/s", unit="conn/s",
-            baseline_label="native build", samples=cps, target=0.3),
-        row("network", "Go echo server: bulk TCP, 64 KiB messages", unit="MB/s", baseline_label="native build",
-            samples=bulk, target=0.5),
-        row("network", "TLS 1.3 handshakes/s: C echo in a keep", unit="hs/s", baseline_label="Python `ssl` server",
-            samples=tls, target=None),
-    ]
+    """The rows of `make bench` (see bench/framework.py)."""
+    return [*http_rows(rounds), *echo_rows(rounds), *tls_rows(rounds)]

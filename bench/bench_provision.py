@@ -192,17 +192,20 @@ def _deploy_rows(rounds: int, size: int) -> list[dict]:
 def _broker(simulator: Path, issuer) -> tuple:
     """A key broker on loopback trusting the simulator's test PKI and the issuer's tokens."""
     from enarx.attestation import roots
-    from enarx.attestation.collateral import from_ders
+    from enarx.attestation.collateral import from_ders, load_collateral
+    from enarx.attestation.simulate.persistent import SimulatorPki
     from enarx.kbs import publisher
     from enarx.kbs.app import create_app
     from enarx.kbs.service import Broker, BrokerConfig
-    from enarx.runtime.attest.simulated import load_or_create_snp_pki
     from enarx.steward.server import BackgroundServer
     from enarx.steward.service import load_insecure_anchors
 
-    load_or_create_snp_pki(simulator)
-    anchors, intermediates = load_insecure_anchors([simulator / "snp" / "chain.pem"])
-    config = BrokerConfig(anchors=roots.builtin_anchors(anchors), collateral=from_ders(intermediates),
+    pki = SimulatorPki(simulator)
+    pki.snp()
+    pki.write_collateral()
+    anchors, intermediates = load_insecure_anchors(pki.anchor_files())
+    config = BrokerConfig(anchors=roots.builtin_anchors(anchors),
+                          collateral=from_ders(intermediates).merge(load_collateral([pki.collateral_dir])),
                           publishers=publisher.make(issuer.url, issuer.audience))
     server = BackgroundServer(create_app(Broker(config))).start()
     return server, f"http://127.0.0.1:{server.port}"

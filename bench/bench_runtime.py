@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from framework import quick, row
@@ -48,12 +50,26 @@ def pair(args: list[str], *, runs: int = 1, sink: bool = False) -> tuple[float, 
     return statistics.median(bare), statistics.median(keep)
 
 
+@contextmanager
+def fresh_caches() -> Iterator[None]:
+    """Both module caches in a temporary directory for this benchmark only."""
+    saved = {k: os.environ.get(k) for k in ("ENARX_CACHE_DIR", "BARE_CACHE")}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(ENARX_CACHE_DIR=os.path.join(tmp, "enarx"), BARE_CACHE=tmp)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
 def collect(rounds: int) -> list[dict]:
     mib = 64 if quick() else 256
     spew = 20 if quick() else 100
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["ENARX_CACHE_DIR"] = os.path.join(tmp, "enarx")
-        os.environ["BARE_CACHE"] = tmp
+    with fresh_caches():
         for module in ("hello", "sha256", "spew"):  # warm both module caches
             pair([str(BUILD / f"{module}.wasm"), "1"])
         cpu, hello, stdout = [], [], []

@@ -21,13 +21,13 @@ GO=$VENV/bin/go
 RUSTC=/usr/bin/rustc
 
 ALL_LANGS=(c cpp rust go zig python javascript)
-C_PROGRAMS=(hello cat args_env exit_code trap spin memhog stackoverflow sha256 spew fdinfo files
+C_PROGRAMS=(hello cat args_env exit_code trap spin memhog stackoverflow sha256 spew fdinfo files interleave
     echo_server http_server client)
 COMMON_PROGRAMS=(hello cat args_env exit_code)
 RUST_PROGRAMS=("${COMMON_PROGRAMS[@]}" echo_server http_server)
 GO_PROGRAMS=("${COMMON_PROGRAMS[@]}" echo_server http_server client)
 # Native (linux/amd64) Go builds for benchmarks, into examples/build/native/<name>.
-GO_NATIVE_PROGRAMS=(echo_server)
+GO_NATIVE_PROGRAMS=(echo_server http_server)
 
 die() {
     echo "examples/build.sh: error: $*" >&2

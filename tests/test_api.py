@@ -85,7 +85,7 @@ def test_simulated_evidence_warns_what_it_does(tmp_path):
     assert warnings == [("SIMULATED tdx evidence is not used: nothing is attested, as there is no Enarx.toml "
                         "with a `steward`")]
     cfg = tmp_path / "Enarx.toml"
-    cfg.write_text('steward = "http://127.0.0.1:9/"\n')
+    cfg.write_text('steward = "http://127.0.0.1:9/"\n[[files]]\nkind = "null"\n')
     warnings.clear()
     enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg, simulate_tee="sgx",
                                                         simulator_dir=str(tmp_path / "pki")),

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives import serialization
 import enarx
 from conftest import example
 from enarx.attestation.policy import Policy
+from enarx.attestation.simulate.persistent import SimulatorPki
 from enarx.backends.nil import NilBackend
-from enarx.runtime.attest.simulated import load_or_create_intel_pki, load_or_create_snp_pki
+from enarx.errors import ConfigError
 from enarx.runtime.inmemory import InMemoryKeep
 from enarx.steward.app import create_app
 from enarx.steward.issuer import CertificateAuthority, read_claims
@@ -31,10 +32,10 @@ STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind 
 
 @pytest.fixture(scope="module")
 def simulator(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("simulator")
-    load_or_create_snp_pki(directory)
-    load_or_create_intel_pki(directory)
-    return directory
+    """The simulator's test PKIs and the collateral a Steward needs (as `enarx attest simulate pki DIR`)."""
+    pki = SimulatorPki(tmp_path_factory.mktemp("simulator"))
+    pki.write_collateral()
+    return pki.directory
 
 
 def without_challenge(app):
@@ -52,14 +53,16 @@ def without_challenge(app):
 
 @contextmanager
 def running_steward(simulator: Path, *, measurement: bytes | None = None, trust_simulator: bool = True,
-                    require_challenge: bool = False, enarx_like: bool = False, tls: tuple[Path, Path] | None = None):
+                    require_challenge: bool = False, enarx_like: bool = False, tls: tuple[Path, Path] | None = None,
+                    collateral: bool = True):
     policy = Policy.from_dict({"measurements": {"measurement": {"allow": [measurement.hex()]}}}) \
         if measurement else Policy.default()
-    trusted = [simulator / "snp" / "chain.pem", simulator / "intel" / "root.pem"] if trust_simulator else []
+    trusted = SimulatorPki(simulator).anchor_files() if trust_simulator else []
     anchors, intermediates = load_insecure_anchors(trusted)
     ca = CertificateAuthority.generate("Test Steward")
     steward = Steward(StewardConfig(ca=ca, policy=policy, policy_name="e2e", insecure_anchors=anchors,
-                                    insecure_intermediates=intermediates, require_challenge=require_challenge))
+                                    insecure_intermediates=intermediates, require_challenge=require_challenge,
+                                    collateral=[simulator / "collateral"] if collateral else []))
     app = create_app(steward)
     crt, key = tls if tls else (None, None)
     server = BackgroundServer(without_challenge(app) if enarx_like else app, tls_crt=crt and str(crt),
@@ -156,12 +159,14 @@ def test_tampered_evidence_stops_keep(tmp_path, simulator, monkeypatch):
     assert "reason: signature" in result.error and "snp.report-signature" in result.error, result.error
 
 
-def test_untrusted_simulator_is_refused(tmp_path, simulator):
+@pytest.mark.parametrize("tee", ["sev-snp", "tdx"])
+def test_untrusted_simulator_is_refused_saying_so(tmp_path, simulator, tee):
     with running_steward(simulator, trust_simulator=False) as (url, _ca):
-        result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
+        result = run_keep(tmp_path, url, simulator, example("c", "hello"), [], tee=tee)
     assert result.status == 1 and "steward refused the keep (HTTP 403)" in result.error
-    # the simulator's test ARK is no vendor root: the chain check refuses it (reason "chain" or "untrusted-root")
-    assert re.search(r"failed: chain\.\S*.* — reason: (chain|untrusted-root)$", result.error), result.error
+    # the simulator's test root is no vendor root: the chain check refuses it, saying so plainly
+    assert re.search(r"failed: \S*chain\.\S*.* — reason: (chain|untrusted-root)$", result.error), result.error
+    assert "test or simulated" in result.error and "trusted explicitly" in result.error, result.error
 
 
 def test_nil_keep_refused_unless_insecure_kvm(tmp_path, simulator):
@@ -248,8 +253,19 @@ def test_enarx_run_ca_bundle_reaches_the_keep(tmp_path, simulator, private_tls):
 def test_plain_http_steward_only_on_loopback(tmp_path):
     cfg = tmp_path / "Enarx.toml"
     cfg.write_text('steward = "http://attest.example.com/"\n' + STDIO)
-    result = enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
-    assert result.status == 1 and "refusing to use the steward url" in result.error and "use https" in result.error
+    with pytest.raises(ConfigError, match=r"steward: refusing to use the steward url .*use https"):
+        enarx.run(example("c", "hello"), enarx.KeepOptions(config_path=cfg), stdout=None, stderr=None)
+
+
+@pytest.mark.parametrize("tee,missing", [("tdx", ("TCB info", "QE identity", "CRL")), ("sgx", ("QE identity",))])
+def test_simulated_intel_keeps_need_the_stewards_collateral(tmp_path, simulator, tee, missing):
+    """Finding 6: a TDX keep sends only its quote, an SGX keep no QE identity (Enarx's envelope has no field for
+    it): without --collateral the Steward refuses them, naming what is missing."""
+    with running_steward(simulator, collateral=False) as (url, _ca):
+        result = run_keep(tmp_path, url, simulator, example("c", "hello"), [], tee=tee)
+    assert result.status == 1 and "steward refused the keep (HTTP 403)" in result.error
+    for item in missing:
+        assert f"missing collateral: {item}" in result.error, result.error
 
 
 @pytest.mark.parametrize("tee,claim,digest", [("tdx", "mrtd", hashlib.sha384), ("sgx", "mrenclave", hashlib.sha256)])

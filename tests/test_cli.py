@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import assert_one_line_error, enarx
+from conftest import assert_one_line_error, enarx, example
 
 
 def test_version():
@@ -25,11 +25,11 @@ def test_config_init_writes_valid_template_and_refuses_overwrite(tmp_path):
 
 def test_config_check_prints_effective_defaults(tmp_path):
     cfg = tmp_path / "Enarx.toml"
-    cfg.write_text('[[files]]\nkind = "listen"\nname = "ingest"\nprot = "tls"\n')
+    cfg.write_text('[[files]]\nkind = "null"\n' * 3 + '[[files]]\nkind = "listen"\nname = "ingest"\nprot = "tls"\n')
     proc = enarx("config", "check", cfg)
     assert proc.returncode == 0
     out = proc.stdout.decode()
-    assert 'addr = "::"' in out and "port = 443" in out and "FD_NAMES=ingest" in out
+    assert 'addr = "::"' in out and "port = 443" in out and "FD_NAMES=null:null:null:ingest" in out
 
 
 def test_config_check_reports_errors(tmp_path):
@@ -66,13 +66,14 @@ def test_usage_errors_are_one_line():
 
 
 def test_log_target_validation():
-    proc = enarx("--log-target", "syslog", "platform", "info")
-    assert proc.returncode != 0 and b"Traceback" not in proc.stderr
+    assert_one_line_error(enarx("--log-target", "syslog", "platform", "info"),
+                          "Invalid value for '--log-target'", "'syslog' is not one of 'stdout', 'stderr'")
+    proc = enarx("--log-target", "stdout", "--log-filter", "debug", "run", example("c", "hello"))
+    assert proc.returncode == 0 and proc.stdout.endswith(b"Hello, world!\n")
+    assert b"nil backend" in proc.stdout and b"nil backend" not in proc.stderr  # the log went where asked
 
 
 def test_equals_form_options(tmp_path):
-    from conftest import example
-
     proc = enarx("run", "--env=K=v=w", example("c", "args_env"))
     assert b"env:K=v=w" in proc.stdout
 

@@ -240,3 +240,26 @@ def test_fuzz_arbitrary_text(text):
         parse(text)
     except ConfigError:
         pass
+
+
+_path_parts = st.sampled_from(["..", ".", "", "data", "a b", "/", "//", "~", "..data", "x/..", "\\..", "/etc"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_path_parts, min_size=1, max_size=6).map("/".join), st.sampled_from(["dir", "ca"]))
+def test_fuzz_package_paths_never_leave_the_package(path, key):
+    """Whatever a package's Enarx.toml says, a path it is given resolves inside the package, or it is refused."""
+    import os
+
+    root = "/pkg/root"
+    if key == "dir":
+        text = tomli_w.dumps({"files": [{"kind": "dir", "path": path, "name": "d"}]})
+    else:
+        text = tomli_w.dumps({"files": [{"kind": "connect", "host": "h", "prot": "tls", "ca": path}]})
+    try:
+        cfg = parse_config(text, source="E.toml", base_dir=root, package_root=root)
+    except ConfigError as exc:
+        assert str(exc).startswith("E.toml: files[0]")
+        return
+    resolved = cfg.files[0].path if key == "dir" else cfg.files[0].ca
+    assert os.path.commonpath([root, os.path.normpath(resolved)]) == root, resolved

@@ -185,10 +185,12 @@ def test_file_given_as_dir_preopen():
     assert_one_line_error(enarx("run", "--dir", module, module), f"{module}: not a directory")
 
 
-@pytest.mark.parametrize("option,value", [("--memory-limit", "lots"), ("--timeout", "-3"), ("--env", "NOEQUALS")])
-def test_bad_option_values(option, value):
+@pytest.mark.parametrize("option,value,why", [("--memory-limit", "lots", "expected a size such as"),
+                                              ("--timeout", "-3", "must be a positive number of seconds"),
+                                              ("--env", "NOEQUALS", "expected KEY=VALUE")])
+def test_bad_option_values(option, value, why):
     proc = enarx("run", option, value, example("c", "hello"))
-    assert_one_line_error(proc, option, "(see `enarx run --help`)")
+    assert_one_line_error(proc, option, value, why, "(see `enarx run --help`)")
     assert proc.returncode == 2  # a usage error
 
 

@@ -205,7 +205,7 @@ def _ca(tmp_path: Path, name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Cer
     return key, cert
 
 
-def _leaf(tmp_path: Path, ca: tuple, name: str) -> tuple[Path, Path]:
+def _leaf(tmp_path: Path, ca: tuple, name: str, dns: str = "localhost") -> tuple[Path, Path]:
     ca_key, ca_cert = ca
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
@@ -214,8 +214,9 @@ def _leaf(tmp_path: Path, ca: tuple, name: str) -> tuple[Path, Path]:
             .issuer_name(ca_cert.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
             .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(dns)] + ([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))] if dns == "localhost" else [])),
+                False)
             .sign(ca_key, hashes.SHA256()))
     cert_path, key_path = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

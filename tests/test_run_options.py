@@ -68,7 +68,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     cfg.write_text('[env]\nFROM = "config"\n[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n'
                    '[[files]]\nkind = "stderr"\n')
     steward_cfg = tmp / "steward.toml"
-    steward_cfg.write_text('steward = "http://127.0.0.1:9/"\n[[files]]\nkind = "stdout"\n')
+    steward_cfg.write_text('steward = "http://127.0.0.1:9/"\n[[files]]\nkind = "null"\n[[files]]\nkind = "stdout"\n')
     return {"tmp": str(tmp), "cfg": str(cfg), "steward_cfg": str(steward_cfg)}
 
 

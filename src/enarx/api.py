@@ -16,6 +16,7 @@ from typing import NamedTuple
 from enarx.config import Config
 from enarx.config.model import StdioFile
 from enarx.config.parse import load_config_and_text
+from enarx.config.validate import check_config
 from enarx.errors import ConfigError
 from enarx.host.supervisor import Sink, Source, Stdio, Supervisor
 from enarx.protocol import LaunchRequest
@@ -95,15 +96,17 @@ def run(
     args = _strings(options.args, "args")
     dirs = _dir_triples(options.dirs)
     workload = load_workload(module)
+    # A package's own Enarx.toml may not reach outside the package; one the user names is the user's own.
     config_path = options.config_path or workload.config_path
+    package_root = None if options.config_path else workload.package_root
     config: Config | None = None
     config_text: str | None = None
     if config_path is not None:
-        # validated here for a fast, clear error; the keep is sent the text and parses it again itself
-        config, config_text = load_config_and_text(config_path)
-        for index, entry in enumerate(config.files):
-            if entry.kind == "dir":
-                _check_dir(entry.path, f"{config_path}: files[{index}].path: ")  # type: ignore[union-attr]
+        # checked here as `enarx config check` does, for a fast, clear error; the keep is sent the text and
+        # checks it again itself
+        config, config_text = load_config_and_text(config_path, package=package_root is not None)
+        for warning in check_config(config, extra_dirs=len(dirs), package_root=package_root):
+            _warn(on_warning, warning)
     for host, _guest, _writable in dirs:
         _check_dir(host)
     if options.simulate_tee:
@@ -124,12 +127,14 @@ def run(
         module_name=workload.name,
         config_toml=config_text,
         config_source=str(config_path) if config_path is not None else None,
+        package_dir=os.path.abspath(package_root) if package_root is not None else None,
         args=args,
         env=env,
         dirs=[(os.path.abspath(h), g, w) for h, g, w in dirs],
         memory_limit=options.memory_limit,
         timeout=options.timeout,
-        cache_dir=str(default_cache_dir()) if options.cache and backend.name == "nil" else None,
+        # process keeps use the cache themselves; a kvm host compiles for its guest (it is trusted there)
+        cache_dir=str(default_cache_dir()) if options.cache and backend.name in ("nil", "kvm") else None,
         log_level=options.log_level,
         simulate_tee=options.simulate_tee,
         simulator_dir=os.path.abspath(options.simulator_dir) if options.simulator_dir else None,
@@ -224,7 +229,7 @@ def _launch(backend, request: LaunchRequest, module: bytes, relay_stdin: bool, s
         stdin = stdin.encode()
     out, flush_out = _sink(stdout, text)
     err, flush_err = _sink(stderr, text)
-    keep = backend.launch()
+    keep = backend.launch(request, module)
     supervisor = Supervisor(keep, Stdio(stdin=stdin if relay_stdin else None, stdout=out, stderr=err),
                             on_started=note_started, push_listener=push_listener)
     try:

@@ -76,7 +76,12 @@ def test_fetch_load_verify_offline(tmp_path, kds, sim):
     assert len(paths) == 3 and len(hits) == 3
     verdict = Verifier(anchors=sim.trust_anchors()).verify(sim.report, cache.load(), at=now[0])
     assert (verdict.status, verdict.reason) == ("trusted", "ok")
-    assert verdict.claims.platform["crl_checked"]
+    assert verdict.claims.provenance.revocation.value == "full"
+    # the same cache as a verifier's own store: the directory, or its exported bundle
+    store = Verifier(anchors=sim.trust_anchors(), collateral=[cache.directory])
+    assert store.verify(sim.report, at=now[0]).status == "trusted"
+    bundle = cache.export_bundle(tmp_path / "bundle.tar.gz")
+    assert Verifier(anchors=sim.trust_anchors(), collateral=[bundle]).verify(sim.report, at=now[0]).status == "trusted"
 
     # fresh items come from disk: no new requests
     cache.fetch_snp(sim.report)

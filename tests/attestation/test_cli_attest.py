@@ -149,3 +149,45 @@ def test_simulate_intel_through_the_same_cli(tmp_path, tee):
                          "--json").output)
     assert (doc["status"], doc["reason"]) == ("rejected", "debug")
     assert doc["claims"]["report_data"] == "0011" + "00" * 62
+
+
+def test_help_points_to_the_policy_document():
+    from enarx.cli.steward import steward
+
+    for group, args in ((attest, ["verify", "--help"]), (steward, ["serve", "--help"])):
+        out = CliRunner().invoke(group, args).output
+        assert "docs/policy.md" in " ".join(out.split()), out
+    out = " ".join(CliRunner().invoke(steward, ["serve", "--help"]).output.split())
+    assert "--collateral DIR" in out
+
+
+def test_simulate_pki_creates_reuses_and_writes_the_stewards_collateral(tmp_path):
+    first = run("simulate", "pki", str(tmp_path / "sim"))
+    assert first.exit_code == 0, first.output
+    anchors = [line.split(": ", 1)[1] for line in first.stdout.splitlines() if line.startswith("anchor: ")]
+    root = (tmp_path / "sim" / "intel" / "root.pem").read_bytes()
+    again = run("simulate", "pki", str(tmp_path / "sim"), "--days", "2")
+    assert again.exit_code == 0 and (tmp_path / "sim" / "intel" / "root.pem").read_bytes() == root  # reused
+    names = {p.name for p in (tmp_path / "sim" / "collateral").iterdir()}
+    assert {"sgx-qe-identity.json", "tdx-qe-identity.json", "root_ca.crl.der", "pck_platform.crl.der",
+            "ark-milan.crl.der"} <= names
+    # evidence simulated with --pki DIR verifies under the default policy with those anchors and collateral
+    out = tmp_path / "tdx"
+    assert run("simulate", "tdx", "--out", str(out), "--pki", str(tmp_path / "sim")).exit_code == 0
+    quote = out / "quote.bin"
+    trust = [x for a in anchors for x in ("--trust-anchor", a)]
+    verdict = run("verify", str(quote), *trust, "--collateral", str(tmp_path / "sim" / "collateral"))
+    assert verdict.exit_code == 0, verdict.output
+
+
+def test_sgx_quote_with_only_a_trust_anchor_names_each_missing_item(tmp_path):
+    """Finding 1 through the CLI: exit 2, every missing collateral item named (never 'failed')."""
+    out = tmp_path / "sgx"
+    assert run("simulate", "sgx", "--out", str(out)).exit_code == 0
+    result = run("verify", str(out / "quote.bin"), "--trust-anchor", str(out / "root.pem"))
+    assert result.exit_code == 2, result.output
+    assert "rejected (missing-collateral)" in result.output
+    for item in ("missing collateral: TCB info", "missing collateral: CRL", "missing collateral: QE identity"):
+        assert item in result.output
+    assert run("verify", str(out / "quote.bin"), "--trust-anchor", str(out / "root.pem"), "--collateral",
+               str(out)).exit_code == 0

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from enarx.attestation.intel.collateral import (
-    from_collateral_set,
+    is_intel_document,
     json_members,
     parse_crl,
     parse_document,
@@ -79,12 +79,17 @@ def test_crl_encodings():
     crl = sim.collateral.crls[0]
     der = crl.public_bytes(Encoding.DER)
     for value in (der.hex(), der, crl.public_bytes(Encoding.PEM).decode(), base64.b64encode(der).decode(), list(der)):
-        assert parse_crl(value, "x").issuer == crl.issuer
+        assert parse_crl(value, "x") == der
     with pytest.raises(MalformedEvidence):
         parse_crl("00ff", "x")
 
 
 def test_non_intel_json_is_ignored():
-    cs = CollateralSet(json_documents=[("wasi.json", b'{"args": [], "env": {}}'), ("list.json", b"[1,2]")])
-    got = from_collateral_set(cs)
-    assert not got.tcb_infos and not got.qe_identities
+    from enarx.attestation.verifier import Verifier
+
+    others = [("wasi.json", b'{"args": [], "env": {}}'), ("list.json", b"[1,2]")]
+    assert not any(is_intel_document(raw) for _, raw in others)
+    sim = simulate_sgx()
+    cs = CollateralSet(json_documents=[*others, *sim.collateral.json_documents], certificates=sim.collateral.certificates,
+                       crls=sim.collateral.crls)
+    assert Verifier(anchors=sim.anchors).verify(sim.quote, cs, at=sim.at).status == "trusted"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from functools import cache
 
+from _verify import verify_quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enarx.attestation.intel import abi
 from enarx.attestation.intel.collateral import parse_document
-from enarx.attestation.intel.verify import verify_quote
 from enarx.attestation.model import CollateralSet, MalformedEvidence, VerificationError
 from enarx.attestation.simulate.intel import _raw_sign, simulate_sgx, simulate_tdx
 

@@ -7,20 +7,24 @@ import json
 from datetime import timedelta
 
 import pytest
+from _verify import verify_quote
 from cryptography import x509
 
+from enarx.attestation import roots
+from enarx.attestation.anchors import Anchor, TrustAnchors
 from enarx.attestation.intel import abi
-from enarx.attestation.intel.verify import verify_quote
 from enarx.attestation.model import (
     AttestationError,
     CollateralSet,
     MalformedEvidence,
+    Revocation,
     TcbStatus,
     Tee,
-    TrustAnchors,
     VerificationError,
 )
+from enarx.attestation.pki import Cert
 from enarx.attestation.simulate.intel import simulate_sgx, simulate_tdx
+from enarx.attestation.verifier import Verifier
 
 
 def verify(sim, **kw):
@@ -67,10 +71,10 @@ def test_sgx_fields_round_trip():
     assert claims.signer == {"mrsigner": bytes(range(32, 64)).hex()}
     assert claims.report_data == bytes(range(64))
     assert claims.svns == {"pce_svn": 14, "qe_svn": 9, "isv_svn": 7, "isv_prodid": 42}
-    assert claims.platform["fmspc"] == "00a067110000"
-    assert claims.platform["tcb_components"] == list(fields["tcb_components"])
-    assert claims.platform["ppid"] == bytes(range(16)).hex()
-    assert claims.platform["misc_select"] == 0x12
+    assert claims.fmspc.hex() == "00a067110000"
+    assert claims.pck_tcb_components == fields["tcb_components"]
+    assert claims.ppid == bytes(range(16))
+    assert claims.misc_select == 0x12
     assert claims.tcb_status == TcbStatus.UP_TO_DATE
     assert claims.debug is False
     assert claims.collateral_expiry is not None and claims.collateral_expiry > sim.at
@@ -83,7 +87,7 @@ def test_sgx_fields_round_trip():
 def test_sgx_debug_bit():
     claims, _, _ = verify(simulate_sgx(debug=True))
     assert claims.debug is True
-    assert int(claims.platform["attributes"][:2], 16) & 0x02
+    assert claims.attributes[0] & 0x02
 
 
 def test_tdx_v4_fields_round_trip():
@@ -101,9 +105,9 @@ def test_tdx_v4_fields_round_trip():
     assert claims.measurements["mrownerconfig"] == "44" * 48
     assert "mrservicetd" not in claims.measurements
     assert claims.report_data == b"\x55" * 64
-    assert claims.platform["xfam"] == "e718060000000000"
-    assert claims.platform["tee_tcb_svn"] == (bytes([4, 1, 3]) + bytes(13)).hex()
-    assert claims.platform["td_version"] == "1.0"
+    assert claims.xfam.hex() == "e718060000000000"
+    assert claims.tee_tcb_svn == bytes([4, 1, 3]) + bytes(13)
+    assert claims.td_version == "1.0"
     assert claims.tcb_status == TcbStatus.UP_TO_DATE and not claims.debug
     assert abi.parse_quote(sim.quote).header.version == 4
 
@@ -114,19 +118,19 @@ def test_tdx_v5_td15_round_trip():
     q = abi.parse_quote(sim.quote)
     assert q.header.version == 5 and q.body_type == abi.BODY_TYPE_TD15
     assert claims.measurements["mrservicetd"] == "66" * 48
-    assert claims.platform["tee_tcb_svn2"] == (bytes([5, 1, 3]) + bytes(13)).hex()
-    assert claims.platform["td_version"] == "1.5"
+    assert claims.tee_tcb_svn2 == bytes([5, 1, 3]) + bytes(13)
+    assert claims.td_version == "1.5"
 
 
 def test_tdx_v5_td10_body():
     sim = simulate_tdx(quote_version=5, td15=False)
     assert abi.parse_quote(sim.quote).body_type == abi.BODY_TYPE_TD10
-    assert verify(sim)[0].platform["td_version"] == "1.0"
+    assert verify(sim)[0].td_version == "1.0"
 
 
 def test_tdx_debug_bit():
     claims, _, _ = verify(simulate_tdx(debug=True))
-    assert claims.debug is True and claims.platform["td_attributes"].startswith("01")
+    assert claims.debug is True and claims.td_attributes[0] == 0x01
 
 
 @pytest.mark.parametrize("combined", [False, True])
@@ -135,7 +139,7 @@ def test_collateral_layouts(make, combined):
     claims, _, warnings = verify(make(combined=combined))
     assert claims.tcb_status == TcbStatus.UP_TO_DATE
     assert not any("CRL" in w for w in warnings)
-    assert claims.platform["crl_checked"] is True
+    assert claims.provenance.revocation is Revocation.FULL
 
 
 @pytest.mark.parametrize("make", [simulate_sgx, simulate_tdx])
@@ -143,7 +147,7 @@ def test_ppid_certification_data_takes_pck_from_collateral(make):
     sim = make(cert_data_type=1)
     assert abi.parse_quote(sim.quote).certification_data.ppid_info is not None
     claims, _, _ = verify(sim)
-    assert claims.platform["ppid"]
+    assert claims.ppid
     bare = CollateralSet(json_documents=sim.collateral.json_documents,
                          certificates=[c for c in sim.collateral.certificates if c != sim.pck])
     fails(sim, "collateral", collateral=bare)
@@ -154,7 +158,7 @@ def test_ppid_certification_data_takes_pck_from_collateral(make):
 def test_tcb_statuses(status):
     claims, _, _ = verify(simulate_sgx(tcb_status=status, advisory_ids=["INTEL-SA-00001"]))
     assert claims.tcb_status.value == status
-    assert claims.advisory_ids == ["INTEL-SA-00001"]
+    assert list(claims.advisory_ids) == ["INTEL-SA-00001"]
 
 
 def test_first_matching_level_in_given_order():
@@ -167,7 +171,7 @@ def test_first_matching_level_in_given_order():
         {"sgx": [0] * 16, "pcesvn": 0, "status": "OutOfDate", "advisories": ["INTEL-SA-00003"]},
     ]
     claims, _, _ = verify(simulate_sgx(tcb_levels=levels))
-    assert claims.tcb_status == TcbStatus.OUT_OF_DATE and claims.advisory_ids == ["INTEL-SA-00002"]
+    assert claims.tcb_status == TcbStatus.OUT_OF_DATE and list(claims.advisory_ids) == ["INTEL-SA-00002"]
 
 
 def test_no_matching_level_is_not_supported():
@@ -203,7 +207,7 @@ def test_tdx_module_mrsigner_mismatch():
 def test_qe_identity_status_converges():
     claims, _, _ = verify(simulate_sgx(qe_tcb_status="OutOfDate"))
     assert claims.tcb_status == TcbStatus.OUT_OF_DATE
-    assert claims.extra["qe_tcb_status"] == "OutOfDate"
+    assert claims.qe_tcb_status is TcbStatus.OUT_OF_DATE
 
 
 def test_qe_identity_mismatch():
@@ -216,7 +220,8 @@ def test_without_collateral_status_unknown_with_warnings():
     claims, _, warnings = verify(sim, collateral=CollateralSet())
     assert claims.tcb_status == TcbStatus.UNKNOWN
     assert any("TCB info" in w for w in warnings) and any("CRL" in w for w in warnings)
-    assert claims.platform["crl_checked"] is False and claims.platform["test_anchor"] is True
+    assert claims.provenance.revocation is Revocation.NOT_CHECKED and claims.provenance.test_anchor
+    assert claims.provenance.tcb_info is False and claims.provenance.qe_identity is False
 
 
 def test_out_dir_writes_files(tmp_path):
@@ -241,9 +246,12 @@ def test_unknown_field_is_an_error():
 
 def test_real_intel_root_refuses_simulated_evidence():
     sim = simulate_tdx()
-    real_like = TrustAnchors(builtin=[simulate_sgx().root])  # another root with Intel's name, other key
+    other = Cert.from_cryptography(simulate_sgx().root)  # another root with Intel's name, other key
+    real_like = TrustAnchors((Anchor(other, frozenset({"sgx", "tdx"})),))
     fails(sim, "untrusted-root", anchors=real_like)
     fails(sim, "untrusted-root", anchors=TrustAnchors())
+    err = fails(sim, "untrusted-root", anchors=roots.builtin_anchors())
+    assert "not a trust anchor for tdx" in str(err)
 
 
 @pytest.mark.parametrize("make", [simulate_sgx, simulate_tdx])
@@ -292,21 +300,42 @@ def test_other_revoked_serials_do_not_matter():
     verify(simulate_sgx(revoked_serials=[12345, 67890]))
 
 
-def test_wrong_fmspc():
-    err = fails(simulate_sgx(tcb_info_fmspc=bytes.fromhex("00606a000000")), "collateral")
-    assert "FMSPC" in str(err)
+def test_tcb_info_of_another_platform_is_missing_tcb_info():
+    sim = simulate_sgx(tcb_info_fmspc=bytes.fromhex("00606a000000"))
+    claims, _, warnings = verify(sim)
+    assert claims.tcb_status is TcbStatus.UNKNOWN and claims.provenance.tcb_info is False
+    assert any("no SGX TCB info for FMSPC 00906ed50000 (supplied: SGX 00606a000000)" in w for w in warnings)
+    verdict = Verifier(anchors=sim.anchors).verify(sim.quote, sim.collateral, at=sim.at)
+    assert (verdict.status, verdict.reason) == ("rejected", "missing-collateral")
 
 
 def test_swapped_collateral_between_platforms():
     sgx, tdx = simulate_sgx(), simulate_tdx()
-    # TDX collateral for an SGX quote: no SGX TCB info
-    docs_only = CollateralSet(certificates=tdx.collateral.certificates, json_documents=tdx.collateral.json_documents)
-    fails(sgx, "collateral", collateral=docs_only)
-    # a CRL bearing the issuer's name but another key is a forgery, not something to skip
-    fails(sgx, "signature", collateral=tdx.collateral)
-    # same kind, other PKI: TCB info signature verifies with no certificate chaining to this root
+    # TDX collateral for an SGX quote: no SGX TCB info, no QE identity, no CRL of this PKI → missing
+    verdict = Verifier(anchors=sgx.anchors).verify(sgx.quote, tdx.collateral, at=sgx.at)
+    assert (verdict.status, verdict.reason) == ("rejected", "missing-collateral")
+    failed = {c.name for c in verdict.checks if not c.passed}
+    assert failed == {"policy.tcb-status", "policy.revocation", "policy.collateral.qe-identity"}
+    # same kind, other PKI: its TCB info verifies with a signer that chains to another root
     other = simulate_sgx(fmspc=bytes.fromhex("00906ed50000"))
-    fails(sgx, "signature", collateral=other.collateral)
+    fails(sgx, "untrusted-root", collateral=other.collateral)
+
+
+def test_forged_crl_naming_the_issuers_key_is_a_signature_failure():
+    """A CRL with the PCK CA's name and key identifier, signed by another key, is a forgery, not skipped."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    sim = simulate_sgx()
+    platform = sim.certs["platform"]
+    forged = (x509.CertificateRevocationListBuilder().issuer_name(platform.subject)
+              .last_update(sim.at - timedelta(hours=1)).next_update(sim.at + timedelta(days=1))
+              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(platform.public_key()), False)
+              .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()))
+    cs = CollateralSet(certificates=sim.collateral.certificates, json_documents=sim.collateral.json_documents,
+                       crls=[*sim.collateral.crls, forged])
+    fails(sim, "signature", collateral=cs)
 
 
 def test_tampered_tcb_info_and_qe_identity():
@@ -321,8 +350,8 @@ def test_tampered_tcb_info_and_qe_identity():
 def test_expired_and_not_yet_valid():
     sim = simulate_sgx(tcb_validity_days=10)
     err = fails(sim, "expired", at=sim.at + timedelta(days=11))
-    assert "expired at" in str(err)
-    err = fails(sim, "expired", at=sim.at - timedelta(days=2))
+    assert "expired" in str(err)
+    err = fails(sim, "not-yet-valid", at=sim.at - timedelta(days=2))
     assert "not valid before" in str(err)
     claims, _, _ = verify(sim, at=sim.at + timedelta(days=9))
     assert claims.collateral_expiry == sim.at + timedelta(days=10)
@@ -361,7 +390,7 @@ def test_anchor_given_as_bytes():
     from cryptography.hazmat.primitives.serialization import Encoding
 
     sim = simulate_sgx()
-    verify(sim, anchors=TrustAnchors(extra=[sim.root.public_bytes(Encoding.DER)]))
+    verify(sim, anchors=roots.builtin_anchors([sim.root.public_bytes(Encoding.DER)]))
     assert isinstance(sim.root, x509.Certificate)
 
 

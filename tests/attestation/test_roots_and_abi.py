@@ -33,11 +33,42 @@ def test_every_shipped_root_matches_its_pin_and_chains():
         assert root.signed_by(root) and root.name == name
 
 
-def test_anchors_are_roots_only():
+def test_anchors_are_roots_only_each_bound_to_its_formats():
     anchors = roots.builtin_anchors()
-    subjects = {c.subject.rfc4514_string() for c in anchors.builtin}
-    assert len(anchors.builtin) == 6 and anchors.extra == []
-    assert not any("SEV-" in s for s in subjects), "ASK/ASVK must not be trust anchors"
+    assert len(anchors.anchors) == 6 and anchors.test == []
+    assert not any("SEV-" in a.cert.subject for a in anchors.anchors), "ASK/ASVK must not be trust anchors"
+    bound = {a.name: (sorted(a.formats), a.product) for a in anchors.anchors}
+    assert bound == {"ARK-Milan": (["snp"], "Milan"), "ARK-Genoa": (["snp"], "Genoa"), "ARK-Turin": (["snp"], "Turin"),
+                     "Intel SGX Root CA": (["sgx", "tdx"], None), "aws.nitro-enclaves": (["nitro"], None),
+                     "NVIDIA Device Identity CA": (["nvidia"], None)}
+    for fmt in ("snp", "sgx", "tdx", "nitro", "nvidia"):
+        assert all(fmt in a.formats for a in anchors.for_format(fmt))
+
+
+def test_test_anchors_bind_by_name_and_key_or_by_an_explicit_format(tmp_path):
+    from enarx.attestation.anchors import AnchorError, load_anchor_file
+    from enarx.attestation.simulate.intel import simulate_sgx
+    from enarx.attestation.simulate.pki import TestCA
+
+    intel = simulate_sgx()
+    path = tmp_path / "intel.pem"
+    path.write_bytes(intel.files["trusted_root_ca.pem"])
+    (anchor,) = load_anchor_file(path)
+    assert anchor.test and anchor.formats == {"sgx", "tdx"}
+    (anchor,) = load_anchor_file(f"nitro={path}")
+    assert anchor.formats == {"nitro"}
+    # a root whose name fits no vendor must be named; a vendor name with another kind of key is not enough
+    plain = tmp_path / "plain.pem"
+    plain.write_bytes(TestCA.root([("CN", "My Test Root")]).pem())
+    with pytest.raises(AnchorError, match="snp=FILE"):
+        load_anchor_file(plain)
+    assert load_anchor_file(f"sgx,tdx={plain}")[0].formats == {"sgx", "tdx"}
+    rsa_named_intel = tmp_path / "rsa.pem"
+    rsa_named_intel.write_bytes(TestCA.root([("CN", "Intel SGX Root CA")], algorithm="rsa-pss-sha384").pem())
+    with pytest.raises(AnchorError):
+        load_anchor_file(rsa_named_intel)
+    with pytest.raises(AnchorError, match="unknown evidence format"):
+        load_anchor_file(f"snp,vibes={path}")
 
 
 def test_tampered_root_is_refused(monkeypatch):

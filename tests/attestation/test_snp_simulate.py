@@ -20,7 +20,8 @@ from enarx.attestation.snp import abi
 from enarx.attestation.snp.abi import TcbVersion, parse_report
 from enarx.attestation.verifier import Verifier, verify_evidence
 
-ALLOW_ALL = Policy(allow_debug=True, snp=Policy().snp.__class__(allow_migration_agent=True))
+ALLOW_ALL = Policy.from_toml("allow_debug = true\n[snp]\nallow_migration_agent = true\nmax_vmpl = 3\n")
+NO_CRL = Policy.from_toml('allow_missing_collateral = ["crl"]')
 
 
 def verdict_of(sim, *, at=None, policy=None, collateral=None):
@@ -40,13 +41,17 @@ def test_default_simulation_is_trusted_only_with_the_test_anchor():
     verdict = verdict_of(sim)
     assert (verdict.status, verdict.reason) == ("trusted", "ok")
     assert any("trust anchor" in w for w in verdict.warnings), "trusting a test root must warn"
-    assert verdict.claims.platform["test_anchor"] is True
+    assert verdict.claims.provenance.test_anchor is True
     # built-in vendor roots alone never trust it
     plain = verify_evidence(sim.report, sim.collateral)
     assert (plain.status, plain.reason) == ("failed", "untrusted-root")
+    assert "not a trust anchor for snp" in plain.checks[-1].detail
     # ...even when the test root is not among the collateral (the real ARK-Milan does not sign the test ASK)
     no_root = from_ders([sim.endorsement_cert, sim.pki.ask])
-    assert verify_evidence(sim.report, no_root).reason == "chain"
+    refused = verify_evidence(sim.report, no_root)
+    assert refused.reason == "untrusted-root"
+    assert "not signed by the trusted root of that name" in refused.checks[-1].detail
+    assert "test or simulated" in refused.checks[-1].detail
 
 
 @pytest.mark.parametrize(
@@ -60,15 +65,15 @@ def test_default_simulation_is_trusted_only_with_the_test_anchor():
         ("id_key_digest", b"\x44" * 48, lambda c: bytes.fromhex(c.signer["id_key_digest"])),
         ("author_key_digest", b"\x55" * 48, lambda c: bytes.fromhex(c.signer["author_key_digest"])),
         ("guest_svn", 7, lambda c: c.svns["guest_svn"]),
-        ("vmpl", 2, lambda c: c.platform["vmpl"]),
+        ("vmpl", 2, lambda c: c.vmpl),
         ("debug", True, lambda c: c.debug),
-        ("migrate_ma", True, lambda c: c.platform["policy_flags"]["migrate_ma"]),
-        ("single_socket", True, lambda c: c.platform["policy_flags"]["single_socket"]),
-        ("smt", False, lambda c: c.platform["policy_flags"]["smt"]),
-        ("abi_version", (1, 51), lambda c: tuple(int(x) for x in c.platform["abi"].split("."))),
-        ("chip_id", b"\x66" * 64, lambda c: bytes.fromhex(c.platform["chip_id"])),
-        ("firmware", (1, 57, 3), lambda c: tuple(int(x) for x in c.platform["firmware"].split("."))),
-        ("report_id", b"\x77" * 32, lambda c: bytes.fromhex(c.platform["report_id"])),
+        ("migrate_ma", True, lambda c: c.policy_flag("migrate_ma")),
+        ("single_socket", True, lambda c: c.policy_flag("single_socket")),
+        ("smt", False, lambda c: c.policy_flag("smt")),
+        ("abi_version", (1, 51), lambda c: c.abi),
+        ("chip_id", b"\x66" * 64, lambda c: c.chip_id),
+        ("firmware", (1, 57, 3), lambda c: c.firmware),
+        ("report_id", b"\x77" * 32, lambda c: c.report_id),
     ],
 )
 def test_field_round_trip(field, value, claim):
@@ -79,7 +84,7 @@ def test_field_round_trip(field, value, claim):
 def test_policy_value_round_trip():
     value = abi.POLICY_RESERVED_1 | abi.POLICY_SMT | 0x0233
     sim = simulate_snp(policy=value)
-    assert trusted_claims(sim).platform["policy"] == value
+    assert trusted_claims(sim).policy == value
 
 
 @pytest.mark.parametrize("product,version,tcb", [
@@ -93,8 +98,8 @@ def test_policy_value_round_trip():
 def test_products_versions_and_tcb_layouts(product, version, tcb):
     sim = simulate_snp(product=product, version=version, tcb=tcb, mit_vectors=(3, 5))
     claims = trusted_claims(sim)
-    assert claims.platform["product"] == product
-    assert claims.platform["report_version"] == version
+    assert claims.product == product
+    assert claims.report_version == version
     assert {k: claims.svns[k] for k in tcb.components()} == tcb.components()
     report = parse_report(sim.report)
     assert report.reported_tcb == tcb
@@ -116,9 +121,9 @@ def test_products_versions_and_tcb_layouts(product, version, tcb):
 def test_vlek_round_trip():
     sim = simulate_snp(signing_key="vlek", csp_id="cc-test.example")
     claims = trusted_claims(sim)
-    assert claims.platform["signing_key"] == "vlek"
-    assert claims.platform["csp_id"] == "CN=cc-test.example"
-    assert claims.platform["chip_id"] == "00" * 64
+    assert claims.signing_key == "vlek"
+    assert claims.csp_id == "CN=cc-test.example"
+    assert claims.chip_id == bytes(64)
 
 
 def test_report_signature_is_real_ecdsa_over_the_signed_region():
@@ -168,7 +173,7 @@ def test_revoked_ask():
 def test_expired_vcek_names_item_and_date():
     start = datetime(2024, 1, 1, tzinfo=UTC)
     sim = simulate_snp(at=start, vcek_not_after=start + timedelta(days=10), crl=False)
-    assert verdict_of(sim, at=start + timedelta(days=5)).status == "trusted"
+    assert verdict_of(sim, at=start + timedelta(days=5), policy=NO_CRL).status == "trusted"
     verdict = verdict_of(sim, at=start + timedelta(days=11))
     assert (verdict.status, verdict.reason) == ("failed", "expired")
     assert "SEV-VCEK" in verdict.checks[-1].detail and "2024-01-11" in verdict.checks[-1].detail
@@ -190,12 +195,22 @@ def test_expired_crl():
     assert "CRL" in verdict.checks[-1].detail
 
 
-def test_forged_crl_is_a_signature_failure():
+def test_forged_crls_never_count_as_revocation_evidence():
+    from enarx.attestation.simulate.pki import issue_crl
+    from enarx.attestation.simulate.snp import _amd_name
+
     sim = simulate_snp(crl=False)
     other = SnpTestPki.create("Milan", key_size=2048, fresh_keys=True)
-    forged = simulate_snp(pki=other, revoke_ask=True).crls
-    collateral = from_ders([sim.endorsement_cert, sim.pki.ask, sim.pki.ark], forged)
-    verdict = verdict_of(sim, collateral=collateral)
+    # another PKI's ARK CRL (same name, its own key identifier): not this ARK's CRL, so revocation is unchecked
+    foreign = simulate_snp(pki=other, revoke_ask=True).crls
+    verdict = verdict_of(sim, collateral=from_ders([sim.endorsement_cert, sim.pki.ask, sim.pki.ark], foreign))
+    assert (verdict.status, verdict.reason) == ("rejected", "missing-collateral")
+    # a CRL naming this ARK and its key identifier but signed by another key is a forgery
+    now = datetime.now(UTC)
+    forged = issue_crl(issuer=_amd_name("ARK-Milan"), signing_key=other.ark_key, algorithm="rsa-pss-sha384",
+                       this_update=now - timedelta(days=1), next_update=now + timedelta(days=1),
+                       authority_key=sim.pki.ark_key.public_key())
+    verdict = verdict_of(sim, collateral=from_ders([sim.endorsement_cert, sim.pki.ask, sim.pki.ark], [forged]))
     assert (verdict.status, verdict.reason) == ("failed", "signature")
 
 
@@ -240,7 +255,7 @@ def test_files_written_and_loadable(tmp_path):
     anchors = roots.builtin_anchors(roots.load_anchor_file(tmp_path / "out" / "root.pem"))
     verdict = Verifier(anchors=anchors).verify((tmp_path / "out" / "report.bin").read_bytes(), collateral)
     assert (verdict.status, verdict.reason) == ("rejected", "debug")
-    assert verdict.claims.tcb_status is TcbStatus.UP_TO_DATE
+    assert verdict.claims.tcb_status is TcbStatus.NOT_EVALUATED
     assert sim.paths["report"].read_bytes() == sim.report
 
 

@@ -19,7 +19,9 @@ def claims(host_data: str, **overrides: Any) -> dict[str, Any]:
     doc = {"version": 1, "tee": "sev-snp", "measurements": {"measurement": "ab" * 48, "host_data": host_data},
            "signer": {}, "svns": {}, "tcb_status": "UpToDate", "advisory_ids": [], "debug": False,
            "policy": "test", "verified_at": dt.datetime.now(dt.UTC).isoformat(), "collateral_expiry": None,
-           "test_anchor": False, "insecure": False}
+           "test_anchor": False, "insecure": False,
+           # the provenance and guest-policy facts a Steward's document carries for a relying party's policy
+           "trust": {"revocation": "full", "test_anchor": False}, "platform": {"vmpl": 0, "policy": 0x30000}}
     doc.update(overrides)
     return doc
 

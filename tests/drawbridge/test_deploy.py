@@ -16,7 +16,7 @@ from _postgres import ensure_installed
 
 from conftest import ENARX, LANGUAGES, example
 from enarx.attestation.policy import Policy
-from enarx.runtime.attest.simulated import load_or_create_snp_pki
+from enarx.attestation.simulate.persistent import SimulatorPki
 from enarx.steward.app import create_app
 from enarx.steward.issuer import CertificateAuthority
 from enarx.steward.server import BackgroundServer
@@ -32,7 +32,7 @@ class World:
         self.work = work
         self.pki = pki
         self.simulator = work / "simulator"
-        load_or_create_snp_pki(self.simulator)
+        SimulatorPki(self.simulator).snp()
         anchors, intermediates = load_insecure_anchors([self.simulator / "snp" / "chain.pem"])
         self.steward_ca = CertificateAuthority.generate("Deploy Test Steward")
         steward = Steward(StewardConfig(ca=self.steward_ca, policy=Policy.default(), policy_name="deploy-test",

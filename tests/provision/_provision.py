@@ -44,14 +44,19 @@ def keep_policy(tee: str, *, measurement: str = EMPTY_KEEP, extra: str = "") -> 
 
 
 def simulator(directory: Path) -> list[str]:
-    """Create the simulator's test PKIs in ``directory`` (as a keep would on first use); the owner's
-    ``--insecure-trust-anchor`` arguments for them."""
-    from enarx.runtime.attest.simulated import load_or_create_intel_pki, load_or_create_snp_pki
+    """Create the simulator's test PKIs in ``directory`` (as a keep would on first use) and the collateral a
+    verifier needs for them (TCB info, QE identity, CRLs: a simulated TDX keep sends only its quote, as a real
+    one does); the owner's ``--insecure-trust-anchor`` and ``--collateral`` arguments for them."""
+    from enarx.attestation.simulate.persistent import SimulatorPki
 
-    load_or_create_snp_pki(directory)
-    load_or_create_intel_pki(directory)
-    return ["--insecure-trust-anchor", str(directory / "snp" / "chain.pem"),
-            "--insecure-trust-anchor", str(directory / "intel" / "root.pem")]
+    pki = SimulatorPki(directory)
+    pki.snp()
+    pki.intel()
+    pki.write_collateral()
+    args = []
+    for anchor in pki.anchor_files():
+        args += ["--insecure-trust-anchor", str(anchor)]
+    return [*args, "--collateral", str(pki.collateral_dir)]
 
 
 class Publisher:
@@ -265,8 +270,13 @@ class Broker:
         logging.getLogger("enarx.kbs").addHandler(handler)
         logging.getLogger("enarx.kbs").setLevel(logging.INFO)
         self._handler = handler
-        anchors, intermediates = load_insecure_anchors([sim / "snp" / "chain.pem", sim / "intel" / "root.pem"])
-        config = BrokerConfig(anchors=roots.builtin_anchors(anchors), collateral=from_ders(intermediates),
+        from enarx.attestation.collateral import load_collateral
+        from enarx.attestation.simulate.persistent import SimulatorPki
+
+        simulator_pki = SimulatorPki(sim)
+        anchors, intermediates = load_insecure_anchors(simulator_pki.anchor_files())
+        config = BrokerConfig(anchors=roots.builtin_anchors(anchors),
+                              collateral=from_ders(intermediates).merge(load_collateral([simulator_pki.collateral_dir])),
                               store=ResourceStore(store), publishers=publisher.make(self.issuer_url, self.audience))
         self.broker = KeyBroker(config)
         self.server = BackgroundServer(create_app(self.broker)).start()

@@ -91,10 +91,10 @@ def test_a_debug_or_outdated_keep_is_refused_the_key_with_the_policys_reasons(wo
 
     from enarx.attestation.model import Tee
     from enarx.attestation.simulate.intel import simulate_tdx
+    from enarx.attestation.simulate.persistent import SimulatorPki
     from enarx.attestation.simulate.snp import simulate_snp
     from enarx.kbs.evidence import build_tee_evidence
     from enarx.runtime.attest import kbs
-    from enarx.runtime.attest.simulated import load_or_create_intel_pki, load_or_create_snp_pki
 
     root, sim, broker = world
     alice = Publisher(root, f"alice-{tee}-{case}")
@@ -108,11 +108,11 @@ def test_a_debug_or_outdated_keep_is_refused_the_key_with_the_policys_reasons(wo
 
     def evidence_for(report_data: bytes) -> dict:
         if tee == "snp":
-            s = simulate_snp(report_data=report_data, measurement=empty, pki=load_or_create_snp_pki(sim), **fields)
+            s = simulate_snp(report_data=report_data, measurement=empty, pki=SimulatorPki(sim).snp(), **fields)
             from enarx.attestation.collateral import from_ders
 
             return build_tee_evidence(Tee.SNP, s.report, from_ders([s.endorsement_cert], s.crls))
-        s = simulate_tdx(report_data=report_data, mrtd=empty, pki=load_or_create_intel_pki(sim), **fields)
+        s = simulate_tdx(report_data=report_data, mrtd=empty, pki=SimulatorPki(sim).intel(), **fields)
         return build_tee_evidence(Tee.TDX, s.quote, s.collateral)
 
     monkeypatch.setattr(kbs, "tee_evidence_for", lambda source: (tee, evidence_for))

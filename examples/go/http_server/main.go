@@ -3,6 +3,8 @@
 // default "ingest") in the ':'-separated FD_NAMES. Every request is answered with
 // "Hello from a keep! You asked for PATH\n" (PATH as in the request line) and
 // Connection: close. net/http also adds a Date header.
+// Outside a keep (the native benchmark build), set HTTP_LISTEN=HOST:PORT to listen there
+// instead; the address is printed as "listening on ADDR" on stdout.
 package main
 
 import (
@@ -57,7 +59,18 @@ func main() {
 	if len(os.Args) > 1 {
 		name = os.Args[1]
 	}
-	l := keepListener(name)
+	var l net.Listener
+	if addr := os.Getenv("HTTP_LISTEN"); addr != "" {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "http_server:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("listening on %s\n", l.Addr()) // os.Stdout is unbuffered
+	} else {
+		l = keepListener(name)
+	}
 	err := http.Serve(l, http.HandlerFunc(hello))
 	fmt.Fprintln(os.Stderr, "http_server:", err)
 	os.Exit(1)

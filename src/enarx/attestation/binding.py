@@ -21,7 +21,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from enarx.attestation.model import Check, Claims, Tee, VerificationError
+from enarx.attestation.claims import Claims
+from enarx.attestation.model import Check, Tee, VerificationError
 
 
 def spki_der(public_key: Any) -> bytes:

@@ -213,37 +213,45 @@ class CollateralCache:
     def import_bundle(cls, bundle: str | Path, directory: str | Path, **kwargs: Any) -> CollateralCache:
         """Unpack ``bundle`` into ``directory`` after checking every file against the manifest."""
         directory = Path(directory)
-        try:
-            with tarfile.open(bundle, "r:gz") as tar:
-                members = {m.name: m for m in tar.getmembers()}
-                if MANIFEST not in members:
-                    raise CacheError(f"{bundle}: no {MANIFEST}")
-                manifest = json.loads(tar.extractfile(members[MANIFEST]).read())  # type: ignore[union-attr]
-                files = manifest.get("files") if isinstance(manifest, dict) else None
-                if not isinstance(files, dict):
-                    raise CacheError(f"{bundle}: malformed manifest")
-                contents: dict[str, bytes] = {}
-                for name, digest in files.items():
-                    rel = PurePosixPath(name)
-                    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-                        raise CacheError(f"{bundle}: refusing path {name!r}")
-                    member = members.get(name)
-                    if member is None or not member.isfile():
-                        raise CacheError(f"{bundle}: {name} listed in the manifest but missing")
-                    data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                    if hashlib.sha256(data).hexdigest() != digest:
-                        raise CacheError(f"{bundle}: {name} does not match its SHA-256 in the manifest")
-                    contents[name] = data
-                extra = set(members) - set(files) - {MANIFEST}
-                if extra:
-                    raise CacheError(f"{bundle}: {min(extra)} is not in the manifest")
-        except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
-            raise CacheError(f"{bundle}: not a collateral bundle: {exc}") from None
-        for name, data in contents.items():
+        for name, data in read_bundle(bundle).items():
             target = directory / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         return cls(directory, **kwargs)
+
+
+def read_bundle(bundle: str | Path) -> dict[str, bytes]:
+    """Every file of a bundle (name → bytes), each checked against the manifest's SHA-256; paths outside
+    the bundle and files not in the manifest are refused."""
+    try:
+        with tarfile.open(bundle, "r:gz") as tar:
+            members = {m.name: m for m in tar.getmembers()}
+            if MANIFEST not in members:
+                raise CacheError(f"{bundle}: no {MANIFEST}")
+            manifest = json.loads(tar.extractfile(members[MANIFEST]).read())  # type: ignore[union-attr]
+            files = manifest.get("files") if isinstance(manifest, dict) else None
+            if not isinstance(files, dict):
+                raise CacheError(f"{bundle}: malformed manifest")
+            contents: dict[str, bytes] = {}
+            for name, digest in files.items():
+                rel = PurePosixPath(name)
+                if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+                    raise CacheError(f"{bundle}: refusing path {name!r}")
+                member = members.get(name)
+                if member is None or not member.isfile():
+                    raise CacheError(f"{bundle}: {name} listed in the manifest but missing")
+                if member.size > MAX_RESPONSE * 2:
+                    raise CacheError(f"{bundle}: {name} is too large for collateral")
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise CacheError(f"{bundle}: {name} does not match its SHA-256 in the manifest")
+                contents[name] = data
+            extra = set(members) - set(files) - {MANIFEST}
+            if extra:
+                raise CacheError(f"{bundle}: {min(extra)} is not in the manifest")
+    except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
+        raise CacheError(f"{bundle}: not a collateral bundle: {exc}") from None
+    return contents
 
 
 def freshness_horizon(body: bytes, kind: str) -> datetime | None:

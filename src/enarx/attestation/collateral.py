@@ -156,24 +156,16 @@ def add_bytes(out: CollateralSet, data: bytes, source: str) -> bool:
 
 
 def add_certificate(out: CollateralSet, der: bytes, source: str) -> Cert:
-    """Validate and add one DER certificate (kept as a ``cryptography`` object where it loads)."""
-    cert = cached_cert(der)
-    obj = cert.to_cryptography()
-    if obj is not None:
-        out.certificates.append(obj)
-    else:
-        out.raw_certificates.append(cert.der)
+    """Check and add one DER certificate (kept as DER: verifiers parse through their own cache)."""
+    cert = Cert.from_der(der)
+    out.certificates.append(cert.der)
     out.sources.append(source)
     return cert
 
 
 def add_crl(out: CollateralSet, der: bytes, source: str) -> Crl:
-    crl = cached_crl(der)
-    obj = crl.to_cryptography()
-    if obj is not None:
-        out.crls.append(obj)
-    else:
-        out.raw_crls.append(crl.der)
+    crl = Crl.from_der(der)
+    out.crls.append(crl.der)
     out.sources.append(source)
     return crl
 
@@ -188,36 +180,8 @@ def from_ders(certificates: Iterable[bytes] = (), crls: Iterable[bytes] = (), so
     return out
 
 
-# --- parsed views shared by the verifiers (cached so warm verification does not re-parse) ----------
-
-_CERTS: dict[bytes, Cert] = {}
-_CRLS: dict[bytes, Crl] = {}
-_CACHE_LIMIT = 4096
-
-
-def cached_cert(der: bytes) -> Cert:
-    der = bytes(der)
-    cert = _CERTS.get(der)
-    if cert is None:
-        cert = Cert.from_der(der)
-        if len(_CERTS) >= _CACHE_LIMIT:
-            _CERTS.clear()
-        _CERTS[der] = cert
-    return cert
-
-
-def cached_crl(der: bytes) -> Crl:
-    der = bytes(der)
-    crl = _CRLS.get(der)
-    if crl is None:
-        crl = Crl.from_der(der)
-        if len(_CRLS) >= _CACHE_LIMIT:
-            _CRLS.clear()
-        _CRLS[der] = crl
-    return crl
-
-
-def _der_of(item: Any) -> bytes:
+def der_of(item: Any) -> bytes:
+    """DER bytes of a collateral item: bytes, a :class:`Cert`/:class:`Crl`, or a ``cryptography`` object."""
     if isinstance(item, (Cert, Crl)):
         return item.der
     if isinstance(item, (bytes, bytearray)):
@@ -229,24 +193,12 @@ def certificates_of(collateral: CollateralSet | None) -> list[Cert]:
     """Every certificate in ``collateral`` as a :class:`Cert`, de-duplicated, in order."""
     if collateral is None:
         return []
-    seen: set[bytes] = set()
-    out = []
-    for item in [*collateral.certificates, *collateral.raw_certificates]:
-        der = _der_of(item)
-        if der not in seen:
-            seen.add(der)
-            out.append(cached_cert(der))
-    return out
+    ders = dict.fromkeys(der_of(i) for i in [*collateral.certificates, *collateral.raw_certificates])
+    return [Cert.from_der(der) for der in ders]
 
 
 def crls_of(collateral: CollateralSet | None) -> list[Crl]:
     if collateral is None:
         return []
-    seen: set[bytes] = set()
-    out = []
-    for item in [*collateral.crls, *collateral.raw_crls]:
-        der = _der_of(item)
-        if der not in seen:
-            seen.add(der)
-            out.append(cached_crl(der))
-    return out
+    ders = dict.fromkeys(der_of(i) for i in [*collateral.crls, *collateral.raw_crls])
+    return [Crl.from_der(der) for der in ders]

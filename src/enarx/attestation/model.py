@@ -1,10 +1,10 @@
-"""Types shared by every attestation stage: the normalized claim set, checks and errors."""
+"""The vocabulary every attestation stage shares: TEE kinds, TCB statuses, revocation coverage, checks,
+errors, collateral as supplied, and the verdict. Typed claims are in :mod:`.claims`, anchors in :mod:`.anchors`."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 
@@ -20,7 +20,11 @@ class Tee(str, enum.Enum):
 
 
 class TcbStatus(str, enum.Enum):
-    """Intel's TCB status vocabulary; SNP reports map onto UP_TO_DATE / OUT_OF_DATE."""
+    """Intel's TCB status vocabulary, plus what we say when there is no status to give.
+
+    ``UNKNOWN``: the TEE has a TCB-status source (Intel TCB info) but it was not supplied.
+    ``NOT_EVALUATED``: the vendor publishes no TCB status (AMD, AWS Nitro, NVIDIA) and the policy
+    gives no reference to evaluate against (for SEV-SNP: no ``min_tcb`` for the product)."""
 
     UP_TO_DATE = "UpToDate"
     SW_HARDENING_NEEDED = "SWHardeningNeeded"
@@ -31,9 +35,19 @@ class TcbStatus(str, enum.Enum):
     REVOKED = "Revoked"
     NOT_SUPPORTED = "TcbNotSupported"  # no TCB level matches the platform
     UNKNOWN = "Unknown"  # no TCB collateral was supplied
+    NOT_EVALUATED = "NotEvaluated"  # no status source and no policy reference
 
 
-@dataclass(frozen=True)
+class Revocation(str, enum.Enum):
+    """How far revocation was checked along the certificate chains that vouch for the evidence."""
+
+    FULL = "full"  # every link the vendor covers by a CRL was checked against a current CRL
+    PARTIAL = "partial"  # some of those links were checked, others had no CRL
+    NOT_CHECKED = "not-checked"  # the vendor publishes CRLs but none was supplied
+    NOT_AVAILABLE = "not-available"  # the vendor publishes no revocation source usable offline
+
+
+@dataclass(slots=True)  # (not frozen: thousands are made per second, and nothing mutates them)
 class Check:
     """One named step of verification or appraisal, with its outcome and a human-readable detail."""
 
@@ -42,6 +56,7 @@ class Check:
     detail: str = ""
     expected: str | None = None
     actual: str | None = None
+    reason: str | None = None  # for a failed policy check: the verdict's reason token it stands for
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "passed": self.passed, "detail": self.detail}
@@ -50,57 +65,6 @@ class Check:
         if self.actual is not None:
             out["actual"] = self.actual
         return out
-
-
-@dataclass
-class Claims:
-    """The normalized claim set: the same shape whatever TEE produced the evidence.
-
-    ``measurements`` and ``signer`` map names (``mrenclave``, ``mrtd``, ``rtmr0``, ``measurement``,
-    ``host_data``, ``mrsigner``, ``id_key_digest``, ``author_key_digest`` …) to lowercase hex.
-    ``svns`` maps names to integers (``isv_svn``, ``guest_svn``, ``pce_svn``, ``bootloader`` …).
-    """
-
-    tee: Tee
-    measurements: dict[str, str] = field(default_factory=dict)
-    signer: dict[str, str] = field(default_factory=dict)
-    svns: dict[str, int] = field(default_factory=dict)
-    tcb_status: TcbStatus = TcbStatus.UNKNOWN
-    advisory_ids: list[str] = field(default_factory=list)
-    debug: bool = False
-    report_data: bytes = b""
-    platform: dict[str, Any] = field(default_factory=dict)  # chip id, fmspc, product, VMPL, policy bits…
-    collateral_expiry: datetime | None = None  # earliest notAfter/nextUpdate among everything used
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tee": self.tee.value,
-            "measurements": dict(self.measurements),
-            "signer": dict(self.signer),
-            "svns": dict(self.svns),
-            "tcb_status": self.tcb_status.value,
-            "advisory_ids": list(self.advisory_ids),
-            "debug": self.debug,
-            "report_data": self.report_data.hex(),
-            "platform": _jsonable(self.platform),
-            "collateral_expiry": self.collateral_expiry.isoformat() if self.collateral_expiry else None,
-            "extra": _jsonable(self.extra),
-        }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 class AttestationError(Exception):
@@ -113,6 +77,7 @@ class AttestationError(Exception):
         if reason is not None:
             self.reason = reason
         self.checks = list(checks or [])
+        self.warnings: list[str] = []
 
 
 class MalformedEvidence(AttestationError):
@@ -125,7 +90,8 @@ class VerificationError(AttestationError):
     """Evidence is not genuine or not current: signature, chain, root, revoked, expired.
 
     ``reason`` is one of: ``signature``, ``chain``, ``untrusted-root``, ``revoked``, ``expired``,
-    ``collateral`` (missing/mismatched collateral), ``binding``.
+    ``not-yet-valid``, ``collateral`` (mismatched or unusable collateral), ``stale-collateral`` (older than
+    what the verifier already holds), ``binding``.
     """
 
     reason = "signature"
@@ -146,12 +112,11 @@ class CollateralSet:
     computed over the exact bytes of a JSON member.
     """
 
-    certificates: list[Any] = field(default_factory=list)  # cryptography.x509.Certificate
-    crls: list[Any] = field(default_factory=list)  # cryptography.x509.CertificateRevocationList
+    certificates: list[Any] = field(default_factory=list)  # DER bytes (or Cert / cryptography certificates)
+    crls: list[Any] = field(default_factory=list)  # DER bytes (or Crl / cryptography CRLs)
     json_documents: list[tuple[str, bytes]] = field(default_factory=list)  # (source name, raw bytes)
     sources: list[str] = field(default_factory=list)  # where each item came from, for messages
-    # DER of certificates / CRLs that ``cryptography`` refuses to load (e.g. a future release rejecting
-    # AMD's serial-0 VCEKs); verifiers that parse DER themselves read these as well as the lists above.
+    # more DER, read exactly like the lists above (kept for callers that sort items this way)
     raw_certificates: list[bytes] = field(default_factory=list)
     raw_crls: list[bytes] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. files in a directory that were skipped
@@ -170,22 +135,10 @@ class CollateralSet:
 
 
 @dataclass
-class TrustAnchors:
-    """Root certificates accepted as the end of a chain: the built-in vendor roots plus explicit extras.
-
-    ``extra`` holds roots the user named with ``--trust-anchor``; any verdict that relied on one
-    carries a warning, because such roots (test PKIs, the simulator) prove nothing about hardware.
-    """
-
-    builtin: list[Any] = field(default_factory=list)
-    extra: list[Any] = field(default_factory=list)
-
-
-@dataclass
 class Verdict:
     """The outcome of verification (and, when a policy was given, appraisal)."""
 
-    claims: Claims | None
+    claims: Any  # enarx.attestation.claims.Claims, or None when verification failed
     checks: list[Check] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     status: str = "trusted"  # trusted | rejected | failed

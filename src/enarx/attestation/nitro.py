@@ -6,9 +6,10 @@ Layout: ``COSE_Sign1 = [protected: bstr({1: -35}), unprotected: map, payload: bs
 ``cabundle`` ([root, …, intermediate], DER) and optional ``public_key``, ``user_data``, ``nonce``.
 The signature (raw r‖s) is over ``Sig_structure = ["Signature1", protected, h'', payload]``.
 
-Nitro has no CRLs and no TCB: claims carry ``TcbStatus.UNKNOWN``. A debug-mode enclave reports PCR0–2 as
-all zeros, which is what ``debug`` means here. Leaf certificates live three hours, so verify at the
-document's timestamp to check recorded documents.
+AWS publishes no CRLs and no TCB status for Nitro: claims say revocation ``not-available`` and TCB status
+``NotEvaluated``, and policy decides. A debug-mode enclave reports PCR0–2 as all zeros, which is what
+``debug`` means here. Leaf certificates live three hours, so verify at the document's timestamp to check
+recorded documents.
 """
 
 from __future__ import annotations
@@ -18,24 +19,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import cbor2
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from enarx.attestation import roots
-from enarx.attestation.collateral import cached_cert, certificates_of
-from enarx.attestation.model import (
-    Check,
-    Claims,
-    CollateralSet,
-    MalformedEvidence,
-    TcbStatus,
-    Tee,
-    TrustAnchors,
-    VerificationError,
-)
-from enarx.attestation.pki import CertificateFormatError, build_path, check_validity
+from enarx.attestation import crypto
+from enarx.attestation.chain import CrlScope
+from enarx.attestation.claims import NitroClaims, Provenance
+from enarx.attestation.context import Context
+from enarx.attestation.model import MalformedEvidence, TcbStatus
+from enarx.attestation.pki import CertificateFormatError
 
 ES384 = -35
 
@@ -118,49 +108,28 @@ def parse(data: bytes) -> NitroDocument:
     )
 
 
-def verify(data: bytes, collateral: CollateralSet | None, at: datetime,
-           anchors: TrustAnchors) -> tuple[Claims, list[Check], list[str]]:
+def verify(data: bytes, ctx: Context) -> NitroClaims:
     doc = parse(data)
-    checks: list[Check] = [Check("nitro.format", True, f"COSE_Sign1 ES384, module {doc.module_id}")]
+    trail = ctx.trail
+    trail.ok("nitro.format", f"COSE_Sign1 ES384, module {doc.module_id}")
     try:
-        leaf = cached_cert(doc.certificate)
-        bundle = [cached_cert(c) for c in doc.cabundle]
+        leaf = ctx.cert(doc.certificate)
+        bundle = [ctx.cert(c) for c in doc.cabundle]
     except CertificateFormatError as exc:
         raise MalformedEvidence(f"Nitro document: {exc}") from None
-    builtin, extra = roots.anchor_certs(anchors)
-    try:
-        path, anchor, chain_checks = build_path(leaf, bundle + certificates_of(collateral), builtin + extra)
-        checks += chain_checks
-        checks += check_validity(path, at)
-    except VerificationError as exc:
-        exc.checks = checks + exc.checks
-        raise
-    if len(doc.signature) != 96:
-        raise VerificationError("Nitro document: ES384 signature must be 96 bytes", reason="signature",
-                                checks=checks + [Check("nitro.signature", False, "wrong length")])
+    result = ctx.chain(leaf, CrlScope.NONE, name="nitro.chain", pool=ctx.pool(*bundle))
     sig_structure = cbor2.dumps(["Signature1", doc.protected, b"", doc.payload])
-    key = leaf.public_key
-    try:
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise InvalidSignature
-        r = int.from_bytes(doc.signature[:48], "big")
-        s = int.from_bytes(doc.signature[48:], "big")
-        key.verify(encode_dss_signature(r, s), sig_structure, ec.ECDSA(hashes.SHA384()))
-    except (InvalidSignature, ValueError):
-        checks.append(Check("nitro.signature", False, "COSE_Sign1 signature does not verify with the leaf"))
-        raise VerificationError("Nitro document signature does not verify", reason="signature", checks=checks)
-    checks.append(Check("nitro.signature", True, "COSE_Sign1 ES384 by the enclave certificate"))
-    debug = all(not any(doc.pcrs.get(i, b"")) for i in (0, 1, 2))
-    claims = Claims(
-        tee=Tee.NITRO,
-        measurements={f"pcr{i}": v.hex() for i, v in sorted(doc.pcrs.items())},
-        tcb_status=TcbStatus.UNKNOWN,
-        debug=debug,
-        report_data=doc.user_data or b"",
-        platform={"module_id": doc.module_id, "timestamp": doc.timestamp.isoformat(), "digest": doc.digest,
-                  "anchor": anchor.subject, "test_anchor": any(a.same_as(anchor) for a in extra)
-                  and not any(b.same_as(anchor) for b in builtin)},
-        collateral_expiry=min(c.not_after for c in path),
-        extra={"public_key": doc.public_key, "nonce": doc.nonce},
+    if len(doc.signature) != 96 or not crypto.verify_raw_ecdsa(leaf.public_key, crypto.ECDSA_SHA384, sig_structure,
+                                                                  doc.signature):
+        raise trail.fail("nitro.signature", "COSE_Sign1 signature does not verify with the enclave certificate",
+                         "signature")
+    trail.ok("nitro.signature", "COSE_Sign1 ES384 by the enclave certificate")
+    trail.warn("revocation not available: AWS publishes no revocation list for Nitro Enclaves certificates")
+    return NitroClaims(
+        report_data=doc.user_data or b"", debug=all(not any(doc.pcrs.get(i, b"")) for i in (0, 1, 2)),
+        tcb_status=TcbStatus.NOT_EVALUATED,
+        provenance=Provenance(result.anchor.cert.subject, result.anchor.cert.sha256, result.anchor.test,
+                              result.revocation, collateral_expiry=result.expiry),
+        pcrs=dict(doc.pcrs), module_id=doc.module_id, timestamp=doc.timestamp, digest=doc.digest,
+        public_key=doc.public_key, nonce=doc.nonce,
     )
-    return claims, checks, ["AWS Nitro has no revocation lists: revocation not checked"]

@@ -8,34 +8,21 @@ Evidence = request ‖ response, as the GPU driver exports it (usually hex text)
 
 The signature covers every preceding byte (request and response) with ECDSA P-384/SHA-384 by the first
 certificate of the device chain (GH100 FMC leaf → BROM → provisioner ICA → GH100 Identity → NVIDIA
-Device Identity CA, the built-in anchor). The chain comes from the collateral. RIMs and OCSP are not
-evaluated, so claims carry ``TcbStatus.UNKNOWN``; measurements are reported per block index.
+Device Identity CA, the built-in anchor). The chain comes from the collateral. NVIDIA revokes by OCSP
+only (no offline source): revocation is ``not-available``. RIMs are not evaluated, so the TCB status is
+``NotEvaluated``; measurements are reported per block index (policy can pin them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-from enarx.attestation import roots
-from enarx.attestation.collateral import certificates_of
-from enarx.attestation.model import (
-    Check,
-    Claims,
-    CollateralSet,
-    MalformedEvidence,
-    TcbStatus,
-    Tee,
-    TrustAnchors,
-    VerificationError,
-)
-from enarx.attestation.pki import Cert, build_path, check_validity
+from enarx.attestation import crypto
+from enarx.attestation.chain import CrlScope
+from enarx.attestation.claims import NvidiaClaims, Provenance
+from enarx.attestation.context import Context
+from enarx.attestation.model import MalformedEvidence, TcbStatus
+from enarx.attestation.pki import Cert
 
 REQUEST_LEN = 37
 SIGNATURE_LEN = 96
@@ -104,49 +91,33 @@ def parse(data: bytes) -> SpdmMeasurements:
                             data[: len(data) - SIGNATURE_LEN])
 
 
-def _device_leaf(certs: list[Cert]) -> Cert:
+def _device_leaf(certs: list[Cert], ctx: Context) -> Cert:
     issuers = {c.issuer_der for c in certs if not c.self_issued}
     leaves = [c for c in certs if not c.self_issued and c.subject_der not in issuers]
     if not leaves:
-        raise VerificationError("no NVIDIA device certificate among the collateral (only CA certificates)",
-                                reason="chain", checks=[Check("nvidia.device-certificate", False, "missing")])
+        raise ctx.trail.fail("nvidia.device-certificate", "no NVIDIA device certificate among the collateral "
+                             "(only CA certificates)", "chain")
     return leaves[0]
 
 
-def verify(data: bytes, collateral: CollateralSet | None, at: datetime,
-           anchors: TrustAnchors) -> tuple[Claims, list[Check], list[str]]:
+def verify(data: bytes, ctx: Context) -> NvidiaClaims:
     transcript = parse(data)
-    checks = [Check("nvidia.format", True, f"SPDM 1.{transcript.version & 0xF} MEASUREMENTS, "
-                                           f"{len(transcript.blocks)} blocks")]
-    certs = certificates_of(collateral)
-    leaf = _device_leaf(certs)
-    builtin, extra = roots.anchor_certs(anchors)
-    try:
-        path, anchor, chain_checks = build_path(leaf, certs, builtin + extra, max_depth=8)
-        checks += chain_checks
-        checks += check_validity(path, at)
-    except VerificationError as exc:
-        exc.checks = checks + exc.checks
-        raise
-    key: Any = leaf.public_key
-    try:
-        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
-            raise InvalidSignature
-        r = int.from_bytes(transcript.signature[:48], "big")
-        s = int.from_bytes(transcript.signature[48:], "big")
-        key.verify(encode_dss_signature(r, s), transcript.signed, ec.ECDSA(hashes.SHA384()))
-    except (InvalidSignature, ValueError):
-        checks.append(Check("nvidia.signature", False, "SPDM signature does not verify with the device key"))
-        raise VerificationError("SPDM MEASUREMENTS signature does not verify", reason="signature", checks=checks)
-    checks.append(Check("nvidia.signature", True, f"ECDSA P-384/SHA-384 by {leaf.name}"))
-    claims = Claims(
-        tee=Tee.NVIDIA,
-        measurements={f"measurement{b.index}": b.value.hex() for b in transcript.blocks},
-        tcb_status=TcbStatus.UNKNOWN,
-        report_data=transcript.request_nonce,
-        platform={"device": leaf.name, "anchor": anchor.subject, "slot_id": transcript.slot_id,
-                  "test_anchor": any(a.same_as(anchor) for a in extra) and not any(b.same_as(anchor) for b in builtin)},
-        collateral_expiry=min(c.not_after for c in path),
-        extra={"response_nonce": transcript.response_nonce, "opaque": transcript.opaque},
+    trail = ctx.trail
+    trail.ok("nvidia.format", f"SPDM 1.{transcript.version & 0xF} MEASUREMENTS, {len(transcript.blocks)} blocks")
+    leaf = _device_leaf(ctx.supplied_certs(), ctx)
+    result = ctx.chain(leaf, CrlScope.NONE, name="nvidia.chain", max_depth=8)
+    key = leaf.public_key
+    if getattr(getattr(key, "curve", None), "name", None) != "secp384r1" or not crypto.verify_raw_ecdsa(
+            key, crypto.ECDSA_SHA384, transcript.signed, transcript.signature):
+        raise trail.fail("nvidia.signature", "SPDM MEASUREMENTS signature does not verify with the device key",
+                         "signature")
+    trail.ok("nvidia.signature", f"ECDSA P-384/SHA-384 by {leaf.name}")
+    trail.warn("revocation not available: NVIDIA revokes device certificates by OCSP only")
+    trail.warn("NVIDIA RIMs were not evaluated: measurements are reported, not appraised against RIMs")
+    return NvidiaClaims(
+        report_data=transcript.request_nonce, debug=False, tcb_status=TcbStatus.NOT_EVALUATED,
+        provenance=Provenance(result.anchor.cert.subject, result.anchor.cert.sha256, result.anchor.test,
+                              result.revocation, collateral_expiry=result.expiry),
+        blocks={b.index: b.value for b in transcript.blocks}, device=leaf.name, slot_id=transcript.slot_id,
+        response_nonce=transcript.response_nonce, opaque=transcript.opaque,
     )
-    return claims, checks, ["NVIDIA RIMs and OCSP were not evaluated: measurements are reported, not appraised"]

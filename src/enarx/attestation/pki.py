@@ -5,9 +5,8 @@ only tolerates with a deprecation warning. Every field we need is therefore read
 (which parses what is there), and ``cryptography`` is used for what it is good at: public keys and
 signature verification over the exact ``tbs`` bytes.
 
-Errors are typed: malformed DER raises :class:`CertificateFormatError`; chain problems raise
-:class:`~enarx.attestation.model.VerificationError` with reason ``chain``, ``untrusted-root``,
-``expired``, ``not-yet-valid`` or ``revoked``.
+Malformed DER raises :class:`CertificateFormatError`. Paths (chains to an anchor, validity, CRLs) are
+:mod:`enarx.attestation.chain`'s job: this module only parses.
 """
 
 from __future__ import annotations
@@ -15,42 +14,25 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import itertools
 import re
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import Any
 
 from asn1crypto import core as asn1_core
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as cx509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
-from enarx.attestation.model import AttestationError, Check, VerificationError
+from enarx.attestation import crypto
+from enarx.attestation.model import MalformedEvidence
 
-__all__ = [
-    "Cert",
-    "CertificateFormatError",
-    "Crl",
-    "build_path",
-    "check_revocation",
-    "check_validity",
-    "split_pem",
-    "verify_signed",
-]
+__all__ = ["Cert", "CertificateFormatError", "Crl", "split_pem", "verify_signed"]
 
-_HASHES = {
-    "sha1": hashes.SHA1,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
 _PSS = "1.2.840.113549.1.1.10"
 _RSA_PKCS1 = {
     "1.2.840.113549.1.1.11": "sha256",
@@ -64,7 +46,7 @@ _ECDSA = {
 }
 
 
-class CertificateFormatError(AttestationError):
+class CertificateFormatError(MalformedEvidence):
     """Bytes that should be a certificate or CRL but do not parse as one."""
 
     reason = "parse"
@@ -80,6 +62,10 @@ class SignatureAlgorithm:
     hash_name: str
     kind: str  # "pss" | "pkcs1" | "ecdsa"
     salt_length: int | None = None
+
+    @cached_property
+    def scheme(self) -> crypto.Scheme:
+        return crypto.Scheme(self.kind, self.hash_name, self.salt_length)
 
 
 def _sig_alg(algo: Any) -> SignatureAlgorithm:
@@ -100,22 +86,7 @@ def _sig_alg(algo: Any) -> SignatureAlgorithm:
 
 def verify_signed(public_key: Any, algorithm: SignatureAlgorithm, tbs: bytes, signature: bytes) -> bool:
     """Whether ``signature`` over ``tbs`` verifies with ``public_key`` under ``algorithm``."""
-    try:
-        if algorithm.kind == "pss" and isinstance(public_key, rsa.RSAPublicKey):
-            h = _HASHES[algorithm.hash_name]()
-            public_key.verify(
-                signature, tbs, padding.PSS(mgf=padding.MGF1(h), salt_length=algorithm.salt_length), h
-            )
-            return True
-        if algorithm.kind == "pkcs1" and isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, tbs, padding.PKCS1v15(), _HASHES[algorithm.hash_name]())
-            return True
-        if algorithm.kind == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, tbs, ec.ECDSA(_HASHES[algorithm.hash_name]()))
-            return True
-    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
-        return False
-    return False
+    return crypto.verify(public_key, algorithm.scheme, tbs, signature)
 
 
 @dataclass(eq=False)
@@ -190,18 +161,46 @@ class Cert:
     def spki_sha256(self) -> str:
         return hashlib.sha256(self.spki).hexdigest()
 
-    @property
+    @cached_property
     def name(self) -> str:
         """The subject's common name (or the whole subject when it has none), for messages."""
         return short_name(self.subject)
 
-    @property
+    @cached_property
     def issuer_name(self) -> str:
         return short_name(self.issuer)
 
     @property
     def self_issued(self) -> bool:
         return self.subject_der == self.issuer_der
+
+    @cached_property
+    def subject_key_id(self) -> bytes | None:
+        """SubjectKeyIdentifier (RFC 5280 §4.2.1.2), when present."""
+        value = extension_value(self, "2.5.29.14")
+        return value if isinstance(value, bytes) else None
+
+    @cached_property
+    def authority_key_id(self) -> bytes | None:
+        """The keyIdentifier of AuthorityKeyIdentifier (RFC 5280 §4.2.1.1), when present."""
+        raw = self.extensions.get("2.5.29.35")
+        if raw is None:
+            return None
+        try:
+            value = asn1_x509.AuthorityKeyIdentifier.load(raw, strict=True)["key_identifier"].native
+        except Exception:  # noqa: BLE001 - a malformed AKI only means "match by signature"
+            return None
+        return value if isinstance(value, bytes) else None
+
+    def may_have_issued(self, child: Cert) -> bool:
+        """Whether this certificate's name and key identifier allow it to be ``child``'s issuer.
+
+        Matching by key, not only by name, means a test root that reuses a vendor's name is never even
+        tried against the vendor's certificates (and the other way round)."""
+        if child.issuer_der != self.subject_der:
+            return False
+        aki, ski = child.authority_key_id, self.subject_key_id
+        return aki is None or ski is None or aki == ski
 
     def signed_by(self, issuer: Cert) -> bool:
         return verify_signed(issuer.public_key, self.algorithm, self.tbs, self.signature)
@@ -228,7 +227,10 @@ class Cert:
 
 @dataclass(eq=False)
 class Crl:
-    """An X.509 CRL read from its exact DER bytes."""
+    """An X.509 CRL read from its exact DER bytes.
+
+    The revoked entries are looked up on demand (:meth:`revoked_on`), never expanded into Python
+    objects: a CRL with tens of thousands of entries costs one lookup, not one object per entry."""
 
     der: bytes
     tbs: bytes
@@ -238,17 +240,21 @@ class Crl:
     issuer: str
     this_update: datetime
     next_update: datetime | None
-    revoked: dict[int, datetime] = field(default_factory=dict)
+    number: int | None = None  # cRLNumber extension
+    authority_key_id: bytes | None = None  # keyIdentifier of the authorityKeyIdentifier extension
 
     @classmethod
     def from_der(cls, der: bytes) -> Crl:
         try:
             parsed = asn1_crl.CertificateList.load(bytes(der), strict=True)
             tbs = parsed["tbs_cert_list"]
-            revoked: dict[int, datetime] = {}
-            for entry in tbs["revoked_certificates"] or []:
-                revoked[int(entry["user_certificate"].native)] = _utc(entry["revocation_date"].native)
             next_update = tbs["next_update"].native
+            number = aki = None
+            for ext in tbs["crl_extensions"] or []:
+                if ext["extn_id"].dotted == "2.5.29.20":
+                    number = int(ext["extn_value"].parsed.native)
+                elif ext["extn_id"].dotted == "2.5.29.35":
+                    aki = ext["extn_value"].parsed["key_identifier"].native
             return cls(
                 der=bytes(der),
                 tbs=tbs.dump(),
@@ -258,7 +264,8 @@ class Crl:
                 issuer=_name_str(tbs["issuer"]),
                 this_update=_utc(tbs["this_update"].native),
                 next_update=_utc(next_update) if next_update else None,
-                revoked=revoked,
+                number=number,
+                authority_key_id=aki if isinstance(aki, bytes) else None,
             )
         except Exception as exc:  # noqa: BLE001 - asn1crypto/cryptography raise many types
             raise CertificateFormatError(f"not a DER X.509 CRL: {exc}") from None
@@ -270,7 +277,30 @@ class Crl:
     def signed_by(self, issuer: Cert) -> bool:
         return verify_signed(issuer.public_key, self.algorithm, self.tbs, self.signature)
 
-    @property
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.der).hexdigest()
+
+    def newer_than(self, other: Crl) -> bool:
+        """Issued after ``other`` (by cRLNumber when both carry one, else by thisUpdate)."""
+        if self.number is not None and other.number is not None and self.number != other.number:
+            return self.number > other.number
+        return self.this_update > other.this_update
+
+    @cached_property
+    def _lookup(self) -> Any:
+        return cx509.load_der_x509_crl(self.der)
+
+    def revoked_on(self, serial: int) -> datetime | None:
+        """When ``serial`` was revoked by this CRL, or ``None``. Malformed entries raise
+        :class:`CertificateFormatError` (a CRL that cannot be read is never "not revoked")."""
+        try:
+            entry = self._lookup.get_revoked_certificate_by_serial_number(serial)
+            return None if entry is None else _utc(entry.revocation_date_utc)
+        except Exception as exc:  # noqa: BLE001 - cryptography raises ValueError & co. on bad entries
+            raise CertificateFormatError(f"CRL from {self.name!r}: unreadable revoked entries: {exc}") from None
+
+    @cached_property
     def name(self) -> str:
         return short_name(self.issuer)
 
@@ -282,7 +312,7 @@ class Crl:
 
     def __repr__(self) -> str:
         nxt = f"{self.next_update:%Y-%m-%d}" if self.next_update else "?"
-        return f"Crl({self.issuer!r}, {self.this_update:%Y-%m-%d}..{nxt}, {len(self.revoked)} revoked)"
+        return f"Crl({self.issuer!r}, {self.this_update:%Y-%m-%d}..{nxt})"
 
 
 _SHORT = {
@@ -349,145 +379,3 @@ def extension_value(cert: Cert, dotted: str) -> Any:
         return asn1_core.Asn1Value.load(raw, strict=True).native
     except Exception:  # noqa: BLE001 - asn1crypto/cryptography raise many types
         return raw
-
-
-# --- chains ---------------------------------------------------------------------------------------
-
-
-def build_path(
-    leaf: Cert,
-    pool: Iterable[Cert],
-    anchors: Iterable[Cert],
-    *,
-    max_depth: int = 6,
-) -> tuple[list[Cert], Cert, list[Check]]:
-    """Build and signature-check ``leaf → … → anchor``.
-
-    Issuers are looked up by name in ``pool`` (the caller's certificates) and ``anchors``; the path ends
-    at the first certificate that *is* an anchor (same DER, or same subject and key). A self-signed
-    certificate that is not an anchor ends the path with ``untrusted-root``. Returns the path (leaf
-    first, anchor last), the anchor, and one check per signature.
-    """
-    pool = list(pool)
-    anchors = list(anchors)
-    checks: list[Check] = []
-    path = [leaf]
-    current = leaf
-    for _ in range(max_depth):
-        anchor = next((a for a in anchors if a.same_as(current)), None)
-        if anchor is not None:  # trusted as configured: its self-signature is checked when loaded
-            checks.append(Check("chain.anchor", True, f"ends at trust anchor {anchor.name}"))
-            return path, anchor, checks
-        if current.self_issued and current.signed_by(current):
-            checks.append(
-                Check("chain.anchor", False, f"root {current.name} is not a trust anchor",
-                      expected="a built-in vendor root or --trust-anchor", actual=f"sha256:{current.sha256}")
-            )
-            raise VerificationError(
-                f"certificate chain ends at {current.name} (sha256 {current.sha256[:16]}…), "
-                "which is not a trust anchor",
-                reason="untrusted-root",
-                checks=checks,
-            )
-        candidates = [c for c in pool + anchors if c.subject_der == current.issuer_der and c is not current]
-        if not candidates:
-            checks.append(Check("chain.issuer", False, f"no issuer {current.issuer_name} for {current.name}"))
-            raise VerificationError(
-                f"certificate chain broken: issuer {current.issuer_name!r} of {current.name!r} not found "
-                "among the supplied certificates or trust anchors",
-                reason="chain",
-                checks=checks,
-            )
-        issuer = next((c for c in candidates if current.signed_by(c)), None)
-        if issuer is not None and not issuer.is_ca and not any(a.same_as(issuer) for a in anchors):
-            # a leaf key (e.g. a leaked VCEK) must not be able to mint certificates
-            checks.append(Check(f"chain.ca[{issuer.name}]", False, "issuer is not a CA (basicConstraints)",
-                                expected="cA=TRUE", actual="not a CA"))
-            raise VerificationError(f"{current.name!r} is signed by {issuer.name!r}, which is not a CA",
-                                    reason="chain", checks=checks)
-        if issuer is None:
-            checks.append(Check(f"chain.signature[{current.name}]", False, f"not signed by {current.issuer_name}"))
-            raise VerificationError(
-                f"signature on {current.name!r} does not verify with the key of {current.issuer_name!r}",
-                reason="chain",
-                checks=checks,
-            )
-        checks.append(Check(f"chain.signature[{current.name}]", True, f"signed by {issuer.name}"))
-        path.append(issuer)
-        current = issuer
-    raise VerificationError("certificate chain too long", reason="chain", checks=checks)
-
-
-def _refuse(checks: list[Check], name: str, detail: str, message: str, reason: str, *,
-            expected: str | None = None, actual: str | None = None) -> NoReturn:
-    """Record the failed check and raise, so the error carries every check made so far."""
-    checks.append(Check(name, False, detail, expected=expected, actual=actual))
-    raise VerificationError(message, reason=reason, checks=checks)
-
-
-def check_validity(path: list[Cert], at: datetime) -> list[Check]:
-    """Every certificate must be valid at ``at``; the error names the certificate and the date."""
-    checks = []
-    for cert in path:
-        if at > cert.not_after:
-            _refuse(checks, f"validity[{cert.name}]", "expired",
-                    f"certificate {cert.name!r} expired on {cert.not_after.isoformat()} "
-                    f"(verification time {at.isoformat()})", "expired",
-                    expected=f"notAfter >= {at.isoformat()}", actual=cert.not_after.isoformat())
-        if at < cert.not_before:
-            _refuse(checks, f"validity[{cert.name}]", "not yet valid",
-                    f"certificate {cert.name!r} is not valid before {cert.not_before.isoformat()} "
-                    f"(verification time {at.isoformat()})", "not-yet-valid",
-                    expected=f"notBefore <= {at.isoformat()}", actual=cert.not_before.isoformat())
-        checks.append(Check(f"validity[{cert.name}]", True,
-                            f"{cert.not_before.isoformat()} .. {cert.not_after.isoformat()}"))
-    return checks
-
-
-def check_revocation(path: list[Cert], crls: Iterable[Crl], at: datetime) -> tuple[list[Check], list[str], list[Crl]]:
-    """Check each non-anchor certificate of ``path`` against the CRLs its issuer signed.
-
-    A CRL applies when its issuer name is the certificate's issuer and the issuer's key verifies it. An
-    applicable CRL outside its window at ``at`` is an ``expired`` error; a listed serial is ``revoked``.
-    Returns checks, warnings (certificates no CRL covered) and the CRLs used.
-    """
-    checks: list[Check] = []
-    warnings_: list[str] = []
-    used: list[Crl] = []
-    crls = list(crls)
-    for cert, issuer in itertools.pairwise(path):
-        applicable = [c for c in crls if c.issuer_der == issuer.subject_der]
-        if not applicable:
-            warnings_.append(f"revocation of {cert.name} not checked: no CRL from {issuer.name} supplied")
-            continue
-        for crl in applicable:
-            if not crl.signed_by(issuer):
-                checks.append(Check(f"crl.signature[{crl.name}]", False, "CRL signature does not verify"))
-                raise VerificationError(
-                    f"CRL claiming issuer {crl.name!r} is not signed by that issuer's key",
-                    reason="signature",
-                    checks=checks,
-                )
-            if crl.next_update is not None and at > crl.next_update:
-                _refuse(checks, f"crl.validity[{crl.name}]", "CRL expired",
-                        f"CRL from {crl.name!r} expired on {crl.next_update.isoformat()} "
-                        f"(nextUpdate; verification time {at.isoformat()})", "expired",
-                        expected=f"nextUpdate >= {at.isoformat()}", actual=crl.next_update.isoformat())
-            if at < crl.this_update:
-                _refuse(checks, f"crl.validity[{crl.name}]", "CRL not yet valid",
-                        f"CRL from {crl.name!r} is not valid before {crl.this_update.isoformat()} "
-                        f"(verification time {at.isoformat()})", "not-yet-valid",
-                        expected=f"thisUpdate <= {at.isoformat()}", actual=crl.this_update.isoformat())
-            when = crl.revoked.get(cert.serial)
-            if when is not None and when <= at:
-                checks.append(Check(f"revocation[{cert.name}]", False, f"revoked on {when.isoformat()}",
-                                    expected="not listed", actual=f"serial {cert.serial:#x} listed"))
-                raise VerificationError(
-                    f"certificate {cert.name!r} (serial {cert.serial:#x}) was revoked by {crl.name!r} "
-                    f"on {when.isoformat()}",
-                    reason="revoked",
-                    checks=checks,
-                )
-            used.append(crl)
-            checks.append(Check(f"revocation[{cert.name}]", True, f"not listed in CRL of {crl.name}"))
-    return checks, warnings_, used

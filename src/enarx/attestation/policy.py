@@ -1,48 +1,48 @@
-"""Appraisal: is this (already verified) claim set acceptable? Policies are objects, loaded from TOML.
+"""Appraisal: is this (already verified) claim set acceptable? Policies are rule objects, loaded from TOML.
 
-Verification answers "is it genuine and current?"; this module only answers "do I accept it?", so
-it never sees bytes, certificates or signatures — only :class:`~enarx.attestation.model.Claims`.
-Every rule is evaluated (no short-circuit), so a rejection lists each failed rule by name with the
-expected and actual values.
+Verification answers "is it genuine and current?"; this module only answers "do I accept it?", so it never
+sees bytes, certificates or signatures — only typed :class:`~enarx.attestation.claims.Claims`.
 
-TOML schema (every key optional; the defaults form :meth:`Policy.default`, which is safe)::
+A policy is a tree of :class:`Rule` objects (after sigstore-python's policy objects): :class:`AllOf` and
+:class:`AnyOf` combine leaf rules (:class:`TeeIn`, :class:`DebugOff`, :class:`TcbStatusIn`,
+:class:`RevocationChecked`, :class:`QeIdentityChecked`, :class:`DigestAllowed`, :class:`MinSvn`,
+:class:`SnpVmpl`, …). Every rule is evaluated (no short-circuit) and reports :class:`~.model.Check`
+results, so a rejection lists each failed rule with expected and actual values. **A rule whose fact the
+evidence does not carry fails** with that reason: an SGX allow-list never accepts an SNP image, and a
+policy naming a fact no TEE has does not load.
 
-    allow_debug = false                 # debug TEEs (SNP policy DEBUG, SGX DEBUG attribute, TD DEBUG)
-    tees = ["sev-snp", "tdx", "sgx"]    # accepted TEE types (default: every hardware TEE)
-    tcb_statuses = ["UpToDate", { status = "SWHardeningNeeded", until = 2026-06-30 }]
-    advisories = [{ id = "INTEL-SA-00615", until = 2026-06-30 }]   # needed when status ≠ UpToDate
-    require_tcb_info = false            # true: "Unknown" (no TCB collateral supplied) is rejected
-    require_revocation_check = false    # true: a chain whose CRLs were not supplied is rejected
-
-    [measurements.measurement]          # any claim in Claims.measurements or Claims.signer:
-    allow = ["<hex>"]                   # measurement, host_data, mrenclave, mrsigner, mrtd, rtmr0-3,
-    deny = ["<hex>"]                    # id_key_digest, author_key_digest, …  ([signers.x] = alias)
-
-    [min_svn]                           # any claim in Claims.svns: guest_svn, bootloader, tee, snp,
-    microcode = 209                     # microcode, fmc, isv_svn, pce_svn, qe_svn, …
-
-    [snp]
-    allow_smt = true
-    allow_migration_agent = false
-    max_vmpl = 0                        # default: any VMPL
-    min_abi = "1.51"
-    require_single_socket = false
-
-``until`` dates are inclusive and compared with the verification time, so an allowance granted for a
-TCB-recovery window stops working by itself.
+The defaults fail closed (:meth:`Policy.default`): hardware TEEs only; debug off; TCB status
+``UpToDate`` (or ``NotEvaluated`` where the vendor publishes no status — stated in the verdict); chains
+checked for revocation wherever the vendor publishes CRLs; Intel TCB info and QE identity present;
+SEV-SNP at VMPL 0 with no migration agent. Relaxing any of these is a named entry, most of them with an
+optional ``until`` date. The TOML format is documented in ``docs/policy.md``.
 """
 
 from __future__ import annotations
 
+import abc
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from enarx.attestation.model import AttestationError, Check, Claims, TcbStatus, Tee
+from enarx.attestation.claims import (
+    CLAIM_TYPES,
+    DIGEST,
+    NUMBER,
+    Claims,
+    SnpClaims,
+    known_fact,
+)
+from enarx.attestation.model import AttestationError, Check, Revocation, TcbStatus, Tee
+from enarx.attestation.snp.abi import TcbVersion
 
 HARDWARE_TEES = (Tee.SNP.value, Tee.TDX.value, Tee.SGX.value, Tee.NITRO.value, Tee.NVIDIA.value)
+TEE_TABLES = {"snp": Tee.SNP, "sgx": Tee.SGX, "tdx": Tee.TDX, "nitro": Tee.NITRO, "nvidia": Tee.NVIDIA}
+COLLATERAL_ITEMS = ("crl", "tcb_info", "qe_identity")
+INTEL = (Tee.SGX, Tee.TDX)
 
 STATUS_REASONS = {
     TcbStatus.OUT_OF_DATE: "tcb-outofdate",
@@ -52,9 +52,14 @@ STATUS_REASONS = {
     TcbStatus.SW_HARDENING_NEEDED: "tcb-sw-hardening",
     TcbStatus.REVOKED: "tcb-revoked",
     TcbStatus.NOT_SUPPORTED: "tcb-no-level",
-    TcbStatus.UNKNOWN: "tcb-unknown",
+    TcbStatus.UNKNOWN: "missing-collateral",
+    TcbStatus.NOT_EVALUATED: "tcb-not-evaluated",
     TcbStatus.UP_TO_DATE: "tcb",
 }
+# Most specific first: the verdict's reason token is the first of these among the failed checks.
+REASON_ORDER = ("debug", "tcb-revoked", "tcb-outofdate", "tcb-needs-config", "tcb-sw-hardening", "tcb-no-level",
+                "missing-collateral", "tcb-not-evaluated", "revocation-unavailable", "tcb-advisory", "tee", "tcb",
+                "policy")
 
 
 class PolicyError(AttestationError):
@@ -65,7 +70,7 @@ class PolicyError(AttestationError):
 
 @dataclass(frozen=True)
 class Allowance:
-    """An accepted value (TCB status, advisory ID), optionally only until a date (inclusive)."""
+    """An accepted value (TCB status, advisory ID, relaxation), optionally only until a date (inclusive)."""
 
     value: str
     until: date | None = None
@@ -77,41 +82,318 @@ class Allowance:
         return self.value if self.until is None else f"{self.value} (until {self.until.isoformat()})"
 
 
-@dataclass(frozen=True)
-class DigestRule:
-    """Allow/deny lists of lowercase hex digests. An empty allow list allows anything not denied."""
+def _active(allowances: tuple[Allowance, ...], value: str, at: datetime) -> tuple[Allowance | None, Allowance | None]:
+    """(an active allowance for ``value``, an expired one) — either may be ``None``."""
+    matching = [a for a in allowances if a.value == value]
+    active = next((a for a in matching if a.active(at)), None)
+    return active, (matching[0] if matching and active is None else None)
 
+
+def _fail(name: str, detail: str, reason: str, *, expected: str | None = None, actual: str | None = None) -> Check:
+    return Check(name, False, detail, expected=expected, actual=actual, reason=reason)
+
+
+# --- rules -------------------------------------------------------------------------------------------------
+
+
+class Rule(abc.ABC):
+    """One condition on claims; :meth:`evaluate` returns its checks (failed ones say why)."""
+
+    @abc.abstractmethod
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]: ...
+
+
+@dataclass(frozen=True)
+class AllOf(Rule):
+    """Every rule must hold; every rule's checks are reported."""
+
+    rules: tuple[Rule, ...]
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        return [check for rule in self.rules for check in rule.evaluate(claims, at)]
+
+
+@dataclass(frozen=True)
+class AnyOf(Rule):
+    """At least one alternative must hold (each alternative is usually an :class:`AllOf`)."""
+
+    alternatives: tuple[Rule, ...]
+    name: str = "policy.any_of"
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        failures = []
+        for i, rule in enumerate(self.alternatives):
+            checks = rule.evaluate(claims, at)
+            failed = [c for c in checks if not c.passed]
+            if not failed:
+                return [Check(self.name, True, f"alternative {i} holds"), *checks]
+            failures.append((i, failed))
+        detail = "no alternative holds: " + "; ".join(
+            f"[{i}] " + ", ".join(c.detail or c.name for c in failed) for i, failed in failures)
+        out = [_fail(self.name, detail, "policy")]
+        for i, failed in failures:
+            out += [replace(c, name=f"{self.name}[{i}].{c.name.removeprefix('policy.')}") for c in failed]
+        return out
+
+
+@dataclass(frozen=True)
+class ForTee(Rule):
+    """``rule`` applies to evidence of ``tee`` only: TEE-specific settings, never a widening of acceptance
+    (which TEEs are accepted at all is :class:`TeeIn`'s job)."""
+
+    tee: Tee
+    rule: Rule
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        return self.rule.evaluate(claims, at) if claims.tee is self.tee else []
+
+
+@dataclass(frozen=True)
+class TeeIn(Rule):
+    tees: tuple[str, ...]
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        tee = claims.tee.value
+        ok = tee in self.tees
+        check = Check("policy.tee", ok, "TEE type accepted" if ok else "TEE type refused",
+                      expected=" | ".join(self.tees), actual=tee)
+        return [check if ok else replace(check, reason="tee")]
+
+
+@dataclass(frozen=True)
+class DebugOff(Rule):
+    allowed: Allowance | None = None  # a relaxation: debug TEEs accepted (until a date)
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        if not claims.debug:
+            return [Check("policy.debug", True, "not a debug TEE", expected="false", actual="false")]
+        if self.allowed is not None and self.allowed.active(at):
+            return [Check("policy.debug", True, f"debug allowed by policy ({self.allowed})", actual="true")]
+        detail = "debug TEEs are refused" + (f" (allow_debug ended {self.allowed.until})" if self.allowed else "")
+        return [_fail("policy.debug", detail, "debug", expected="false", actual="true")]
+
+
+@dataclass(frozen=True)
+class TcbStatusIn(Rule):
+    """The TCB status is one the policy accepts. ``Unknown`` (Intel TCB info missing) passes only under an
+    explicit ``tcb_info`` relaxation."""
+
+    statuses: tuple[Allowance, ...]
+    missing_tcb_info: Allowance | None = None
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        status = claims.tcb_status
+        name = "policy.tcb-status"
+        if status is TcbStatus.UNKNOWN:
+            if self.missing_tcb_info is not None and self.missing_tcb_info.active(at):
+                return [Check(name, True, f"no TCB info: status not evaluated, allowed ({self.missing_tcb_info})",
+                              actual=status.value)]
+            return [_fail(name, "no TCB info was supplied: the platform's TCB status is unknown "
+                          "(missing collateral: TCB info)", "missing-collateral", expected="TCB info",
+                          actual="missing")]
+        active, expired = _active(self.statuses, status.value, at)
+        if active is not None:
+            return [Check(name, True, f"accepted as {active}", actual=status.value)]
+        detail = (f"allowance for {status.value} expired on {expired.until}" if expired
+                  else f"TCB status {status.value} not accepted")
+        if status is TcbStatus.NOT_EVALUATED and isinstance(claims, SnpClaims):
+            detail += f" (set [snp.min_tcb.{claims.product or 'PRODUCT'}] to evaluate it)"
+        return [_fail(name, detail, STATUS_REASONS.get(status, "tcb"),
+                      expected=" | ".join(str(a) for a in self.statuses if a.active(at)) or "none",
+                      actual=status.value)]
+
+
+@dataclass(frozen=True)
+class AdvisoriesIn(Rule):
+    """When the status is not ``UpToDate``, every advisory the TCB level names must be accepted."""
+
+    allowances: tuple[Allowance, ...]
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        if claims.tcb_status is TcbStatus.UP_TO_DATE or not claims.advisory_ids:
+            return []
+        allowed = {a.value.upper() for a in self.allowances if a.active(at)}
+        missing = [a for a in claims.advisory_ids if a.upper() not in allowed]
+        check = Check("policy.advisories", not missing,
+                      "every advisory accepted" if not missing else "advisories not accepted: " + ", ".join(missing),
+                      expected=", ".join(sorted(allowed)) or "none", actual=", ".join(claims.advisory_ids))
+        return [check if not missing else replace(check, reason="tcb-advisory")]
+
+
+@dataclass(frozen=True)
+class RevocationChecked(Rule):
+    """Every chain link the vendor covers by CRL was checked against a current CRL.
+
+    Where the vendor has no offline revocation source (Nitro, NVIDIA) coverage is ``not-available``:
+    accepted unless ``require_available``. Unchecked or partial coverage passes only under an explicit
+    ``crl`` relaxation."""
+
+    require_available: bool = False
+    missing_crl: Allowance | None = None
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        p = claims.provenance
+        name = "policy.revocation"
+        if p.revocation is Revocation.FULL:
+            return [Check(name, True, "revocation checked along every chain", actual=p.revocation.value)]
+        if p.revocation is Revocation.NOT_AVAILABLE:
+            if self.require_available:
+                return [_fail(name, f"revocation not available for {claims.tee.value} evidence (the vendor "
+                              "publishes no offline revocation source) and require_revocation_check is set",
+                              "revocation-unavailable", expected="full", actual=p.revocation.value)]
+            return [Check(name, True, "revocation not available (the vendor publishes no offline revocation "
+                          "source): accepted as stated", actual=p.revocation.value)]
+        gaps = "; ".join(p.unchecked) or "no CRL supplied"
+        if self.missing_crl is not None and self.missing_crl.active(at):
+            return [Check(name, True, f"revocation {p.revocation.value} ({gaps}), allowed ({self.missing_crl})",
+                          actual=p.revocation.value)]
+        return [_fail(name, f"revocation not checked (missing collateral: CRL): {gaps}", "missing-collateral",
+                      expected="full", actual=p.revocation.value)]
+
+
+@dataclass(frozen=True)
+class QeIdentityChecked(Rule):
+    """The quoting enclave was checked against Intel's QE identity."""
+
+    missing: Allowance | None = None
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        present = claims.provenance.qe_identity
+        name = "policy.collateral.qe-identity"
+        if present:
+            return [Check(name, True, "quoting enclave matches Intel's QE identity")]
+        if present is False and self.missing is not None and self.missing.active(at):
+            return [Check(name, True, f"no QE identity: quoting enclave not checked, allowed ({self.missing})")]
+        if present is None:
+            return [_fail(name, f"{claims.tee.value} evidence has no QE identity", "policy")]
+        return [_fail(name, "no QE identity was supplied: the quoting enclave was not checked (missing "
+                      "collateral: QE identity)", "missing-collateral", expected="QE identity", actual="missing")]
+
+
+@dataclass(frozen=True)
+class DigestAllowed(Rule):
+    """A digest fact is on the allow list (when there is one) and not on the deny list."""
+
+    fact: str
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
 
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        actual = claims.fact(self.fact)
+        if actual is None:
+            return [_fail(f"policy.{self.fact}", f"{claims.tee.value} evidence has no {self.fact}", "policy",
+                          expected=" | ".join(self.allow) or f"a {self.fact}", actual="absent")]
+        actual = str(actual).lower()
+        out = []
+        if actual in self.deny:
+            out.append(_fail(f"policy.{self.fact}.deny", f"{self.fact} is on the deny list", "policy",
+                             expected="not " + actual, actual=actual))
+        if self.allow:
+            ok = actual in self.allow
+            check = Check(f"policy.{self.fact}.allow", ok, f"{self.fact} {'is' if ok else 'is not'} on the allow list",
+                          expected=" | ".join(self.allow), actual=actual)
+            out.append(check if ok else replace(check, reason="policy"))
+        elif actual not in self.deny:
+            out.append(Check(f"policy.{self.fact}.deny", True, f"{self.fact} not denied", actual=actual))
+        return out
+
 
 @dataclass(frozen=True)
-class SnpRules:
+class MinSvn(Rule):
+    fact: str
+    minimum: int
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        actual = claims.fact(self.fact)
+        name = f"policy.min_svn.{self.fact}"
+        if not isinstance(actual, int):
+            return [_fail(name, f"{claims.tee.value} evidence has no {self.fact}", "policy",
+                          expected=f">= {self.minimum}", actual="absent")]
+        ok = actual >= self.minimum
+        check = Check(name, ok, f"{self.fact} >= {self.minimum}", expected=f">= {self.minimum}", actual=str(actual))
+        return [check if ok else replace(check, reason="policy")]
+
+
+@dataclass(frozen=True)
+class SnpGuestPolicy(Rule):
+    """SEV-SNP launch policy and VMPL constraints (applied to SEV-SNP evidence through :class:`ForTee`)."""
+
+    max_vmpl: int = 0
     allow_smt: bool = True
     allow_migration_agent: bool = False
-    max_vmpl: int | None = None
-    min_abi: tuple[int, int] | None = None
     require_single_socket: bool = False
+    min_abi: tuple[int, int] | None = None
+
+    def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
+        if not isinstance(claims, SnpClaims):
+            return [_fail("policy.snp", f"{claims.tee.value} evidence has no SEV-SNP guest policy", "policy")]
+        out = []
+
+        def add(name: str, ok: bool, detail: str, expected: str, actual: str) -> None:
+            check = Check(f"policy.snp.{name}", ok, detail, expected=expected, actual=actual)
+            out.append(check if ok else replace(check, reason="policy"))
+
+        add("vmpl", claims.vmpl <= self.max_vmpl, f"VMPL <= {self.max_vmpl}", f"<= {self.max_vmpl}",
+            str(claims.vmpl))
+        ma = claims.policy_flag("migrate_ma")
+        add("migration_agent", self.allow_migration_agent or not ma, "guest policy MIGRATE_MA",
+            "allowed" if self.allow_migration_agent else "not set", "set" if ma else "not set")
+        smt = claims.policy_flag("smt")
+        add("smt", self.allow_smt or not smt, "guest policy SMT", "allowed" if self.allow_smt else "not set",
+            "set" if smt else "not set")
+        if self.require_single_socket:
+            single = claims.policy_flag("single_socket")
+            add("single_socket", single, "single-socket guest policy", "set", "set" if single else "not set")
+        if self.min_abi is not None:
+            add("min_abi", claims.abi >= self.min_abi, "guest policy minimum ABI", ">= {}.{}".format(*self.min_abi),
+                "{}.{}".format(*claims.abi))
+        return out
+
+
+# --- the policy: rules plus the SEV-SNP TCB references --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings that apply to one TEE's evidence (top level, overridden by its ``[tee]`` table)."""
+
+    allow_debug: Allowance | None = None
+    tcb_statuses: tuple[Allowance, ...] = (Allowance(TcbStatus.UP_TO_DATE.value),
+                                           Allowance(TcbStatus.NOT_EVALUATED.value))
+    advisories: tuple[Allowance, ...] = ()
+    require_revocation_check: bool = False
+    allow_missing_collateral: tuple[Allowance, ...] = ()
+
+    def missing(self, item: str) -> Allowance | None:
+        return next((a for a in self.allow_missing_collateral if a.value == item), None)
+
+    def rules(self, tee: Tee, snp: SnpGuestPolicy) -> Rule:
+        rules: list[Rule] = [
+            DebugOff(self.allow_debug),
+            TcbStatusIn(self.tcb_statuses, self.missing("tcb_info")),
+            AdvisoriesIn(self.advisories),
+            RevocationChecked(self.require_revocation_check, self.missing("crl")),
+        ]
+        if tee in INTEL:
+            rules.append(QeIdentityChecked(self.missing("qe_identity")))
+        if tee is Tee.SNP:
+            rules.append(snp)
+        return AllOf(tuple(rules))
 
 
 @dataclass(frozen=True)
 class Policy:
-    allow_debug: bool = False
-    tees: tuple[str, ...] = HARDWARE_TEES
-    tcb_statuses: tuple[Allowance, ...] = (Allowance(TcbStatus.UP_TO_DATE.value),)
-    advisories: tuple[Allowance, ...] = ()
-    require_tcb_info: bool = False
-    require_revocation_check: bool = False
-    digests: dict[str, DigestRule] = field(default_factory=dict)
-    min_svn: dict[str, int] = field(default_factory=dict)
-    snp: SnpRules = SnpRules()
+    """A rule tree plus SEV-SNP TCB references (``min_tcb`` per product)."""
+
+    rule: Rule = field(default_factory=lambda: _build({}, "default"))
+    min_tcb: Mapping[str, TcbVersion] = field(default_factory=dict)
+    source: str = "default"
 
     @classmethod
     def default(cls) -> Policy:
-        """Debug refused, only ``UpToDate`` TCBs, no migration agent, hardware TEEs only."""
-        return cls()
+        """The fail-closed defaults (see the module docstring and docs/policy.md)."""
+        return cls.from_dict({}, "default")
 
-    # -- loading ----------------------------------------------------------------------------------
     @classmethod
     def from_toml(cls, text: str, source: str = "policy") -> Policy:
         try:
@@ -130,190 +412,190 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "policy") -> Policy:
-        known = {"allow_debug", "tees", "tcb_statuses", "advisories", "require_tcb_info",
-                 "require_revocation_check", "measurements", "signers", "min_svn", "snp"}
-        _no_unknown(data, known, source)
-        kw: dict[str, Any] = {}
-        for key in ("allow_debug", "require_tcb_info", "require_revocation_check"):
-            if key in data:
-                kw[key] = _bool(data[key], f"{source}: {key}")
-        if "tees" in data:
-            tees = _str_list(data["tees"], f"{source}: tees")
-            valid = {t.value for t in Tee}
-            for tee in tees:
-                if tee not in valid:
-                    raise PolicyError(f"{source}: tees: unknown TEE {tee!r} (known: {', '.join(sorted(valid))})")
-            kw["tees"] = tuple(tees)
-        if "tcb_statuses" in data:
-            valid = {s.value for s in TcbStatus}
-            allowances = _allowances(data["tcb_statuses"], "status", f"{source}: tcb_statuses")
-            for a in allowances:
-                if a.value not in valid:
-                    raise PolicyError(f"{source}: tcb_statuses: unknown status {a.value!r} "
-                                      f"(known: {', '.join(sorted(valid))})")
-            kw["tcb_statuses"] = allowances
-        if "advisories" in data:
-            kw["advisories"] = _allowances(data["advisories"], "id", f"{source}: advisories")
-        digests: dict[str, DigestRule] = {}
-        for section in ("measurements", "signers"):
-            table = data.get(section, {})
-            if not isinstance(table, dict):
-                raise PolicyError(f"{source}: [{section}] must be a table")
-            for name, rule in table.items():
-                where = f"{source}: [{section}.{name}]"
-                if not isinstance(rule, dict):
-                    raise PolicyError(f"{where} must be a table with allow/deny lists")
-                _no_unknown(rule, {"allow", "deny"}, where)
-                allow = tuple(_hex(v, f"{where} allow") for v in _str_list(rule.get("allow", []), where))
-                deny = tuple(_hex(v, f"{where} deny") for v in _str_list(rule.get("deny", []), where))
-                both = set(allow) & set(deny)
-                if both:
-                    raise PolicyError(f"{where}: {min(both)} is both allowed and denied")
-                digests[name] = DigestRule(allow, deny)
-        kw["digests"] = digests
-        if "min_svn" in data:
-            table = data["min_svn"]
-            if not isinstance(table, dict):
-                raise PolicyError(f"{source}: [min_svn] must be a table")
-            kw["min_svn"] = {k: _int(v, f"{source}: min_svn.{k}") for k, v in table.items()}
-        if "snp" in data:
-            table = data["snp"]
-            where = f"{source}: [snp]"
-            if not isinstance(table, dict):
-                raise PolicyError(f"{where} must be a table")
-            _no_unknown(table, {"allow_smt", "allow_migration_agent", "max_vmpl", "min_abi",
-                                "require_single_socket"}, where)
-            snp_kw: dict[str, Any] = {}
-            for key in ("allow_smt", "allow_migration_agent", "require_single_socket"):
-                if key in table:
-                    snp_kw[key] = _bool(table[key], f"{where} {key}")
-            if "max_vmpl" in table:
-                vmpl = _int(table["max_vmpl"], f"{where} max_vmpl")
-                if not 0 <= vmpl <= 3:
-                    raise PolicyError(f"{where} max_vmpl must be 0..3")
-                snp_kw["max_vmpl"] = vmpl
-            if "min_abi" in table:
-                snp_kw["min_abi"] = _abi(table["min_abi"], f"{where} min_abi")
-            kw["snp"] = SnpRules(**snp_kw)
-        return cls(**kw)
+        if not isinstance(data, dict):
+            raise PolicyError(f"{source}: a policy is a table")
+        snp = data.get("snp", {})
+        min_tcb = _min_tcb(snp.get("min_tcb", {}), f"{source}: [snp.min_tcb]") if isinstance(snp, dict) else {}
+        return cls(_build(data, source), min_tcb, source)
 
-    # -- appraisal --------------------------------------------------------------------------------
+    # -- appraisal ------------------------------------------------------------------------------------
+    def evaluate_tcb(self, claims: Claims) -> Claims:
+        """SEV-SNP: the status against this policy's ``min_tcb`` for the product, when it has one."""
+        if not isinstance(claims, SnpClaims) or claims.tcb_status is not TcbStatus.NOT_EVALUATED:
+            return claims
+        minimum = self.min_tcb.get(claims.product or "")
+        if minimum is None:
+            return claims
+        have, need = claims.reported_tcb.components(), minimum.components()
+        ok = all(have.get(k, -1) >= v for k, v in need.items())
+        return replace(claims, tcb_status=TcbStatus.UP_TO_DATE if ok else TcbStatus.OUT_OF_DATE)
+
     def appraise(self, claims: Claims, at: datetime | None = None) -> list[Check]:
         """Evaluate every rule; a failed :class:`Check` per violated rule (``passed=False``)."""
-        at = at or datetime.now(UTC)
-        checks: list[Check] = []
-        add = checks.append
-
-        tee = claims.tee.value
-        add(Check("policy.tee", tee in self.tees, "TEE type accepted" if tee in self.tees else "TEE type refused",
-                  expected=" | ".join(self.tees), actual=tee))
-
-        add(Check("policy.debug", self.allow_debug or not claims.debug,
-                  "debug allowed by policy" if self.allow_debug else "debug TEEs are refused",
-                  expected="any" if self.allow_debug else "false", actual=str(claims.debug).lower()))
-
-        status = claims.tcb_status
-        accepted = [a for a in self.tcb_statuses if a.value == status.value]
-        active = [a for a in accepted if a.active(at)]
-        if status is TcbStatus.UNKNOWN and not self.require_tcb_info and not accepted:
-            add(Check("policy.tcb-status", True, "no TCB collateral supplied: TCB status not evaluated",
-                      expected="require_tcb_info = false", actual=status.value))
-        elif active:
-            add(Check("policy.tcb-status", True, f"accepted as {active[0]}", actual=status.value))
-        else:
-            detail = (f"allowance for {status.value} expired on {accepted[0].until}" if accepted
-                      else f"TCB status {status.value} not accepted")
-            add(Check("policy.tcb-status", False, detail,
-                      expected=" | ".join(str(a) for a in self.tcb_statuses if a.active(at)) or "none",
-                      actual=status.value))
-
-        if status is not TcbStatus.UP_TO_DATE and claims.advisory_ids:
-            allowed = {a.value.upper() for a in self.advisories if a.active(at)}
-            missing = [a for a in claims.advisory_ids if a.upper() not in allowed]
-            add(Check("policy.advisories", not missing,
-                      "every advisory accepted" if not missing else "advisories not accepted: " + ", ".join(missing),
-                      expected=", ".join(sorted(allowed)) or "none", actual=", ".join(claims.advisory_ids)))
-
-        if self.require_revocation_check and "crl_checked" in claims.platform:
-            ok = bool(claims.platform["crl_checked"])
-            add(Check("policy.revocation-checked", ok, "CRLs were checked" if ok else "no CRL was supplied",
-                      expected="true", actual=str(ok).lower()))
-
-        values = {**claims.measurements, **claims.signer}
-        for name, rule in sorted(self.digests.items()):
-            actual = values.get(name)
-            if actual is None:
-                add(Check(f"policy.{name}", True, f"not applicable to {tee}"))
-                continue
-            actual = actual.lower()
-            if actual in rule.deny:
-                add(Check(f"policy.{name}.deny", False, f"{name} is on the deny list",
-                          expected="not " + actual, actual=actual))
-            if rule.allow:
-                ok = actual in rule.allow
-                add(Check(f"policy.{name}.allow", ok, f"{name} {'is' if ok else 'is not'} on the allow list",
-                          expected=" | ".join(rule.allow), actual=actual))
-            elif actual not in rule.deny:
-                add(Check(f"policy.{name}.deny", True, f"{name} not denied", actual=actual))
-
-        for name, minimum in sorted(self.min_svn.items()):
-            actual_svn = claims.svns.get(name)
-            if actual_svn is None:
-                add(Check(f"policy.min_svn.{name}", True, f"not applicable to {tee}"))
-                continue
-            add(Check(f"policy.min_svn.{name}", actual_svn >= minimum, f"{name} >= {minimum}",
-                      expected=f">= {minimum}", actual=str(actual_svn)))
-
-        if claims.tee is Tee.SNP:
-            checks += self._appraise_snp(claims)
-        return checks
-
-    def _appraise_snp(self, claims: Claims) -> list[Check]:
-        out = []
-        flags = claims.platform.get("policy_flags", {})
-        rules = self.snp
-        if flags.get("migrate_ma"):
-            out.append(Check("policy.snp.migration_agent", rules.allow_migration_agent,
-                             "guest policy allows a migration agent",
-                             expected="allowed" if rules.allow_migration_agent else "not set", actual="set"))
-        if flags.get("smt") and not rules.allow_smt:
-            out.append(Check("policy.snp.smt", False, "guest policy allows SMT", expected="not set", actual="set"))
-        if rules.require_single_socket:
-            ok = bool(flags.get("single_socket"))
-            out.append(Check("policy.snp.single_socket", ok, "single-socket guest policy",
-                             expected="set", actual="set" if ok else "not set"))
-        vmpl = claims.platform.get("vmpl")
-        if rules.max_vmpl is not None and vmpl is not None:
-            out.append(Check("policy.snp.vmpl", vmpl <= rules.max_vmpl, f"VMPL <= {rules.max_vmpl}",
-                             expected=f"<= {rules.max_vmpl}", actual=str(vmpl)))
-        abi = claims.platform.get("abi")
-        if rules.min_abi is not None and abi:
-            major, minor = (int(x) for x in abi.split("."))
-            ok = (major, minor) >= rules.min_abi
-            out.append(Check("policy.snp.min_abi", ok, "guest policy minimum ABI",
-                             expected=">= {}.{}".format(*rules.min_abi), actual=abi))
-        return out
+        return self.rule.evaluate(claims, at or datetime.now(UTC))
 
 
 def rejection_reason(failed: list[Check]) -> str:
-    """The cases.tsv reason token for a list of failed policy checks (most specific first)."""
-    names = [c.name for c in failed]
-    if "policy.debug" in names:
-        return "debug"
-    if "policy.tcb-status" in names:
-        actual = next(c.actual for c in failed if c.name == "policy.tcb-status")
-        try:
-            return STATUS_REASONS[TcbStatus(actual)]
-        except (ValueError, KeyError):
-            return "tcb"
-    if "policy.advisories" in names:
-        return "tcb-advisory"
-    if "policy.tee" in names:
-        return "tee"
-    return "policy"
+    """The reason token for a list of failed policy checks (most specific first)."""
+    reasons = {c.reason or "policy" for c in failed}
+    return next((r for r in REASON_ORDER if r in reasons), "policy")
 
 
-# --- TOML value helpers ------------------------------------------------------------------------
+# --- TOML → rules ------------------------------------------------------------------------------------------
+
+_SETTINGS_KEYS = {"allow_debug", "tcb_statuses", "advisories", "require_tcb_info", "require_revocation_check",
+                  "allow_missing_collateral"}
+_SNP_KEYS = {"allow_smt", "allow_migration_agent", "max_vmpl", "min_abi", "require_single_socket", "min_tcb"}
+_FACT_KEYS = {"tees", "measurements", "signers", "min_svn", "any_of"}
+
+
+def _build(data: dict[str, Any], source: str) -> Rule:
+    _no_unknown(data, _SETTINGS_KEYS | _FACT_KEYS | set(TEE_TABLES), source)
+    tees = _tees(data.get("tees", list(HARDWARE_TEES)), f"{source}: tees")
+    top = _settings(data, Settings(), source, None)
+    rules: list[Rule] = [TeeIn(tees)]
+    for table, tee in TEE_TABLES.items():
+        section = data.get(table, {})
+        where = f"{source}: [{table}]"
+        if not isinstance(section, dict):
+            raise PolicyError(f"{where} must be a table")
+        _no_unknown(section, _SETTINGS_KEYS | (_SNP_KEYS if tee is Tee.SNP else set()), where)
+        settings = _settings(section, top, where, tee)
+        rules.append(ForTee(tee, settings.rules(tee, _snp_rules(section, where) if tee is Tee.SNP
+                                                 else SnpGuestPolicy())))
+    rules += _fact_rules(data, source, tees)
+    return AllOf(tuple(rules))
+
+
+def _fact_rules(data: dict[str, Any], source: str, tees: tuple[str, ...]) -> list[Rule]:
+    rules: list[Rule] = []
+    for section, kind in (("measurements", DIGEST), ("signers", DIGEST)):
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise PolicyError(f"{source}: [{section}] must be a table")
+        for name, rule in table.items():
+            where = f"{source}: [{section}.{name}]"
+            _known(name, kind, where, tees)
+            if not isinstance(rule, dict):
+                raise PolicyError(f"{where} must be a table with allow/deny lists")
+            _no_unknown(rule, {"allow", "deny"}, where)
+            allow = tuple(_hex(v, f"{where} allow") for v in _str_list(rule.get("allow", []), where))
+            deny = tuple(_hex(v, f"{where} deny") for v in _str_list(rule.get("deny", []), where))
+            both = set(allow) & set(deny)
+            if both:
+                raise PolicyError(f"{where}: {min(both)} is both allowed and denied")
+            rules.append(DigestAllowed(name, allow, deny))
+    table = data.get("min_svn", {})
+    if not isinstance(table, dict):
+        raise PolicyError(f"{source}: [min_svn] must be a table")
+    for name, value in table.items():
+        where = f"{source}: min_svn.{name}"
+        _known(name, NUMBER, where, tees)
+        rules.append(MinSvn(name, _int(value, where)))
+    branches = data.get("any_of", [])
+    if not isinstance(branches, list) or not all(isinstance(b, dict) for b in branches):
+        raise PolicyError(f"{source}: any_of must be an array of tables ([[any_of]])")
+    alternatives = []
+    for i, branch in enumerate(branches):
+        where = f"{source}: any_of[{i}]"
+        _no_unknown(branch, _FACT_KEYS, where)
+        branch_tees = _tees(branch["tees"], f"{where} tees") if "tees" in branch else tees
+        inner: list[Rule] = [TeeIn(branch_tees)] if "tees" in branch else []
+        inner += _fact_rules(branch, where, branch_tees)
+        if not inner:
+            raise PolicyError(f"{where} is empty: it would accept anything")
+        alternatives.append(AllOf(tuple(inner)))
+    if alternatives:
+        rules.append(AnyOf(tuple(alternatives)))
+    return rules
+
+
+def _known(name: str, kind: str, where: str, tees: tuple[str, ...]) -> None:
+    """A fact name must exist, be of the right kind, and belong to a TEE the policy can accept."""
+    found = known_fact(name)
+    if found is None:
+        raise PolicyError(f"{where}: no TEE has a claim named {name!r} (a typo?)")
+    if found != kind:
+        raise PolicyError(f"{where}: {name!r} is {'a digest' if found == DIGEST else 'a number'}, not "
+                          f"{'a digest' if kind == DIGEST else 'a number'}")
+    if not any(CLAIM_TYPES[Tee(t)].fact_kind(name) for t in tees):
+        raise PolicyError(f"{where}: none of the accepted TEEs ({', '.join(tees)}) has {name!r}: this rule "
+                          "would refuse everything")
+
+
+def _settings(table: dict[str, Any], base: Settings, where: str, tee: Tee | None) -> Settings:
+    kw: dict[str, Any] = {}
+    if "allow_debug" in table:
+        kw["allow_debug"] = _relaxation(table["allow_debug"], "debug", f"{where} allow_debug")
+    if "tcb_statuses" in table:
+        valid = {s.value for s in TcbStatus} - {TcbStatus.UNKNOWN.value}
+        allowances = _allowances(table["tcb_statuses"], "status", f"{where} tcb_statuses")
+        for a in allowances:
+            if a.value not in valid:
+                raise PolicyError(f"{where} tcb_statuses: unknown status {a.value!r} (known: {', '.join(sorted(valid))};"
+                                  " a missing TCB info is relaxed with allow_missing_collateral)")
+        kw["tcb_statuses"] = allowances
+    if "advisories" in table:
+        kw["advisories"] = _allowances(table["advisories"], "id", f"{where} advisories")
+    if "require_revocation_check" in table:
+        kw["require_revocation_check"] = _bool(table["require_revocation_check"], f"{where} require_revocation_check")
+    missing = list(base.allow_missing_collateral)
+    if "allow_missing_collateral" in table:
+        missing = list(_allowances(table["allow_missing_collateral"], "item", f"{where} allow_missing_collateral"))
+        for a in missing:
+            if a.value not in COLLATERAL_ITEMS:
+                raise PolicyError(f"{where} allow_missing_collateral: unknown item {a.value!r} "
+                                  f"(known: {', '.join(COLLATERAL_ITEMS)})")
+            if tee is not None and tee not in INTEL and a.value != "crl":
+                raise PolicyError(f"{where} allow_missing_collateral: {tee.value} evidence has no {a.value}")
+    if "require_tcb_info" in table:  # the old key: true is the default now, false relaxes it
+        if tee is not None and tee not in INTEL:
+            raise PolicyError(f"{where} require_tcb_info: {tee.value} evidence has no TCB info")
+        required = _bool(table["require_tcb_info"], f"{where} require_tcb_info")
+        missing = [a for a in missing if a.value != "tcb_info"] + ([] if required else [Allowance("tcb_info")])
+    kw["allow_missing_collateral"] = tuple(missing)
+    return replace(base, **kw)
+
+
+def _snp_rules(table: dict[str, Any], where: str) -> SnpGuestPolicy:
+    kw: dict[str, Any] = {}
+    for key in ("allow_smt", "allow_migration_agent", "require_single_socket"):
+        if key in table:
+            kw[key] = _bool(table[key], f"{where} {key}")
+    if "max_vmpl" in table:
+        vmpl = _int(table["max_vmpl"], f"{where} max_vmpl")
+        if not 0 <= vmpl <= 3:
+            raise PolicyError(f"{where} max_vmpl must be 0..3")
+        kw["max_vmpl"] = vmpl
+    if "min_abi" in table:
+        kw["min_abi"] = _abi(table["min_abi"], f"{where} min_abi")
+    return SnpGuestPolicy(**kw)
+
+
+def _min_tcb(table: Any, where: str) -> dict[str, TcbVersion]:
+    """``[snp.min_tcb.Milan]`` tables: bootloader, tee, snp, microcode (and fmc on Turin)."""
+    if not isinstance(table, dict):
+        raise PolicyError(f"{where} must be a table of products")
+    out = {}
+    for product, values in table.items():
+        here = f"{where}.{product}"
+        if product not in ("Milan", "Genoa", "Turin"):
+            raise PolicyError(f"{here}: unknown product (Milan, Genoa, Turin)")
+        if not isinstance(values, dict):
+            raise PolicyError(f"{here} must be a table")
+        needed = {"bootloader", "tee", "snp", "microcode"} | ({"fmc"} if product == "Turin" else set())
+        _no_unknown(values, needed, here)
+        absent = sorted(needed - set(values))
+        if absent:
+            raise PolicyError(f"{here}: missing {', '.join(absent)} (every component must be given)")
+        comps = {k: _int(values[k], f"{here} {k}") for k in needed}
+        if any(v > 255 for v in comps.values()):
+            raise PolicyError(f"{here}: TCB components are 0..255")
+        out[product] = TcbVersion(**comps)
+    return out
+
+
+# --- TOML value helpers ------------------------------------------------------------------------------------
 
 
 def _no_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
@@ -322,10 +604,33 @@ def _no_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
         raise PolicyError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
 
 
+def _tees(value: Any, where: str) -> tuple[str, ...]:
+    tees = _str_list(value, where)
+    valid = {t.value for t in Tee}
+    for tee in tees:
+        if tee not in valid:
+            raise PolicyError(f"{where}: unknown TEE {tee!r} (known: {', '.join(sorted(valid))})")
+    if Tee.KVM.value in tees:
+        raise PolicyError(f"{where}: kvm keeps have no evidence to appraise (the Steward's --insecure-accept-kvm)")
+    return tuple(tees)
+
+
 def _bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise PolicyError(f"{where} must be true or false")
     return value
+
+
+def _relaxation(value: Any, name: str, where: str) -> Allowance | None:
+    """``true``/``false`` or ``{ until = DATE }``."""
+    if isinstance(value, bool):
+        return Allowance(name) if value else None
+    if isinstance(value, dict):
+        _no_unknown(value, {"until"}, where)
+        if "until" not in value:
+            raise PolicyError(f"{where}: a table needs until = DATE")
+        return Allowance(name, _date(value["until"], where))
+    raise PolicyError(f"{where} must be true, false or {{ until = DATE }}")
 
 
 def _int(value: Any, where: str) -> int:
@@ -384,3 +689,10 @@ def _abi(value: Any, where: str) -> tuple[int, int]:
         if len(parts) == 2 and all(p.isdigit() for p in parts):
             return int(parts[0]), int(parts[1])
     raise PolicyError(f"{where} must be \"MAJOR.MINOR\"")
+
+
+__all__ = [
+    "AdvisoriesIn", "AllOf", "Allowance", "AnyOf", "DebugOff", "DigestAllowed", "ForTee", "MinSvn",
+    "Policy", "PolicyError", "QeIdentityChecked", "RevocationChecked", "Rule", "Settings", "SnpGuestPolicy",
+    "TcbStatusIn", "TeeIn", "rejection_reason",
+]

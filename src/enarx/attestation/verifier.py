@@ -1,37 +1,42 @@
-"""The one entry point: detect the evidence type by content, verify it, then appraise it under a policy.
+"""The one entry point: detect the evidence format, verify it, then appraise it under a policy.
 
 ``verify → appraise`` are separate stages with separate errors: a ``failed`` verdict means the evidence
-is not genuine or not current (signature, chain, root, revocation, expiry, malformed), a ``rejected``
-verdict means it is genuine but the policy (or TCB status) refuses it, ``trusted`` means both passed.
-The ``reason`` token is stable (see the corpus ``cases.tsv``): ``ok``, ``debug``, ``tcb-*``, ``policy``,
-``signature``, ``chain``, ``untrusted-root``, ``revoked``, ``expired``, ``parse``, ``collateral``,
-``unsupported``.
+is not genuine or not current (signature, chain, root, revocation, expiry, malformed, stale collateral), a
+``rejected`` verdict means it is genuine but the policy refuses it (including collateral the policy
+requires and nobody supplied), ``trusted`` means both passed. The ``reason`` token is stable (see the
+corpus ``cases.tsv``): ``ok``, ``debug``, ``tcb-*``, ``missing-collateral``, ``revocation-unavailable``,
+``tee``, ``policy``, ``signature``, ``chain``, ``untrusted-root``, ``revoked``, ``expired``, ``not-yet-valid``,
+``parse``, ``format``, ``collateral``, ``stale-collateral``.
+
+A :class:`Verifier` is long-lived (like a wasmtime ``Engine``): it owns the trust anchors, the policy, the
+operator's collateral store and the one bounded cache; :meth:`Verifier.verify` is cheap and thread-safe.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import struct
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
-from enarx.attestation import roots
+from enarx.attestation import formats, roots
+from enarx.attestation.anchors import TrustAnchors
+from enarx.attestation.claims import Claims
+from enarx.attestation.context import Context
+from enarx.attestation.memo import DEFAULT_BYTES, VerifierCache
 from enarx.attestation.model import (
     AttestationError,
     Check,
-    Claims,
     CollateralSet,
     MalformedEvidence,
+    Revocation,
     TcbStatus,
-    TrustAnchors,
     Verdict,
-    VerificationError,
 )
 from enarx.attestation.policy import Policy, rejection_reason
+from enarx.attestation.store import CollateralStore
 
-FORMATS = ("snp", "sgx", "tdx", "nitro", "nvidia")
+FORMATS = tuple(formats.FORMATS)
 MAX_EVIDENCE = 1 << 20
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -61,68 +66,27 @@ def decode_evidence(data: bytes) -> bytes:
 
 def detect_format(data: bytes) -> str:
     """``snp``, ``sgx``, ``tdx``, ``nitro`` or ``nvidia`` from the bytes; ``MalformedEvidence`` otherwise."""
-    from enarx.attestation.snp.abi import looks_like_report
-
-    if looks_like_report(data):
-        return "snp"
-    if len(data) >= 8:
-        version, key_type, tee_type = struct.unpack_from("<HHI", data, 0)
-        if version in (3, 4, 5) and key_type in (2, 3) and tee_type in (0, 0x81):
-            return "tdx" if tee_type == 0x81 else "sgx"
-    if data[:1] == b"\x84" or data[:2] == b"\xd2\x84":
-        return "nitro"  # CBOR COSE_Sign1 (untagged array of 4, or tag 18)
-    if len(data) >= 4 and data[0] in (0x10, 0x11, 0x12, 0x13) and data[1] == 0xE0:
-        return "nvidia"  # SPDM GET_MEASUREMENTS request followed by its response
-    raise MalformedEvidence("unrecognised evidence: not an SEV-SNP report, Intel quote, Nitro document or SPDM report")
-
-
-Backend = Callable[[bytes, CollateralSet, datetime, TrustAnchors], tuple[Claims, list[Check], list[str]]]
-
-
-def _verify_snp(data: bytes, collateral: CollateralSet, at: datetime, anchors: TrustAnchors):
-    from enarx.attestation.snp.abi import parse_report
-    from enarx.attestation.snp.verify import verify_report
-
-    return verify_report(parse_report(data), collateral, at, anchors)
-
-
-def _verify_intel(data: bytes, collateral: CollateralSet, at: datetime, anchors: TrustAnchors):
-    try:
-        from enarx.attestation.intel.verify import verify_quote
-    except ImportError:
-        raise VerificationError("SGX/TDX verification not available in this installation",
-                                reason="unsupported") from None
-    return verify_quote(data, collateral, at, anchors)
-
-
-def _verify_optional(module: str, label: str) -> Backend:
-    def run(data: bytes, collateral: CollateralSet, at: datetime, anchors: TrustAnchors):
-        import importlib
-
-        try:
-            mod = importlib.import_module(f"enarx.attestation.{module}")
-        except ImportError:
-            raise VerificationError(f"{label} verification is not supported yet", reason="unsupported") from None
-        return mod.verify(data, collateral, at, anchors)
-
-    return run
-
-
-BACKENDS: dict[str, Backend] = {
-    "snp": _verify_snp,
-    "sgx": _verify_intel,
-    "tdx": _verify_intel,
-    "nitro": _verify_optional("nitro", "AWS Nitro"),
-    "nvidia": _verify_optional("nvidia", "NVIDIA SPDM"),
-}
+    return formats.detect(data).name
 
 
 class Verifier:
-    """Long-lived: trust anchors and policy are fixed; :meth:`verify` is cheap and thread-safe."""
+    """Long-lived: trust anchors, policy, collateral store and cache are fixed; :meth:`verify` is thread-safe.
 
-    def __init__(self, *, anchors: TrustAnchors | None = None, policy: Policy | None = None):
+    ``collateral`` is the operator's store (see :mod:`.store`): paths, a :class:`CollateralStore` or a
+    :class:`CollateralSet`. ``cache_bytes`` bounds the one cache; ``memo=False`` re-verifies every
+    signature on every call (the benchmark's cold verifier)."""
+
+    def __init__(self, *, anchors: TrustAnchors | None = None, policy: Policy | None = None,
+                 collateral: CollateralStore | CollateralSet | list[str | Path] | None = None,
+                 cache_bytes: int = DEFAULT_BYTES, memo: bool = True):
         self.anchors = anchors if anchors is not None else roots.builtin_anchors()
         self.policy = policy if policy is not None else Policy.default()
+        if isinstance(collateral, CollateralSet):
+            collateral = CollateralStore.from_set(collateral)
+        elif isinstance(collateral, list):
+            collateral = CollateralStore.load(collateral)
+        self.store: CollateralStore | None = collateral
+        self.cache = VerifierCache(cache_bytes, memo=memo)
 
     def verify(
         self,
@@ -133,34 +97,21 @@ class Verifier:
         policy: Policy | None = None,
         format: str | None = None,
     ) -> Verdict:
-        """Verify then appraise; never raises for bad evidence (the verdict says ``failed``)."""
-        at = _aware(at) if at is not None else datetime.now(UTC)
+        """Verify then appraise; never raises for bad evidence (the verdict says ``failed``).
+
+        ``collateral`` is what came *with* the evidence (a keep's CRLs and TCB info, a caller's files); it
+        must not be older than what the store holds. ``format`` pins the expected format (the Steward knows
+        it from the CSR extension): evidence of another format is refused."""
+        at = _aware(at or datetime.now(UTC))
         policy = policy or self.policy
-        collateral = collateral if collateral is not None else CollateralSet()
-        warnings = list(collateral.warnings)
-        if self.anchors.extra:
-            names = ", ".join(_subject(a) for a in self.anchors.extra)
-            warnings.append(
-                f"extra trust anchor(s) configured ({names}): a verdict that relies on them proves nothing "
-                "about genuine hardware"
-            )
         try:
-            if len(evidence) > MAX_EVIDENCE:
-                raise MalformedEvidence(f"evidence is {len(evidence)} bytes, more than {MAX_EVIDENCE}")
-            data = decode_evidence(evidence)
-            fmt = format or detect_format(data)
-            if fmt not in BACKENDS:
-                raise MalformedEvidence(f"unknown evidence format {fmt!r}")
-            claims, checks, more = BACKENDS[fmt](data, collateral, at, self.anchors)
+            claims, checks, warnings = self.genuine(evidence, collateral, at=at, format=format)
         except AttestationError as exc:
-            return Verdict(None, checks=list(exc.checks) + [Check("verify", False, str(exc))],
-                           warnings=warnings, status="failed", reason=exc.reason)
-        warnings += more
-        checks = list(checks) + [Check("verify", True, f"{claims.tee.value} evidence is genuine as of {at.isoformat()}")]
-        if claims.tcb_status is TcbStatus.UNKNOWN:
-            warnings.append("no TCB collateral supplied: the platform TCB status was not evaluated")
-        if claims.platform.get("test_anchor"):
-            warnings.append("this evidence chains to a test trust anchor, not a vendor root")
+            return Verdict(None, checks=[*exc.checks, Check("verify", False, str(exc))],
+                           warnings=list(exc.warnings), status="failed", reason=exc.reason)
+        checks.append(Check("verify", True, f"{claims.tee.value} evidence is genuine as of {at.isoformat()}"))
+        claims = policy.evaluate_tcb(claims)
+        _explain(claims, warnings)
         appraisal = policy.appraise(claims, at)
         checks += appraisal
         failed = [c for c in appraisal if not c.passed]
@@ -168,6 +119,54 @@ class Verifier:
             return Verdict(claims, checks=checks, warnings=warnings, status="rejected",
                            reason=rejection_reason(failed))
         return Verdict(claims, checks=checks, warnings=warnings, status="trusted", reason="ok")
+
+    def genuine(self, evidence: bytes, collateral: CollateralSet | None = None, *, at: datetime | None = None,
+                format: str | None = None) -> tuple[Claims, list[Check], list[str]]:
+        """The verification stage alone ("is it genuine and current?"): (claims, checks, warnings), or an
+        :class:`AttestationError` carrying the checks made and the warnings so far."""
+        at = _aware(at or datetime.now(UTC))
+        ctx = Context(fmt="?", at=at, anchors=self.anchors, cache=self.cache,
+                      supplied=collateral or CollateralSet(), store=self.store)
+        ctx.trail.warnings += list(getattr(collateral, "warnings", []) or [])
+        try:
+            if len(evidence) > MAX_EVIDENCE * 2:
+                raise MalformedEvidence(f"evidence of {len(evidence)} bytes is larger than any known format")
+            data = decode_evidence(evidence)
+            detected = formats.detect(data)
+            fmt = formats.get(format) if format else detected
+            if fmt is not detected:
+                raise ctx.trail.fail("format", f"{detected.name} evidence where {fmt.name} was expected", "format",
+                                     MalformedEvidence, expected=fmt.name, actual=detected.name)
+            ctx.fmt = fmt.name
+            claims = fmt.verify(data, ctx)
+        except AttestationError as exc:
+            if not exc.checks:
+                exc.checks = list(ctx.trail.checks)
+            exc.warnings = ctx.trail.warnings
+            raise
+        if claims.provenance.test_anchor:
+            ctx.trail.warn(f"the chain ends at an extra trust anchor ({claims.provenance.anchor}), a test anchor "
+                           "configured explicitly, not a vendor root: this proves nothing about real hardware")
+        return claims, ctx.trail.checks, ctx.trail.warnings
+
+
+def _explain(claims: Claims, warnings: list[str]) -> None:
+    """What the verdict must state even when the policy accepts it."""
+    status = claims.tcb_status
+    tee = claims.tee.value
+    if status is TcbStatus.NOT_EVALUATED:
+        if tee == "sev-snp":
+            product = getattr(claims, "product", None) or "PRODUCT"
+            warnings.append(f"TCB status not evaluated: AMD publishes no TCB status; give the policy a minimum "
+                            f"TCB ([snp.min_tcb.{product}]) to evaluate it")
+        else:
+            warnings.append(f"TCB status not evaluated: the vendor publishes no TCB status for {tee}")
+    elif status is TcbStatus.UNKNOWN:
+        warnings.append("no TCB info: the platform TCB status is unknown")
+    provenance = claims.provenance
+    if provenance.revocation is Revocation.NOT_AVAILABLE and not any("revocation not available" in w
+                                                                     for w in warnings):
+        warnings.append(f"revocation not available: the vendor publishes no offline revocation source for {tee}")
 
 
 def verify_evidence(
@@ -184,13 +183,6 @@ def verify_evidence(
 
 def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def _subject(cert: Any) -> str:
-    try:
-        return roots._as_cert(cert).name
-    except Exception:  # noqa: BLE001 - only used to name an anchor in a warning
-        return "?"
 
 
 def parse_time(text: str) -> datetime:

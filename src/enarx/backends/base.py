@@ -5,6 +5,13 @@ from __future__ import annotations
 import abc
 import socket
 
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs start-up time
+if TYPE_CHECKING:
+    from enarx.protocol import LaunchRequest
+
+#: (kind, bytes) parts sent in ATTACH frames right after LAUNCH
+Attachments = list[tuple[str, bytes]]
+
 
 class Probe:
     """One availability check. ``info`` is a measured value, ``mesg`` a remedy shown when it fails."""
@@ -31,6 +38,18 @@ class KeepProcess(abc.ABC):
     def kill(self) -> None:
         """End the keep at once (used when it does not honour a stop request)."""
 
+    def launch_frames(self, request: LaunchRequest, module: bytes) -> tuple[LaunchRequest, bytes, Attachments]:
+        """What the host sends this keep: a VM keep adds its network and the host files the package names."""
+        return request, module, []
+
+    def started(self, info: dict) -> dict:
+        """STARTED as the user should see it (a VM keep reports the host's forwarded ports)."""
+        return info
+
+    def crash_report(self) -> str | None:
+        """Why the keep ended without an EXIT frame, when the keep knows better than its exit status."""
+        return None
+
 
 class Backend(abc.ABC):
     """A kind of keep. ``data_probes`` decide availability; ``config_probes`` decide configuration."""
@@ -52,9 +71,29 @@ class Backend(abc.ABC):
     def configured(self) -> bool:
         return all(_all_passed(p) for p in self.config_probes())
 
+    #: Whether ``enarx run`` may pick this backend by itself when it is available.
+    auto_select: bool = True
+
     @abc.abstractmethod
-    def launch(self) -> KeepProcess:
-        """Start an empty keep whose runtime waits for a LAUNCH frame on ``channel``."""
+    def launch(self, request: LaunchRequest, module: bytes) -> KeepProcess:
+        """Start a keep for ``request`` whose runtime waits for its LAUNCH frame on ``channel``.
+
+        Process keeps ignore the request (the nil keep was forked before it existed); a VM keep needs it to
+        size and wire the machine (memory, forwarded ports, reachable hosts)."""
+
+
+HOST_VISIBLE = "NOT stdio, dir preopens or plain tcp traffic, which pass through the host"
+
+
+def cpu_rows(vendor_name: str, *flag_rows: tuple[str, str]) -> list[Probe]:
+    """A "CPU vendor" row with one child row per required CPU flag (from /proc/cpuinfo)."""
+    from enarx.backends import probes
+
+    vendor = probes.vendor()
+    flags = probes.cpu_flags()
+    cpu = Probe(f"CPU vendor {vendor_name}", vendor == vendor_name, info=vendor)
+    cpu.children = [Probe(f"  {label}", flag in flags) for label, flag in flag_rows]
+    return [cpu]
 
 
 def _all_passed(probe: Probe) -> bool:

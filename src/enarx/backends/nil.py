@@ -9,7 +9,7 @@ from __future__ import annotations
 from enarx.backends.base import Backend, KeepProcess, Probe
 from enarx.runtime.process import ForkedKeep, fork_keep, take_preforked
 
-KeepProcess.register(ForkedKeep)
+KeepProcess.register(ForkedKeep)  # ForkedKeep stays free of imports: it is forked before anything loads
 
 
 class NilBackend(Backend):
@@ -20,5 +20,5 @@ class NilBackend(Backend):
     def data_probes(self) -> list[Probe]:
         return []
 
-    def launch(self) -> KeepProcess:
+    def launch(self, request=None, module=b"") -> KeepProcess:
         return take_preforked() or fork_keep(preload=False)

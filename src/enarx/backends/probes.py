@@ -7,6 +7,12 @@ import functools
 import os
 
 KVM_GET_API_VERSION = 0xAE00
+#: Where /dev, /proc and /sys are read from: "/" except in tests, which point it at fake trees.
+root = "/"
+
+
+def at(path: str) -> str:
+    return os.path.join(root, path.lstrip("/"))
 
 
 @functools.cache
@@ -14,7 +20,7 @@ def cpuinfo() -> dict[str, str]:
     """The first processor block of /proc/cpuinfo."""
     info: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as fh:
+        with open(at("/proc/cpuinfo")) as fh:
             for line in fh:
                 if not line.strip():
                     break
@@ -34,12 +40,12 @@ def vendor() -> str | None:
 
 
 def exists(path: str) -> bool:
-    return os.path.exists(path)
+    return os.path.exists(at(path))
 
 
 def read_param(path: str) -> str | None:
     try:
-        with open(path) as fh:
+        with open(at(path)) as fh:
             return fh.read().strip()
     except OSError:
         return None
@@ -47,7 +53,7 @@ def read_param(path: str) -> str | None:
 
 def kvm_api_version() -> int | None:
     try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(at("/dev/kvm"), os.O_RDWR | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -60,7 +66,7 @@ def kvm_api_version() -> int | None:
 
 def openable(path: str, flags: int = os.O_RDONLY) -> bool:
     try:
-        os.close(os.open(path, flags | os.O_CLOEXEC))
+        os.close(os.open(at(path), flags | os.O_CLOEXEC))
     except OSError:
         return False
     return True

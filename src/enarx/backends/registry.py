@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from enarx.backends.base import Backend
-from enarx.backends.hardware import KvmBackend, SevBackend, SgxBackend, TdxBackend
+from enarx.backends.hardware import SgxBackend
 from enarx.backends.nil import NilBackend
+from enarx.backends.vm.backends import KvmBackend, SevBackend, TdxBackend
 from enarx.errors import BackendError
 
 #: Most protective first; auto-selection takes the first available one (nil always is).
@@ -36,6 +37,6 @@ def pick_backend(name: str | None = None) -> Backend:
     if name:
         return get_backend(name)
     for backend in BACKENDS:
-        if backend.have():
+        if backend.auto_select and backend.have():
             return backend
     raise BackendError("No supported backend found. Please check your machine with `$ enarx platform info`.")

@@ -73,20 +73,30 @@ def attest() -> None:
 @attest.command()
 @click.argument("evidence", metavar="EVIDENCE")
 @click.option("--collateral", "collateral_paths", multiple=True, metavar="PATH",
-              help="Certificates, chains, CRLs, TCB info, QE identity: a file, a directory, or FILE#field "
-                   "(a PEM chain in a JSON field). Repeatable. Roots given here are never trusted.")
+              help="Collateral the verifier holds: certificates, chains, CRLs, TCB info, QE identity — a file, a "
+                   "directory (e.g. a collateral cache), a cache bundle (.tar.gz) or FILE#field (a PEM chain in a "
+                   "JSON field). Repeatable. Roots given here are never trusted.")
 @click.option("--at", "at", metavar="TIME", help="Verify as of this instant (ISO 8601; default: now).")
-@click.option("--policy", "policy_path", metavar="FILE", help="Appraisal policy (TOML); default: the safe default.")
+@click.option("--policy", "policy_path", metavar="FILE",
+              help="Appraisal policy (TOML; every key and default in docs/policy.md); default: the fail-closed "
+                   "default policy.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict, claims and every check as JSON.")
-@click.option("--trust-anchor", "trust_anchors", multiple=True, metavar="FILE",
-              help="Also trust this root certificate (test PKIs, the simulator). Every verdict then warns.")
+@click.option("--trust-anchor", "trust_anchors", multiple=True, metavar="[FORMATS=]FILE",
+              help="Also trust this test root for the evidence formats it is named for (snp=FILE, sgx,tdx=FILE), "
+                   "or, unnamed, those its subject and key fit (simulator roots bind themselves). Every verdict "
+                   "then warns.")
 def verify(evidence: str, collateral_paths: tuple[str, ...], at: str | None, policy_path: str | None,
            as_json: bool, trust_anchors: tuple[str, ...]) -> None:
-    """Verify EVIDENCE (binary, hex or base64; type detected by content) and appraise it."""
+    """Verify EVIDENCE (binary, hex or base64; type detected by content) and appraise it.
+
+    Exit status: 0 trusted, 2 rejected (genuine, but the policy refuses it — including collateral the
+    policy requires that was not given, each missing item named), 3 verification failed, 1 usage error.
+    """
     from enarx.attestation import roots
-    from enarx.attestation.collateral import CollateralError, load_collateral
-    from enarx.attestation.model import AttestationError
+    from enarx.attestation.anchors import AnchorError, load_anchor_file, split_spec
+    from enarx.attestation.collateral import CollateralError
     from enarx.attestation.policy import Policy, PolicyError
+    from enarx.attestation.store import CollateralStore
     from enarx.attestation.verifier import Verifier
 
     data = _read(evidence, "evidence")
@@ -96,18 +106,19 @@ def verify(evidence: str, collateral_paths: tuple[str, ...], at: str | None, pol
     except PolicyError as exc:
         _fail(str(exc))
     extra: list[Any] = []
-    for path in trust_anchors:
-        if not Path(path).is_file():
-            _fail(f"--trust-anchor {path}: no such file")
+    for spec in trust_anchors:
+        if not Path(split_spec(spec)[1]).is_file():
+            _fail(f"--trust-anchor {spec}: no such file")
         try:
-            extra += roots.load_anchor_file(path)
-        except (AttestationError, OSError) as exc:
-            _fail(f"--trust-anchor {path}: {exc}")
+            extra += load_anchor_file(spec)
+        except AnchorError as exc:
+            _fail(f"--trust-anchor {exc}")
     try:
-        collateral = load_collateral(collateral_paths)
+        store = CollateralStore.load(collateral_paths)
     except CollateralError as exc:
         _fail(str(exc))
-    verdict = Verifier(anchors=roots.builtin_anchors(extra), policy=policy).verify(data, collateral, at=when)
+    verifier = Verifier(anchors=roots.builtin_anchors(extra), policy=policy, collateral=store)
+    verdict = verifier.verify(data, at=when)
     if as_json:
         click.echo(json.dumps(verdict.to_json(), indent=2, sort_keys=False))
     else:
@@ -149,42 +160,22 @@ def _print_verdict(verdict: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the parsed structure as JSON.")
 def show(evidence: str, as_json: bool) -> None:
     """Print the parsed structure of EVIDENCE (no verification)."""
+    from enarx.attestation import formats
     from enarx.attestation.model import AttestationError
-    from enarx.attestation.verifier import decode_evidence, detect_format
+    from enarx.attestation.verifier import decode_evidence
 
     data = decode_evidence(_read(evidence, "evidence"))
     try:
-        fmt = detect_format(data)
-        structure = _parse_for_show(fmt, data)
+        fmt = formats.detect(data)
+        parsed = fmt.parse(data)
+        structure = parsed.to_dict() if hasattr(parsed, "to_dict") else _plain(parsed)
     except AttestationError as exc:
         _fail(str(exc), EXIT_FAILED)
     if as_json:
-        click.echo(json.dumps({"format": fmt, "size": len(data), "structure": structure}, indent=2))
+        click.echo(json.dumps({"format": fmt.name, "size": len(data), "structure": structure}, indent=2))
         return
-    click.echo(f"format: {fmt} ({len(data)} bytes)")
+    click.echo(f"format: {fmt.name} ({len(data)} bytes)")
     _print_tree(structure, 0)
-
-
-def _parse_for_show(fmt: str, data: bytes) -> Any:
-    from enarx.attestation.model import MalformedEvidence
-
-    if fmt == "snp":
-        from enarx.attestation.snp.abi import parse_report
-
-        return parse_report(data).to_dict()
-    if fmt in ("sgx", "tdx"):
-        try:
-            from enarx.attestation.intel.abi import parse_quote
-        except ImportError:
-            raise MalformedEvidence("SGX/TDX parsing not available in this installation") from None
-        return _plain(parse_quote(data))
-    try:
-        import importlib
-
-        module = importlib.import_module(f"enarx.attestation.{fmt}")
-    except ImportError:
-        raise MalformedEvidence(f"{fmt} evidence is recognised but not supported yet") from None
-    return _plain(module.parse(data))
 
 
 def _plain(value: Any) -> Any:
@@ -236,10 +227,55 @@ def _short(value: Any) -> str:
 
 @attest.group()
 def simulate() -> None:
-    """Create test roots and keys and issue evidence plus collateral in the real formats.
+    """Create test PKIs and issue evidence plus collateral in the real formats.
 
-    Real vendor roots never trust simulated evidence; verify it with --trust-anchor DIR/root.pem.
+    Everything here uses the same persistent test PKIs as `enarx run --simulate-tee` (see
+    `enarx attest simulate pki`). Real vendor roots never trust simulated evidence; verify it with
+    --trust-anchor DIR/root.pem.
     """
+
+
+def _default_pki_dir() -> Path:
+    from enarx.runtime.cachedir import default_cache_dir
+
+    return default_cache_dir() / "simulator"
+
+
+def _pki_option(fn: Any) -> Any:
+    return click.option("--pki", "pki_dir", metavar="DIR", default=None,
+                        help="The simulator's persistent test PKIs (default: $ENARX_CACHE_DIR/simulator, the "
+                             "directory --simulate-tee uses).")(fn)
+
+
+@simulate.command("pki")
+@click.argument("directory", metavar="DIR", required=False)
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True,
+              help="How long the written collateral (TCB info, QE identity, CRLs) stays valid.")
+@click.option("--at", "at", metavar="TIME", help="Issue the collateral as of this instant (default: now).")
+def simulate_pki(directory: str | None, days: int, at: str | None) -> None:
+    """Create (or reuse) the simulator's test PKIs in DIR and write the collateral a Steward needs.
+
+    DIR defaults to the directory `enarx run --simulate-tee` uses. Prints the anchor files to pass to
+    `enarx steward serve --insecure-trust-anchor` and the directory to pass to `--collateral`, with which the
+    Steward certifies simulated SEV-SNP, SGX and TDX keeps under the default policy. Run it again to renew
+    the collateral before it expires.
+    """
+    from enarx.attestation.simulate.persistent import SimulatorPki
+
+    pki = SimulatorPki(Path(directory) if directory else _default_pki_dir())
+    try:
+        pki.snp()
+        pki.intel()
+        written = pki.write_collateral(_time(at), days=days)
+    except OSError as exc:
+        _fail(f"cannot write the simulator PKI in {pki.directory}: {exc.strerror or exc}")
+    for path in pki.anchor_files():
+        click.echo(f"anchor: {path}")
+    click.echo(f"collateral: {pki.collateral_dir} ({len(written)} files, valid for {days} days)")
+    anchors = " ".join(f"--insecure-trust-anchor {p}" for p in pki.anchor_files())
+    click.echo(f"steward: enarx steward serve --generate-ca steward.local {anchors} --collateral {pki.collateral_dir}",
+               err=True)
+    click.echo(f"keep: enarx run --simulate-tee sev-snp|sgx|tdx --simulator-pki {pki.directory} app.wasm", err=True)
 
 
 def _tcb_option(value: str | None, option: str) -> dict[str, int] | None:
@@ -283,13 +319,16 @@ def _tcb_option(value: str | None, option: str) -> dict[str, int] | None:
 @click.option("--revoke-ask", is_flag=True, help="List the ASK/ASVK in the ARK CRL.")
 @click.option("--no-crl", is_flag=True, help="Do not issue an ARK CRL.")
 @click.option("--at", "at", metavar="TIME", help="Issue as of this instant (default: now).")
+@_pki_option
 def simulate_snp_cmd(out_dir: str, report_data: str | None, measurement: str | None, host_data: str | None,
                      id_key_digest: str | None, author_key_digest: str | None, family_id: str | None,
                      image_id: str | None, guest_svn: int, debug: bool, policy_value: str | None, smt: bool,
                      migrate_ma: bool, single_socket: bool, abi_version: str, vmpl: int, tcb: str | None,
                      current_tcb: str | None, chip_id: str | None, product: str, signing_key: str,
-                     report_version: str, revoke_vcek: bool, revoke_ask: bool, no_crl: bool, at: str | None) -> None:
+                     report_version: str, revoke_vcek: bool, revoke_ask: bool, no_crl: bool, at: str | None,
+                     pki_dir: str | None) -> None:
     """Simulate an AMD SEV-SNP report with VCEK/VLEK, ASK/ASVK, ARK and CRL."""
+    from enarx.attestation.simulate.persistent import SimulatorPki
     from enarx.attestation.simulate.snp import simulate_snp
 
     try:
@@ -318,7 +357,8 @@ def simulate_snp_cmd(out_dir: str, report_data: str | None, measurement: str | N
             single_socket=single_socket, abi_version=(abi_major, abi_minor), vmpl=vmpl,
             tcb=_tcb_option(tcb, "--tcb"), current_tcb=_tcb_option(current_tcb, "--current-tcb"),
             product=product, signing_key=signing_key, version=int(report_version), revoke_vcek=revoke_vcek,
-            revoke_ask=revoke_ask, crl=not no_crl, at=_time(at), **kwargs,
+            revoke_ask=revoke_ask, crl=not no_crl, at=_time(at),
+            pki=SimulatorPki(Path(pki_dir) if pki_dir else _default_pki_dir()).snp(product), **kwargs,
         )
     except (ValueError, TypeError) as exc:
         _fail(str(exc))
@@ -353,11 +393,12 @@ def _intel_command(tee: str) -> click.Command:
     @click.option("--debug", is_flag=True)
     @click.option("--set", "fields", multiple=True, metavar="FIELD=VALUE",
                   help="Any simulator field (hex bytes, integers, true/false), e.g. --set isv_svn=3.")
-    def command(out_dir: str, report_data: str | None, debug: bool, fields: tuple[str, ...]) -> None:
-        try:
-            from enarx.attestation.simulate import intel
-        except ImportError:
-            _fail(f"{tee.upper()} simulation not available in this installation")
+    @_pki_option
+    def command(out_dir: str, report_data: str | None, debug: bool, fields: tuple[str, ...],
+                pki_dir: str | None) -> None:
+        from enarx.attestation.simulate import intel
+        from enarx.attestation.simulate.persistent import SimulatorPki
+
         kwargs: dict[str, Any] = {}
         for item in fields:
             key, sep, value = item.partition("=")
@@ -372,6 +413,7 @@ def _intel_command(tee: str) -> click.Command:
         if debug:
             kwargs["debug"] = True
         try:
+            kwargs["pki"] = SimulatorPki(Path(pki_dir) if pki_dir else _default_pki_dir()).intel()
             sim = getattr(intel, f"simulate_{tee}")(out_dir, **kwargs)
         except (ValueError, TypeError) as exc:
             _fail(str(exc))
@@ -418,20 +460,21 @@ def cache_fetch(evidence: str, directory: str, product: str | None, kds_url: str
                 force: bool) -> None:
     """Fetch the collateral EVIDENCE needs into DIR (items before their nextUpdate are kept)."""
     from enarx.attestation import cache as cache_mod
+    from enarx.attestation import formats
     from enarx.attestation.model import AttestationError
-    from enarx.attestation.verifier import decode_evidence, detect_format
+    from enarx.attestation.verifier import decode_evidence
 
     data = decode_evidence(_read(evidence, "evidence"))
     kwargs = {k: v for k, v in (("kds_url", kds_url), ("pcs_url", pcs_url)) if v}
     store = cache_mod.CollateralCache(directory, **kwargs)
     try:
-        fmt = detect_format(data)
-        if fmt == "snp":
+        fmt = formats.detect(data)
+        if not fmt.fetchable:
+            _fail(f"{fmt.name} evidence carries its own certificates: nothing to fetch")
+        if fmt.name == "snp":
             paths = store.fetch_snp(data, product=product, force=force)
-        elif fmt in ("sgx", "tdx"):
-            paths = store.fetch_intel(_fmspc_of(data), tee=fmt, force=force)
         else:
-            _fail(f"{fmt} evidence carries its own certificates: nothing to fetch")
+            paths = store.fetch_intel(_fmspc_of(data), tee=fmt.name, force=force)
     except AttestationError as exc:
         _fail(str(exc), EXIT_FAILED if exc.reason == "parse" else EXIT_USAGE)
     except OSError as exc:
@@ -441,16 +484,16 @@ def cache_fetch(evidence: str, directory: str, product: str | None, kds_url: str
 
 
 def _fmspc_of(quote: bytes) -> bytes:
-    from cryptography import x509
-
     from enarx.attestation.intel.abi import parse_quote
     from enarx.attestation.intel.pck import pck_extensions
     from enarx.attestation.model import MalformedEvidence
+    from enarx.attestation.pki import Cert, split_pem
 
     chain = parse_quote(quote).certification_data.pem_chain
-    if not chain:
+    ders = [der for label, der in split_pem(chain or b"") if label == "CERTIFICATE"]
+    if not ders:
         raise MalformedEvidence("the quote carries no PCK chain: its FMSPC is unknown")
-    return pck_extensions(x509.load_pem_x509_certificates(chain)[0]).fmspc
+    return pck_extensions(Cert.from_der(ders[0])).fmspc
 
 
 @cache.command("export")

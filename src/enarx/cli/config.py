@@ -32,17 +32,28 @@ def init(path: str) -> None:
 
 
 @config.command()
-@click.argument("path", default="Enarx.toml", type=click.Path(dir_okay=False))
+@click.argument("path", default="Enarx.toml", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the effective configuration as JSON.")
 def check(path: str, as_json: bool) -> None:
-    """Validate an Enarx.toml and print the effective configuration (defaults filled in)."""
+    """Validate an Enarx.toml exactly as `enarx run` does and print the effective configuration.
+
+    PATH is an Enarx.toml (checked as `enarx run --wasmcfgfile PATH` would use it: the user's own file,
+    which may name any host directory) or a package directory (its Enarx.toml checked as `enarx run DIR`
+    would: its paths must stay inside the package).
+    """
     import json
 
     import tomli_w
 
     from enarx.config import load_config
+    from enarx.config.validate import check_config
 
-    cfg = load_config(path)
+    package_root = None
+    if os.path.isdir(path):
+        package_root, path = path, os.path.join(path, "Enarx.toml")
+    cfg = load_config(path, package=package_root is not None)
+    for warning in check_config(cfg, package_root=package_root):
+        click.echo(f"warning: {warning}", err=True)
     doc = cfg.to_dict()
     env = [("FD_COUNT", str(len(cfg.files))), ("FD_NAMES", ":".join(cfg.fd_names()))]
     if as_json:

@@ -23,6 +23,7 @@ _SUBCOMMANDS = {
     "platform": ("enarx.cli.platform", "platform"),
     "attest": ("enarx.cli.attest", "attest"),
     "steward": ("enarx.cli.steward", "steward"),
+    "keep": ("enarx.cli.keep", "keep"),
     "drawbridge": ("enarx.cli.drawbridge", "drawbridge"),
     "user": ("enarx.cli.registry", "user"),
     "repo": ("enarx.cli.registry", "repo"),

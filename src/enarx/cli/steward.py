@@ -24,7 +24,12 @@ def steward() -> None:
               help="With --generate-ca: save ca.key (0600) and ca.crt in this directory; refuses to replace them.")
 @click.option("--force", is_flag=True, help="With --write-ca: replace existing CA files (atomically).")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False),
-              help="Attestation policy TOML (enarx.attestation.policy format); default: the safe default.")
+              help="Attestation policy (TOML; every key and default in docs/policy.md); default: the fail-closed "
+                   "default policy.")
+@click.option("--collateral", "collateral", multiple=True, metavar="DIR",
+              help="Collateral the Steward holds (a collateral cache directory, a cache bundle .tar.gz, or files): "
+                   "CRLs, Intel TCB info and QE identity, intermediates. Fills in what keeps do not send; "
+                   "collateral older than this is refused. Repeatable.")
 @click.option("--san", multiple=True, help="DNS SubjectAltName put in every issued certificate (repeatable).")
 @click.option("--validity", default=28.0, show_default=True, type=float,
               help="Days an issued certificate is valid (never beyond the evidence collateral's validity).")
@@ -49,11 +54,12 @@ def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: s
           policy_file: str | None, san: tuple[str, ...], validity: float, verify_at: str | None,
           tls_crt: str | None, tls_key: str | None, tls_port: int, no_plain: bool, insecure_accept_kvm: bool,
           insecure_trust_anchor: tuple[str, ...], require_challenge: bool, challenge_ttl: int,
-          workers: int) -> None:
+          workers: int, collateral: tuple[str, ...] = ()) -> None:
     """Serve the Steward protocol (POST / with a CSR, GET /ca, GET /challenge, GET /metrics)."""
     from enarx.attestation.freshness import ChallengeIssuer
     from enarx.attestation.model import AttestationError
     from enarx.attestation.policy import Policy
+    from enarx.attestation.store import CollateralStore
     from enarx.attestation.verifier import parse_time
     from enarx.steward.issuer import CertificateAuthority
     from enarx.steward.server import Listener, configure_logging, open_listeners
@@ -92,6 +98,7 @@ def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: s
             ca = CertificateAuthority.load(key, crt)
         policy = Policy.from_file(policy_file) if policy_file else Policy.default()
         anchors, intermediates = load_insecure_anchors(list(insecure_trust_anchor))
+        store = CollateralStore.load(collateral)
     except (AttestationError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging()
@@ -99,7 +106,8 @@ def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: s
                            validity=timedelta(days=validity), sans=list(san), verify_at=at,
                            accept_kvm=insecure_accept_kvm, insecure_anchors=anchors,
                            insecure_intermediates=intermediates, require_challenge=require_challenge,
-                           challenges=ChallengeIssuer.generate(timedelta(seconds=challenge_ttl)))
+                           challenges=ChallengeIssuer.generate(timedelta(seconds=challenge_ttl)),
+                           collateral=store)
     if insecure_accept_kvm or anchors:
         click.echo("warning: insecure options given: certificates may be issued without hardware attestation",
                    err=True)

@@ -13,6 +13,7 @@ import os
 import re
 from typing import Any
 
+from enarx.config.confine import check_relative
 from enarx.config.model import (
     DEFAULT_PORTS,
     Config,
@@ -55,16 +56,17 @@ _SIZE_UNITS = {
 }
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and parse an Enarx.toml file."""
-    return load_config_and_text(path)[0]
+def load_config(path: str | os.PathLike[str], *, package: bool = False) -> Config:
+    """Read and parse an Enarx.toml file (``package``: a package's own, whose paths stay inside it)."""
+    return load_config_and_text(path, package=package)[0]
 
 
-def load_config_and_text(path: str | os.PathLike[str]) -> tuple[Config, str]:
+def load_config_and_text(path: str | os.PathLike[str], *, package: bool = False) -> tuple[Config, str]:
     """The parsed file and the text it was parsed from (a keep is sent the text, and parses it itself)."""
     source = str(path)
     text = read_config_text(path)
-    return parse_config(text, source=source, base_dir=os.path.dirname(source) or "."), text
+    base_dir = os.path.dirname(source) or "."
+    return parse_config(text, source=source, base_dir=base_dir, package_root=base_dir if package else None), text
 
 
 def read_config_text(path: str | os.PathLike[str]) -> str:
@@ -88,8 +90,12 @@ def read_config_text(path: str | os.PathLike[str]) -> str:
     return text
 
 
-def parse_config(text: str, *, source: str = "Enarx.toml", base_dir: str | None = None) -> Config:
-    """Parse Enarx.toml text. Relative ``dir`` paths and CA bundles resolve against ``base_dir``."""
+def parse_config(text: str, *, source: str = "Enarx.toml", base_dir: str | None = None,
+                 package_root: str | None = None) -> Config:
+    """Parse Enarx.toml text. Relative ``dir`` paths and CA bundles resolve against ``base_dir``.
+
+    With ``package_root`` (a package's own Enarx.toml) those paths must be relative and stay inside it.
+    """
     import tomllib
 
     try:
@@ -129,7 +135,8 @@ def parse_config(text: str, *, source: str = "Enarx.toml", base_dir: str | None 
     files_doc = doc.get("files", [])
     if not isinstance(files_doc, list):
         raise ConfigError(f"{source}: files: expected an array of tables ([[files]])")
-    files = tuple(_parse_file(entry, i, source, base_dir) for i, entry in enumerate(files_doc))
+    files = tuple(_parse_file(entry, i, source, base_dir, package_root is not None)
+                  for i, entry in enumerate(files_doc))
 
     if sum(isinstance(f, SecretsFile) for f in files) > 1:
         raise ConfigError(f"{source}: files: at most one entry of kind \"secrets\" (it holds every secret)")
@@ -188,10 +195,17 @@ def _parse_steward(value: Any, source: str) -> str:
         raise ConfigError(f"{source}: steward: invalid URL {value!r}: {exc}") from None
     if url.scheme not in ("https", "http") or not url.hostname:
         raise ConfigError(f"{source}: steward: expected an https:// URL, got {value!r}")
+    from enarx.cabundle import check_service_url
+    from enarx.errors import EnarxError
+
+    try:
+        check_service_url(value, "steward")
+    except EnarxError as exc:
+        raise ConfigError(f"{source}: steward: {exc}") from None
     return value
 
 
-def _parse_file(entry: Any, index: int, source: str, base_dir: str | None) -> FileEntry:
+def _parse_file(entry: Any, index: int, source: str, base_dir: str | None, confined: bool) -> FileEntry:
     where = f"{source}: files[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a table with a `kind`")
@@ -227,6 +241,8 @@ def _parse_file(entry: Any, index: int, source: str, base_dir: str | None) -> Fi
         path = _string(entry, "path", where)
         if not path:
             raise ConfigError(f"{where}.path: must not be empty")
+        if confined:
+            check_relative(path, f"{where}.path")
         writable = entry.get("writable", False)
         if not isinstance(writable, bool):
             raise ConfigError(f"{where}.writable: expected true or false, got {_type_name(writable)}")
@@ -250,7 +266,7 @@ def _parse_file(entry: Any, index: int, source: str, base_dir: str | None) -> Fi
         addr = _string(entry, "addr", where) if "addr" in entry else "::"
         if not addr:
             raise ConfigError(f"{where}.addr: must not be empty")
-        client_ca = _ca_path(entry, "client_ca", where, base_dir)
+        client_ca = _ca_path(entry, "client_ca", where, base_dir, confined)
         if client_ca is not None and prot != "tls":
             raise ConfigError(f"{where}.client_ca: only meaningful with prot = \"tls\"")
         assert name is not None  # required for listen
@@ -259,7 +275,7 @@ def _parse_file(entry: Any, index: int, source: str, base_dir: str | None) -> Fi
     host = _string(entry, "host", where)
     if not host:
         raise ConfigError(f"{where}.host: must not be empty")
-    ca = _ca_path(entry, "ca", where, base_dir)
+    ca = _ca_path(entry, "ca", where, base_dir, confined)
     if ca is not None and prot != "tls":
         raise ConfigError(f"{where}.ca: only meaningful with prot = \"tls\"")
     if name is None:
@@ -269,10 +285,12 @@ def _parse_file(entry: Any, index: int, source: str, base_dir: str | None) -> Fi
     return ConnectFile(host=host, prot=prot, name=name, port=port, ca=ca)
 
 
-def _ca_path(entry: dict[str, Any], key: str, where: str, base_dir: str | None) -> str | None:
+def _ca_path(entry: dict[str, Any], key: str, where: str, base_dir: str | None, confined: bool) -> str | None:
     if key not in entry:
         return None
     value = _string(entry, key, where)
+    if confined:
+        check_relative(value, f"{where}.{key}")
     if base_dir is not None and not os.path.isabs(value):
         return os.path.normpath(os.path.join(base_dir, value))
     return value

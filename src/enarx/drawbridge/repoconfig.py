@@ -15,7 +15,8 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from enarx.attestation.model import AttestationError, Check, Claims, TcbStatus, Tee
+from enarx.attestation.claims import Claims, claims_from_json
+from enarx.attestation.model import AttestationError, Check
 from enarx.attestation.policy import Policy
 from enarx.drawbridge.content import ContentError, Entry, canonical
 
@@ -68,17 +69,9 @@ class RepoConfig:
 
 
 def claims_from_certificate(doc: dict[str, Any]) -> Claims:
-    """The Steward's claims document (see :mod:`enarx.steward.issuer`) as :class:`Claims`."""
+    """The Steward's claims document (see :mod:`enarx.steward.issuer`) as typed :class:`Claims`."""
     try:
-        return Claims(
-            tee=Tee(doc["tee"]),
-            measurements={str(k): str(v).lower() for k, v in dict(doc.get("measurements") or {}).items()},
-            signer={str(k): str(v).lower() for k, v in dict(doc.get("signer") or {}).items()},
-            svns={str(k): int(v) for k, v in dict(doc.get("svns") or {}).items()},
-            tcb_status=TcbStatus(doc.get("tcb_status", "Unknown")),
-            advisory_ids=[str(a) for a in doc.get("advisory_ids") or []],
-            debug=bool(doc.get("debug", True)),
-        )
+        return claims_from_json(doc)
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise ContentError("bad-claims", f"the certificate's claims cannot be read: {exc}") from None
 

@@ -23,7 +23,7 @@ from enarx.protocol import (
     LaunchRequest,
     ProtocolError,
 )
-from enarx.protocol.frames import enlarge_pipe
+from enarx.protocol.frames import ATTACH_CHUNK, enlarge_pipe
 from enarx.protocol.messages import PushEnd, StopRequest, json_object
 
 
@@ -87,8 +87,12 @@ class Supervisor:
     def run(self, request: LaunchRequest, module: bytes, *, relay_stdin: bool) -> ExitReport:
         previous = self._install_signal_handlers()
         try:
+            request, module, attachments = _hook(self.keep, "launch_frames")(request, module)
             try:
                 self.channel.send(FrameType.LAUNCH, request.encode(module))
+                for _kind, data in attachments:
+                    for i in range(0, len(data), ATTACH_CHUNK):
+                        self.channel.send(FrameType.ATTACH, memoryview(data)[i:i + ATTACH_CHUNK])
             except OSError:
                 pass  # the keep died before reading; reported below from its exit status
             if relay_stdin:
@@ -167,8 +171,9 @@ class Supervisor:
                 elif frame.type == FrameType.STARTED:
                     if self.push_relay is not None:
                         self.push_relay.close()  # the workload runs: no more pushes
+                    info = _hook(self.keep, "started")(json_object(frame.payload))
                     if self.on_started is not None:
-                        self.on_started(json_object(frame.payload))
+                        self.on_started(info)
                 elif frame.type == FrameType.EXIT:
                     report = ExitReport.decode(frame.payload)
                     if self._stdout_broken:
@@ -185,6 +190,9 @@ class Supervisor:
 
     def _crashed(self) -> ExitReport:
         status = self.keep.wait()
+        report = _hook(self.keep, "crash_report")()
+        if report:
+            return ExitReport(1, "crash", report)
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
@@ -194,15 +202,22 @@ class Supervisor:
 
     # -- signals ------------------------------------------------------------------------------------
     def stop(self, signame: str) -> None:
-        """Ask the keep to stop; kill it if it has not ended after a grace period."""
-        try:
-            self.channel.send(FrameType.STOP, StopRequest(signame).encode())
-        except OSError:
-            pass
+        """Ask the keep to stop; kill it if it has not ended after a grace period.
+
+        The STOP frame is sent from a thread: a signal handler runs in the thread that may be blocked
+        sending (a VM keep reads its LAUNCH only once booted), and must neither wait for it nor deadlock."""
         if self._stop_timer is None:
             self._stop_timer = threading.Timer(STOP_GRACE_SECONDS, self.keep.kill)
             self._stop_timer.daemon = True
             self._stop_timer.start()
+
+        def send() -> None:
+            try:
+                self.channel.send(FrameType.STOP, StopRequest(signame).encode())
+            except OSError:
+                pass
+
+        threading.Thread(target=send, name="stop", daemon=True).start()
 
     def _install_signal_handlers(self) -> dict[int, object]:
         if threading.current_thread() is not threading.main_thread():
@@ -228,6 +243,12 @@ class Supervisor:
     def _restore_signal_handlers(previous: dict[int, object]) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _hook(keep: KeepProcess, name: str) -> Callable:
+    """A keep's optional hook, or the default: process keeps are registered with KeepProcess, not derived
+    from it (they stay free of imports), so they lack the defaults."""
+    return getattr(keep, name, None) or getattr(KeepProcess, name).__get__(keep)
 
 
 def _pipe_fd(sink: Sink) -> int | None:

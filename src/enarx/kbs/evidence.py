@@ -191,10 +191,10 @@ def build_tee_evidence(tee: Tee, evidence: bytes, collateral: CollateralSet | No
 
 
 def _collateral_items(collateral: CollateralSet) -> list[bytes]:
-    from cryptography.hazmat.primitives.serialization import Encoding
+    from enarx.attestation.collateral import der_of  # collateral items are DER bytes or parsed objects
 
-    items = [c.public_bytes(Encoding.DER) for c in collateral.certificates]
-    items += [c.public_bytes(Encoding.DER) for c in collateral.crls]
+    items = [der_of(c) for c in collateral.certificates]
+    items += [der_of(c) for c in collateral.crls]
     items += [raw for _name, raw in collateral.json_documents]
     items += list(collateral.raw_certificates) + list(collateral.raw_crls)
     return items[:MAX_COLLATERAL_ITEMS]

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from enarx.attestation.model import Check, Claims, CollateralSet, TrustAnchors
+from enarx.attestation.anchors import TrustAnchors
+from enarx.attestation.claims import Claims
+from enarx.attestation.model import Check, CollateralSet
 from enarx.attestation.policy import Policy
 from enarx.kbs import ear, evidence, teekey
 from enarx.kbs.publisher import AuthError, NoPublishers, PublisherAuth

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from enarx.attestation import freshness
-from enarx.attestation.model import Claims
+from enarx.attestation.claims import Claims
 
 SESSION_TTL = timedelta(minutes=5)
 MAX_ATTESTED = 100_000

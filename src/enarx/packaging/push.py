@@ -47,7 +47,8 @@ from cryptography.hazmat.primitives import hashes, hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from enarx.attestation.model import CollateralSet, TrustAnchors
+from enarx.attestation.anchors import TrustAnchors
+from enarx.attestation.model import CollateralSet
 from enarx.attestation.policy import Policy
 from enarx.kbs import evidence as kbs_evidence
 from enarx.packaging import keys, manifest, trust, unseal

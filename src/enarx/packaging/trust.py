@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from enarx.attestation.model import AttestationError, Check, Claims, CollateralSet, TrustAnchors, Verdict
+from enarx.attestation.anchors import TrustAnchors
+from enarx.attestation.claims import Claims
+from enarx.attestation.claims import claims_from_json as _claims_from_json
+from enarx.attestation.model import AttestationError, Check, CollateralSet, Verdict
 from enarx.attestation.policy import Policy
 from enarx.attestation.verifier import Verifier
 from enarx.packaging.errors import PackageError
@@ -73,7 +76,7 @@ def parse_keep_policy(text: str, source: str = "keep policy") -> KeepPolicy:
 
 def is_test_anchored(claims: Claims) -> bool:
     """The evidence chains to a test trust anchor (``--insecure-trust-anchor``), not a vendor root."""
-    return bool(claims.platform.get("test_anchor"))
+    return claims.test_anchor
 
 
 def host_bound_digest(claims: Claims) -> str | None:
@@ -132,11 +135,4 @@ def claims_to_json(claims: Claims) -> dict[str, Any]:
 
 def claims_from_json(doc: dict[str, Any]) -> Claims:
     """Rebuild verified claims from :func:`claims_to_json` (e.g. out of a token this broker signed)."""
-    from enarx.attestation.model import TcbStatus, Tee
-
-    return Claims(tee=Tee(doc["tee"]), measurements=dict(doc.get("measurements", {})),
-                  signer=dict(doc.get("signer", {})), svns=dict(doc.get("svns", {})),
-                  tcb_status=TcbStatus(doc.get("tcb_status", TcbStatus.UNKNOWN.value)),
-                  advisory_ids=list(doc.get("advisory_ids", [])), debug=bool(doc.get("debug", False)),
-                  report_data=bytes.fromhex(doc.get("report_data", "")), platform=dict(doc.get("platform", {})),
-                  extra=dict(doc.get("extra", {})))
+    return _claims_from_json(doc)

@@ -13,6 +13,8 @@ PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">BI")
 MAX_HOST_TO_KEEP = 128 * 1024 * 1024  # a launch frame carries the module (Enarx caps wasm at 100 MB)
 MAX_KEEP_TO_HOST = 16 * 1024 * 1024  # keeps send stdio in chunks far below this
+MAX_ATTACHMENTS = 1 << 30  # all attachments of one LAUNCH together (sent in ATTACH chunks)
+ATTACH_CHUNK = 16 * 1024 * 1024
 
 
 class FrameType(enum.IntEnum):
@@ -20,7 +22,8 @@ class FrameType(enum.IntEnum):
     LAUNCH = 0x01  # u32 json length | JSON LaunchRequest | module bytes
     STDIN = 0x02  # bytes for the workload's stdin; an empty payload means end of file
     STOP = 0x03  # JSON {"signal": "SIGINT"|"SIGTERM"}: stop the workload now
-    PUSH = 0x04  # bytes from the owner's push connection (--await-push); empty: that connection ended
+    ATTACH = 0x04  # a chunk of the attachments the LAUNCH announced, sent right after it (VM keeps)
+    PUSH = 0x05  # bytes from the owner's push connection (--await-push); empty: that connection ended
     # keep → host
     STARTED = 0x10  # JSON {"protocol": 1, "backend": ..., "listening": [...]}: the workload is about to run
     STDOUT = 0x11  # bytes the workload wrote to stdout
@@ -62,6 +65,8 @@ class Channel:
             except OSError:
                 pass
         self.max_incoming = max_incoming
+        #: splice(2) into the channel works for sockets; a virtio-serial port says otherwise (``splice``)
+        self.can_splice = hasattr(os, "splice") and getattr(sock, "splice", True)
         self._buffer = bytearray()
         self._send_lock = threading.Lock()
 

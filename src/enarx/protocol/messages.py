@@ -6,7 +6,7 @@ import json
 import struct
 from typing import Any, NamedTuple
 
-from enarx.protocol.frames import PROTOCOL_VERSION, ProtocolError
+from enarx.protocol.frames import MAX_ATTACHMENTS, PROTOCOL_VERSION, ProtocolError
 
 _U32 = struct.Struct(">I")
 
@@ -21,6 +21,7 @@ class LaunchRequest(NamedTuple):
     module_name: str
     config_toml: str | None = None  # Enarx.toml text; None = plain WASI semantics
     config_source: str | None = None  # where the Enarx.toml came from, for messages
+    package_dir: str | None = None  # a package's own Enarx.toml: its paths must stay inside this directory
     args: list[str] | tuple[str, ...] = ()  # appended after the config's args
     env: list[tuple[str, str]] | tuple[()] = ()  # --env additions
     dirs: list[tuple[str, str, bool]] | tuple[()] = ()  # --dir (host, guest, writable)
@@ -30,6 +31,9 @@ class LaunchRequest(NamedTuple):
     log_level: str | None = None
     simulate_tee: str | None = None  # "sev-snp": attest with simulated evidence (testing without hardware)
     simulator_dir: str | None = None  # where the simulator's persistent test PKI lives
+    attachments: list[tuple[str, int]] | tuple[()] = ()  # (kind, size) sent in ATTACH frames after LAUNCH
+    forwards: dict[str, list[list[Any]]] | None = None  # a VM keep's network: see docs/protocol.md
+    volumes: list[tuple[str, str]] | tuple[()] = ()  # (disk serial, host directory): read-only copies (kvm)
     # `enarx deploy`: the keep fetches its package itself (the module bytes of the frame are then empty)
     package_url: str | None = None  # https URL of a registry tag (or of a .wasm)
     package_root: str | None = None  # the tag entry the host resolved (canonical JSON): bound into the evidence
@@ -66,6 +70,7 @@ class LaunchRequest(NamedTuple):
                 module_name=_typed(doc, "module_name", str),
                 config_toml=_typed(doc, "config_toml", str, optional=True),
                 config_source=_typed(doc, "config_source", str, optional=True),
+                package_dir=_typed(doc, "package_dir", str, optional=True),
                 args=_str_list(doc.get("args", [])),
                 env=[tuple(_str_list(p, 2)) for p in _list(doc.get("env", []))],  # type: ignore[misc]
                 dirs=[_dir(d) for d in _list(doc.get("dirs", []))],
@@ -75,6 +80,9 @@ class LaunchRequest(NamedTuple):
                 log_level=_typed(doc, "log_level", str, optional=True),
                 simulate_tee=_typed(doc, "simulate_tee", str, optional=True),
                 simulator_dir=_typed(doc, "simulator_dir", str, optional=True),
+                attachments=_attachments(doc.get("attachments", [])),
+                forwards=_forwards(doc.get("forwards")),
+                volumes=[tuple(_str_list(v, 2)) for v in _list(doc.get("volumes", []))],  # type: ignore[misc]
                 package_url=_typed(doc, "package_url", str, optional=True),
                 package_root=_typed(doc, "package_root", str, optional=True),
                 steward_url=_typed(doc, "steward_url", str, optional=True),
@@ -204,6 +212,45 @@ def _str_list(value: Any, length: int | None = None) -> list[str]:
     if not all(isinstance(v, str) for v in items) or (length is not None and len(items) != length):
         raise TypeError("expected a list of strings")
     return items
+
+
+ATTACHMENT_KINDS = ("tree", "native")
+
+
+def _attachments(value: Any) -> list[tuple[str, int]]:
+    items = [_list(item) for item in _list(value)]
+    out = []
+    for item in items:
+        if len(item) != 2 or item[0] not in ATTACHMENT_KINDS or not _is_int(item[1]) or item[1] < 0:
+            raise TypeError(f"attachments entries are [{' or '.join(ATTACHMENT_KINDS)}, size]")
+        out.append((item[0], item[1]))
+    if len({kind for kind, _ in out}) != len(out) or sum(size for _, size in out) > MAX_ATTACHMENTS:
+        raise TypeError(f"attachments must have distinct kinds and at most {MAX_ATTACHMENTS} bytes in all")
+    return out
+
+
+def _forwards(value: Any) -> dict[str, list[list[Any]]] | None:
+    """``{"listen": [[fd, guest_port]], "connect": [[host, port, guest_addr, guest_port]]}``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"listen", "connect"}:
+        raise TypeError("forwards must be an object with listen and connect lists")
+    listen = [_list(i) for i in _list(value.get("listen", []))]
+    connect = [_list(i) for i in _list(value.get("connect", []))]
+    if not all(len(i) == 2 and all(_is_port(v) for v in i) for i in listen):
+        raise TypeError("forwards.listen entries are [fd, guest_port]")
+    if not all(len(i) == 4 and isinstance(i[0], str) and isinstance(i[2], str) and _is_port(i[1])
+               and _is_port(i[3]) for i in connect):
+        raise TypeError("forwards.connect entries are [host, port, guest_addr, guest_port]")
+    return {"listen": listen, "connect": connect}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_port(value: Any) -> bool:
+    return _is_int(value) and 0 <= value <= 65535
 
 
 def _dir(value: Any) -> tuple[str, str, bool]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from enarx.protocol import (
@@ -45,6 +46,12 @@ def _log_to_channel(channel: Channel, level: str) -> None:
     root = logging.getLogger("enarx")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def _log_debug(message: str, *args: object) -> None:
+    import logging
+
+    logging.getLogger("enarx.keep").debug(message, *args)
 
 
 class Keep:
@@ -131,6 +138,11 @@ class Keep:
         if req.log_level and self._capture_logs:
             _log_to_channel(self.channel, req.log_level)
         launch = self.launch = Launch(req, module_bytes, self.channel)
+        try:
+            launch.attachments = self._receive_attachments(req.attachments)
+        except (ProtocolError, OSError) as exc:
+            self.finish(ExitReport(STATUS_ERROR, "error", f"keep launch failed: {exc}"), abrupt=True)
+            return
         if req.await_push:
             import queue
 
@@ -139,14 +151,34 @@ class Keep:
         threading.Thread(target=self._control_loop, args=(launch,), name="control", daemon=True).start()
         self.finish(self.run(launch), abrupt=False)
 
+    def _receive_attachments(self, announced) -> dict[str, bytearray]:
+        """The ATTACH frames that follow LAUNCH, split into the announced (kind, size) parts."""
+        parts: dict[str, bytearray] = {}
+        for kind, size in announced:
+            data = parts[kind] = bytearray()
+            while len(data) < size:
+                frame = self.channel.recv()
+                if frame is not None and frame.type == FrameType.STOP:
+                    signal = StopRequest.decode(frame.payload).signal
+                    self.finish(ExitReport(STATUS_SIGNAL.get(signal, 143), "signal", f"keep stopped by {signal}"),
+                                abrupt=True)
+                if frame is None or frame.type != FrameType.ATTACH or len(data) + len(frame.payload) > size:
+                    raise ProtocolError(f"expected {size - len(data)} more bytes of the {kind} attachment")
+                data += frame.payload
+        return parts
+
     def run(self, launch: Launch) -> ExitReport:
         """Set-up stages, then STARTED, the workload, and the concluding report."""
         from enarx.runtime.stages import SETUP
         from enarx.runtime.stages.execute import conclude, run_workload
 
+        timed = launch.request.log_level is not None
         try:
             for stage in self.stages if self.stages is not None else SETUP:
+                began = time.monotonic() if timed else 0.0
                 stage(launch)
+                if timed:
+                    _log_debug("stage %s: %.3f s", stage.__name__, time.monotonic() - began)
         except StageFailure as failure:
             return conclude(launch, failure.report)
         plan = launch.need_plan()

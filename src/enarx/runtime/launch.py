@@ -42,6 +42,8 @@ class Launch:
         self.wasm = module  # the workload as sent: what attestation measures
         self.module_bytes: bytes | memoryview = module  # what is compiled (sockets rewrite the memory)
         self.channel = channel
+        self.attachments: dict[str, bytearray] = {}  # sent after LAUNCH (VM keeps): "tree", "native"
+        self.native: bytes | bytearray | None = None  # precompiled module, when a stage accepted it
         self.stdin = StdinFeeder()  # frames queue here from the start; wired (or discarded) by a stage
         self.plan: WorkloadPlan | None = None
         self.identity: Any = None  # KeepIdentity: from the Steward, or self-signed when TLS needs one

@@ -13,20 +13,10 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from enarx.config import (
-    Config,
-    ConnectFile,
-    DirFile,
-    ListenFile,
-    NullFile,
-    SecretsFile,
-    StdioFile,
-    parse_config,
-)
-from enarx.errors import ConfigError
+from enarx.config import Config, ConnectFile, ListenFile, SecretsFile, parse_config
+from enarx.config.validate import fd_layout
 from enarx.protocol import LaunchRequest
 
-_STD_FD = {"stdin": 0, "stdout": 1, "stderr": 2}
 SECRETS_PENDING = ""  # the host path of the secrets directory, until the secrets stage has made it
 
 
@@ -34,6 +24,7 @@ class Preopen(NamedTuple):
     host: str
     guest: str
     writable: bool
+    root: str | None = None  # a package's directory: ``host`` must be inside it (see enarx.config.confine)
 
 
 class WorkloadPlan:
@@ -72,7 +63,7 @@ def plan_workload(req: LaunchRequest) -> WorkloadPlan:
     source = req.config_source or "Enarx.toml"
     # Relative paths in the file (dir preopens, CA bundles) are relative to the file, as on the host.
     base_dir = os.path.dirname(req.config_source) if req.config_source else None
-    config = parse_config(req.config_toml, source=source, base_dir=base_dir)
+    config = parse_config(req.config_toml, source=source, base_dir=base_dir, package_root=req.package_dir)
     plan = WorkloadPlan(
         argv=["main.wasm", *config.args, *req.args],
         env=[("FD_COUNT", str(len(config.files))), ("FD_NAMES", ":".join(config.fd_names()))],
@@ -86,33 +77,11 @@ def plan_workload(req: LaunchRequest) -> WorkloadPlan:
     plan.env.extend(config.env)
     plan.env.extend(req.env)
 
-    for fd, entry in enumerate(config.files):
-        where = f"{source}: files[{fd}]"
-        if fd < 3:
-            if isinstance(entry, NullFile):
-                continue
-            if isinstance(entry, StdioFile) and _STD_FD[entry.kind] == fd:
-                setattr(plan, entry.kind, True)
-                continue
-            raise ConfigError(
-                f"{where}: kind {entry.kind!r} cannot be fd {fd} in this runtime; "
-                "fds 0-2 take stdin, stdout, stderr (or null) in that order"
-            )
-        if isinstance(entry, (DirFile, SecretsFile)):
-            if plan.sockets:
-                raise ConfigError(
-                    f"{where}: `{entry.kind}` entries must come before `listen`/`connect` entries (workloads find "
-                    "their directories by scanning fds upwards from 3 until the first non-directory)")
-            if isinstance(entry, SecretsFile):
-                plan.preopens.append(Preopen(SECRETS_PENDING, entry.name, False))
-            else:
-                plan.preopens.append(Preopen(entry.path, entry.name, entry.writable))
-        elif isinstance(entry, (ListenFile, ConnectFile)):
-            plan.sockets.append((fd, entry))
-        else:
-            raise ConfigError(f"{where}: kind {entry.kind!r} is only supported as fd 0, 1 or 2")
-    if plan.sockets and req.dirs:
-        raise ConfigError("--dir cannot be combined with listen/connect sockets (their fd numbers are fixed by "
-                          f"{source}); add a `dir` entry before the sockets instead")
+    layout = fd_layout(config, extra_dirs=len(req.dirs))
+    for kind in layout.stdio:
+        setattr(plan, kind, True)
+    plan.preopens.extend(Preopen(SECRETS_PENDING, d.name, False) if isinstance(d, SecretsFile)
+                         else Preopen(d.path, d.name, d.writable, req.package_dir) for d in layout.dirs)
+    plan.sockets.extend(layout.sockets)
     plan.preopens.extend(Preopen(h, g, w) for h, g, w in req.dirs)
     return plan

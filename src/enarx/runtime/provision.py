@@ -50,6 +50,7 @@ def install(launch: Launch, files: dict[str, bytearray], origin: str) -> None:
     launch.package_files = files
     launch.request = req._replace(module_name=MODULE, config_toml=config_text,
                                   config_source=os.path.join(root, CONFIG) if config_text is not None else None,
+                                  package_dir=root,  # its `dir` entries and CA bundles stay inside it
                                   cache_dir=None)  # never the host's module cache
     launch.module_bytes = module  # launch.wasm stays what the keep was measured with (the empty keep)
     plan(launch)

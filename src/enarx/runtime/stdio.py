@@ -54,7 +54,7 @@ class OutputPump(threading.Thread):
         poller.register(self.read_fd, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
         stopping = False
-        splice = hasattr(os, "splice")
+        splice = self.channel.can_splice
         buffer = bytearray(CHUNK)  # reused when splice(2) is unavailable: no allocation per chunk
         view = memoryview(buffer)
         try:

@@ -192,7 +192,9 @@ def _decode_intel(oid: str, tee: Tee, value: bytes) -> Evidence:
     _check_quote_tee(quote, tee)
     certs = [c.dump() for c in parsed["tcb"]["certs"]]
     collateral = _collateral(certs, _crl_ders(parsed["crls"]), f"{tee.value} evidence")
-    _add_json(collateral, parsed["tcb"]["report"].native, "TcbPackage tcbInfo")
+    tcb_info = parsed["tcb"]["report"].native
+    if tcb_info:  # a TDX guest sends none: the Steward's own collateral supplies it
+        _add_json(collateral, tcb_info, "TcbPackage tcbInfo")
     if tee is Tee.TDX and parsed["qe_identity"].native is not None:
         before = len(collateral.json_documents)
         _add_json(collateral, parsed["qe_identity"].native, "qeIdentity")

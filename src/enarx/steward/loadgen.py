@@ -54,10 +54,10 @@ def many_entry_crl(entries: int) -> bytes:
 def snp_csrs(simulator: Path, count: int, extra_crls: list[bytes] = ()) -> list[bytes]:
     """``count`` CSRs with simulated SEV-SNP evidence from the simulator PKI in ``simulator`` (binding their keys
     in the Enarx layout), optionally carrying ``extra_crls`` too."""
+    from enarx.attestation.simulate.persistent import SimulatorPki
     from enarx.attestation.simulate.snp import simulate_snp
-    from enarx.runtime.attest.simulated import load_or_create_snp_pki
 
-    pki = load_or_create_snp_pki(simulator)
+    pki = SimulatorPki(simulator).snp()
     out = []
     for _ in range(count):
         key = ec.generate_private_key(ec.SECP384R1())
@@ -69,10 +69,10 @@ def snp_csrs(simulator: Path, count: int, extra_crls: list[bytes] = ()) -> list[
 
 def simulator_chain(simulator: Path) -> Path:
     """The simulator's SNP chain PEM (what ``--insecure-trust-anchor`` needs), made on first use."""
-    from enarx.runtime.attest.simulated import load_or_create_snp_pki
+    from enarx.attestation.simulate.persistent import SimulatorPki
 
-    load_or_create_snp_pki(simulator)
-    return simulator / "snp" / "chain.pem"
+    pki = SimulatorPki(simulator)
+    return pki.snp_dir(pki.snp().product) / "chain.pem"
 
 
 def _post(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, str | None]:

@@ -16,18 +16,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from enarx.attestation import roots
+from enarx.attestation.anchors import Anchor, bind_test_anchor, split_spec
 from enarx.attestation.binding import binding_check
+from enarx.attestation.claims import Claims, SnpClaims
 from enarx.attestation.collateral import from_ders
+from enarx.attestation.formats import FORMAT_FOR_TEE
 from enarx.attestation.freshness import ChallengeIssuer, FreshnessError, require_fresh
-from enarx.attestation.model import Check, Claims, CollateralSet, TcbStatus, Tee
+from enarx.attestation.model import Check, TcbStatus, Tee
 from enarx.attestation.pki import Cert, split_pem
 from enarx.attestation.policy import Policy
+from enarx.attestation.store import CollateralStore
 from enarx.attestation.verifier import Verifier
 from enarx.steward.csr import CertReqs, CsrError, DecodedCsr, Evidence, _load, decode_csr, decode_request
 from enarx.steward.issuer import DEFAULT_VALIDITY, CertificateAuthority
 
 KEY_FOR_TEE = {Tee.SNP: "P-384", Tee.SGX: "P-256", Tee.TDX: "P-256"}
-FORMAT_FOR_TEE = {Tee.SNP: "snp", Tee.SGX: "sgx", Tee.TDX: "tdx"}
 MAX_BUNDLE = 16
 
 
@@ -65,18 +68,20 @@ def _refusal(exc: CsrError) -> Refusal:
     return Refusal(exc.status, exc.reason, str(exc), [Check(f"csr.{exc.reason}", False, str(exc))])
 
 
-def load_insecure_anchors(paths: list[str | Path]) -> tuple[list[Any], list[bytes]]:
-    """Self-signed certificates in ``paths`` become extra anchors; the others (e.g. a test ASK) only help
-    build chains. Returns (anchors as ``cryptography`` certificates, intermediate DERs)."""
-    anchors: list[Any] = []
+def load_insecure_anchors(paths: list[str | Path]) -> tuple[list[Anchor], list[bytes]]:
+    """Self-signed certificates in ``paths`` become test anchors, each bound to the formats its name and key
+    fit (or to those named as ``FORMATS=FILE``, see :mod:`enarx.attestation.anchors`); the others (e.g. a
+    test ASK) only help build chains. Returns (anchors, intermediate DERs)."""
+    anchors: list[Anchor] = []
     intermediates: list[bytes] = []
-    for path in paths:
+    for spec in paths:
+        formats, path = split_spec(str(spec))
         data = Path(path).read_bytes()
         ders = [d for label, d in split_pem(data) if label == "CERTIFICATE"] if b"-----BEGIN" in data else [data]
         for der in ders:
             cert = Cert.from_der(der)
             if cert.self_issued and cert.signed_by(cert):
-                anchors.append(cert.to_cryptography())
+                anchors.append(bind_test_anchor(cert, formats))
             else:
                 intermediates.append(cert.der)
     return anchors, intermediates
@@ -103,10 +108,12 @@ class StewardConfig:
     sans: list[str] = field(default_factory=list)
     verify_at: datetime | None = None
     accept_kvm: bool = False
-    insecure_anchors: list[Any] = field(default_factory=list)
+    insecure_anchors: list[Anchor] = field(default_factory=list)
     insecure_intermediates: list[bytes] = field(default_factory=list)
     require_challenge: bool = False  # refuse evidence that binds no fresh GET /challenge nonce
     challenges: ChallengeIssuer = field(default_factory=ChallengeIssuer.generate)
+    # --collateral: the Steward's own store (paths, or a store the CLI loaded and checked at start-up)
+    collateral: list[str | Path] | CollateralStore = field(default_factory=list)
 
 
 class Steward:
@@ -114,9 +121,13 @@ class Steward:
 
     def __init__(self, config: StewardConfig):
         self.config = config
-        self.verifier = Verifier(anchors=roots.builtin_anchors(config.insecure_anchors), policy=config.policy)
-        self.pool: CollateralSet = from_ders([*builtin_intermediates(), *config.insecure_intermediates],
-                                             source="steward")
+        # The Steward's own collateral: AMD's ASK/ASVK (keeps send only the VCEK), the test intermediates
+        # given with --insecure-trust-anchor, and every --collateral directory or bundle.
+        held = from_ders([*builtin_intermediates(), *config.insecure_intermediates], source="steward")
+        store = config.collateral if isinstance(config.collateral, CollateralStore) else \
+            CollateralStore.load(config.collateral)
+        self.verifier = Verifier(anchors=roots.builtin_anchors(config.insecure_anchors), policy=config.policy,
+                                 collateral=store.extended(held))
 
     def now(self) -> datetime:
         return self.config.verify_at or datetime.now(UTC)
@@ -168,16 +179,15 @@ class Steward:
             raise Refusal(400, "key-type", f"{ev.tee.value} evidence requires a {expected_key} CSR key, "
                           f"not {csr.key_kind()}", [Check("csr.key-type", False, "", expected_key, csr.key_kind())],
                           tee=ev.tee.value)
-        verdict = self.verifier.verify(ev.evidence, ev.collateral.merge(self.pool), at=at,
-                                       format=FORMAT_FOR_TEE[ev.tee])
+        # the format is pinned by the extension OID: a TDX quote in the SGX extension is refused ("format")
+        verdict = self.verifier.verify(ev.evidence, ev.collateral, at=at, format=FORMAT_FOR_TEE[ev.tee])
         checks = list(verdict.checks)
         claims = verdict.claims
         if claims is not None:
             checks.append(binding_check(claims, csr.spki_der, csr.nonce))
         failed = [c for c in checks if not c.passed]
         if verdict.status != "trusted" or failed:
-            reason = verdict.reason if verdict.status != "trusted" else (
-                "binding" if any(c.name == "binding.report-data" for c in failed) else "tee-mismatch")
+            reason = verdict.reason if verdict.status != "trusted" else "binding"
             detail = "; ".join(c.detail or c.name for c in failed if c.name != "verify") or verdict.reason
             what = "not genuine or not current" if verdict.status == "failed" else "refused"
             raise Refusal(403, reason, f"{ev.tee.value} evidence {what}: {detail}", failed, verdict.warnings,
@@ -187,8 +197,7 @@ class Steward:
         if not_after <= at:
             raise Refusal(403, "collateral-expired", "collateral expires before a certificate could be valid",
                           tee=ev.tee.value)
-        insecure = bool(claims.platform.get("test_anchor"))
-        document = self._claims(claims, at, insecure)
+        document = self._claims(claims, at, claims.provenance.test_anchor)
         cert = self.config.ca.issue(csr.public_key, at=at, not_after=not_after, claims=document,
                                     sans=self.config.sans)
         return Issued(cert, document, csr.spki_sha256, verdict.warnings)
@@ -208,26 +217,44 @@ class Steward:
                           "started with --insecure-accept-kvm",
                           [Check("steward.insecure-accept-kvm", False, "KVM/nil evidence refused", "set", "unset")],
                           tee=Tee.KVM.value)
-        claims = Claims(Tee.KVM, tcb_status=TcbStatus.UNKNOWN)
-        document = self._claims(claims, at, True)
+        document = self._document(Tee.KVM, at, insecure=True, test_anchor=False)
         not_after = self.config.ca.not_after_for(at, self.config.validity, None)
         cert = self.config.ca.issue(csr.public_key, at=at, not_after=not_after, claims=document,
                                     sans=self.config.sans, copy_extensions=[(ev.oid, b"")])
         return Issued(cert, document, csr.spki_sha256, ["KVM/nil keep certified: no hardware attestation"])
 
     def _claims(self, claims: Claims, at: datetime, insecure: bool) -> dict[str, Any]:
+        document = self._document(
+            claims.tee, at, insecure=insecure, test_anchor=claims.provenance.test_anchor,
+            measurements=claims.measurements, signer=claims.signer, svns=claims.svns,
+            tcb_status=claims.tcb_status, advisory_ids=list(claims.advisory_ids), debug=claims.debug,
+            collateral_expiry=claims.collateral_expiry)
+        # what a relying party's policy needs to appraise the certificate's claims again (see
+        # enarx.attestation.claims.claims_from_json): the provenance, and SEV-SNP's guest policy facts
+        document["trust"] = claims.provenance.to_json()
+        if isinstance(claims, SnpClaims):
+            document["platform"] = {"vmpl": claims.vmpl, "policy": claims.policy, "abi": "{}.{}".format(*claims.abi),
+                                    "product": claims.product}
+        return document
+
+    def _document(self, tee: Tee, at: datetime, *, insecure: bool, test_anchor: bool,
+                  measurements: dict[str, str] | None = None, signer: dict[str, str] | None = None,
+                  svns: dict[str, int] | None = None, tcb_status: TcbStatus = TcbStatus.UNKNOWN,
+                  advisory_ids: list[str] | None = None, debug: bool = False,
+                  collateral_expiry: datetime | None = None) -> dict[str, Any]:
+        """The claims document put in an issued certificate (read back by ``issuer.read_claims``)."""
         return {
             "version": 1,
-            "tee": claims.tee.value,
-            "measurements": dict(claims.measurements),
-            "signer": dict(claims.signer),
-            "svns": dict(claims.svns),
-            "tcb_status": claims.tcb_status.value,
-            "advisory_ids": list(claims.advisory_ids),
-            "debug": claims.debug,
+            "tee": tee.value,
+            "measurements": dict(measurements or {}),
+            "signer": dict(signer or {}),
+            "svns": dict(svns or {}),
+            "tcb_status": tcb_status.value,
+            "advisory_ids": list(advisory_ids or []),
+            "debug": debug,
             "policy": self.config.policy_name,
             "verified_at": at.isoformat(),
-            "collateral_expiry": claims.collateral_expiry.isoformat() if claims.collateral_expiry else None,
-            "test_anchor": bool(claims.platform.get("test_anchor")),
+            "collateral_expiry": collateral_expiry.isoformat() if collateral_expiry else None,
+            "test_anchor": test_anchor,
             "insecure": insecure,
         }

@@ -8,7 +8,8 @@ value, so the raw substring is extracted and kept; nothing is re-serialized. Thr
 * a combined collateral object (dcap-qvl's layout) whose ``tcb_info`` / ``qe_identity`` are the member
   values as strings, with ``*_signature``, ``*_issuer_chain`` (PEM), ``pck_crl`` and ``root_ca_crl``
   (hex or PEM DER) beside them;
-* certificates and CRLs already classified by :mod:`enarx.attestation.collateral`.
+* certificates and CRLs already classified by :mod:`enarx.attestation.collateral` (the verifier reads
+  those itself; this module only adds the ones embedded in JSON, as DER).
 
 Malformed Intel documents raise :class:`MalformedEvidence` naming their source; JSON documents that are
 not Intel collateral at all are ignored (a collateral directory may hold other vendors' files).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import json
 import re
 import urllib.parse
@@ -26,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography import x509
+from enarx.attestation.model import MalformedEvidence, TcbStatus
+from enarx.attestation.pki import Cert, CertificateFormatError, Crl, split_pem
 
-from enarx.attestation.model import CollateralSet, MalformedEvidence, TcbStatus
-
-_STATUS = {s.value: s for s in TcbStatus if s not in (TcbStatus.NOT_SUPPORTED, TcbStatus.UNKNOWN)}
+_STATUS = {s.value: s for s in TcbStatus
+           if s not in (TcbStatus.NOT_SUPPORTED, TcbStatus.UNKNOWN, TcbStatus.NOT_EVALUATED)}  # not Intel words
 _MAX_DOC = 4 << 20
 
 
@@ -41,6 +43,11 @@ class SignedBody:
     raw: bytes
     signature: bytes
     source: str
+
+    @functools.cached_property
+    def digest(self) -> bytes:
+        """Identifies the signed bytes and signature (the memo key of their verification)."""
+        return hashlib.sha256(len(self.raw).to_bytes(8, "big") + self.raw + self.signature).digest()
 
 
 @dataclass(frozen=True)
@@ -115,12 +122,12 @@ class EnclaveIdentity:
 
 @dataclass
 class IntelCollateral:
-    """Everything Intel-specific found in a CollateralSet, ready for :mod:`verify`."""
+    """What one Intel JSON document holds: TCB infos, QE identities, and embedded chains and CRLs (DER)."""
 
     tcb_infos: list[TcbInfo] = field(default_factory=list)
     qe_identities: list[EnclaveIdentity] = field(default_factory=list)
-    certificates: list[x509.Certificate] = field(default_factory=list)
-    crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+    certificates: list[bytes] = field(default_factory=list)
+    crls: list[bytes] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,54 +262,48 @@ def parse_document(raw: bytes, source: str = "collateral") -> IntelCollateral:
     return out
 
 
-@functools.lru_cache(maxsize=256)
-def _parse_document_cached(raw: bytes, source: str) -> IntelCollateral:
-    """:func:`parse_document` of exactly these bytes, remembered (a malformed document raises every
-    time). Callers copy the items out and never mutate the result."""
-    return parse_document(raw, source)
-
-
 def _hexish(value: Any) -> Any:
     if isinstance(value, list) and all(isinstance(b, int) and 0 <= b < 256 for b in value):
         return bytes(value).hex()
     return value
 
 
-def parse_pem_chain(value: Any, source: str) -> list[x509.Certificate]:
+def parse_pem_chain(value: Any, source: str) -> list[bytes]:
+    """DER certificates of a PEM chain string (the PCS ``*-Issuer-Chain`` headers are URL-encoded)."""
     if not isinstance(value, str):
         raise MalformedEvidence(f"{source}: expected a PEM certificate chain string")
     if "%" in value and "-----BEGIN" not in value:
-        value = urllib.parse.unquote(value)  # the PCS *-Issuer-Chain headers are URL-encoded
+        value = urllib.parse.unquote(value)
     if "-----BEGIN CERTIFICATE-----" not in value:
         raise MalformedEvidence(f"{source}: no PEM certificate")
     try:
-        certs = x509.load_pem_x509_certificates(value.encode("ascii", "strict"))
-    except (ValueError, UnicodeEncodeError) as exc:
+        ders = [der for label, der in split_pem(value.encode("ascii", "strict")) if label == "CERTIFICATE"]
+        for der in ders:
+            Cert.from_der(der)
+    except (CertificateFormatError, UnicodeEncodeError) as exc:
         raise MalformedEvidence(f"{source}: bad PEM certificate chain: {exc}") from None
-    if not all(usable_certificate(c) for c in certs):
-        raise MalformedEvidence(f"{source}: malformed certificate in the chain")
-    return certs
+    return ders
 
 
-def parse_crl(value: Any, source: str) -> x509.CertificateRevocationList:
-    """A CRL given as PEM, hex DER, base64 DER, a byte list or raw DER bytes."""
+def parse_crl(value: Any, source: str) -> bytes:
+    """The DER of a CRL given as PEM, hex DER, base64 DER, a byte list or raw DER bytes."""
     try:
         if isinstance(value, list):
             value = bytes(value)
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("-----BEGIN"):
-                return x509.load_pem_x509_crl(text.encode("ascii"))
-            if re.fullmatch(r"(0x)?[0-9a-fA-F]+", text):
+                blocks = [der for label, der in split_pem(text.encode("ascii")) if label == "X509 CRL"]
+                if len(blocks) != 1:
+                    raise ValueError("expected one PEM X509 CRL")
+                value = blocks[0]
+            elif re.fullmatch(r"(0x)?[0-9a-fA-F]+", text):
                 value = bytes.fromhex(text.removeprefix("0x"))
             else:
                 value = base64.b64decode(text, validate=True)
         if isinstance(value, (bytes, bytearray)):
-            crl = as_crl(bytes(value))
-            if crl is None:
-                raise ValueError("not a usable X.509 CRL")
-            return crl
-    except (ValueError, TypeError, binascii.Error, UnicodeEncodeError) as exc:
+            return Crl.from_der(bytes(value)).der
+    except (ValueError, TypeError, binascii.Error, UnicodeEncodeError, CertificateFormatError) as exc:
         raise MalformedEvidence(f"{source}: bad CRL: {exc}") from None
     raise MalformedEvidence(f"{source}: bad CRL value")
 
@@ -485,99 +486,3 @@ def parse_enclave_identity_body(raw: bytes, signed: SignedBody | None = None) ->
         levels=_isv_levels(body.get("tcbLevels"), source),
         signed=signed or SignedBody(raw, b"", source),
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# a whole CollateralSet
-
-
-def from_collateral_set(collateral: CollateralSet | None) -> IntelCollateral:
-    """Collect Intel collateral from what the caller supplied; non-Intel JSON documents are skipped."""
-    out = IntelCollateral()
-    if collateral is None:
-        return out
-    for item in [*collateral.certificates, *getattr(collateral, "raw_certificates", [])]:
-        cert = as_certificate(item)
-        if cert is not None and cert not in out.certificates:
-            out.certificates.append(cert)
-    for item in [*collateral.crls, *getattr(collateral, "raw_crls", [])]:
-        crl = as_crl(item)
-        if crl is not None and crl not in out.crls:
-            out.crls.append(crl)
-    for name, raw in collateral.json_documents:
-        if not isinstance(raw, (bytes, bytearray)):
-            raw = str(raw).encode("utf-8")
-        if not is_intel_document(bytes(raw)):
-            continue
-        doc = _parse_document_cached(bytes(raw), name)
-        out.tcb_infos.extend(doc.tcb_infos)
-        out.qe_identities.extend(doc.qe_identities)
-        out.certificates.extend(doc.certificates)
-        out.crls.extend(doc.crls)
-    return out
-
-
-def as_certificate(item: Any) -> x509.Certificate | None:
-    """A ``cryptography`` certificate from one, from an object with ``.der``, or from DER/PEM bytes;
-    ``None`` for what cannot be loaded (such an item can never be part of an Intel chain)."""
-    if isinstance(item, x509.Certificate):
-        return item if usable_certificate(item) else None
-    der = getattr(item, "der", item)
-    if not isinstance(der, (bytes, bytearray)):
-        return None
-    try:
-        if b"-----BEGIN" in der:
-            cert = x509.load_pem_x509_certificate(bytes(der))
-        else:
-            cert = x509.load_der_x509_certificate(bytes(der))
-    except ValueError:
-        return None
-    return cert if usable_certificate(cert) else None
-
-
-def usable_certificate(cert: x509.Certificate) -> bool:
-    """``cryptography`` parses some fields lazily: touch them all once so that a malformed certificate
-    is found here, not halfway through chain building."""
-    try:
-        return _usable_certificate(cert)
-    except TypeError:  # unhashable stand-in: check it uncached
-        return _usable_certificate.__wrapped__(cert)
-
-
-@functools.lru_cache(maxsize=1024)
-def _usable_certificate(cert: x509.Certificate) -> bool:
-    # a pure function of the certificate's DER (certificates hash and compare by it)
-    try:
-        cert.subject, cert.issuer, cert.serial_number  # noqa: B018
-        cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
-        cert.extensions  # noqa: B018
-        cert.public_key()
-        cert.signature_hash_algorithm  # noqa: B018
-    except Exception:  # noqa: BLE001 - ValueError, UnsupportedAlgorithm… from a malformed or exotic certificate
-        return False
-    return True
-
-
-def as_crl(item: Any) -> x509.CertificateRevocationList | None:
-    if not isinstance(item, x509.CertificateRevocationList):
-        der = getattr(item, "der", item)
-        if not isinstance(der, (bytes, bytearray)):
-            return None
-        try:
-            if b"-----BEGIN" in der:
-                item = x509.load_pem_x509_crl(bytes(der))
-            else:
-                item = x509.load_der_x509_crl(bytes(der))
-        except ValueError:
-            return None
-    return item if usable_crl(item) else None
-
-
-def usable_crl(crl: x509.CertificateRevocationList) -> bool:
-    try:
-        crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.extensions  # noqa: B018
-        for revoked in crl:
-            revoked.serial_number, revoked.revocation_date_utc  # noqa: B018
-    except Exception:  # noqa: BLE001 - lazily parsed fields raise ValueError and friends
-        return False
-    return True

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography import x509
-
 from enarx.attestation.model import MalformedEvidence
+from enarx.attestation.pki import Cert
 
-SGX_EXTENSIONS_OID = x509.ObjectIdentifier("1.2.840.113741.1.13.1")
 _ARC = "1.2.840.113741.1.13.1"
 _PPID = _ARC + ".1"
 _TCB = _ARC + ".2"
@@ -39,24 +37,16 @@ class PckExtensions:
     platform_instance_id: bytes | None
 
 
-def pck_extensions(cert: x509.Certificate) -> PckExtensions:
+def pck_extensions(cert: Cert) -> PckExtensions:
     """Parse the SGX extensions of ``cert``; :class:`MalformedEvidence` if absent or malformed."""
-    try:
-        ext = cert.extensions.get_extension_for_oid(SGX_EXTENSIONS_OID)
-    except x509.ExtensionNotFound:
-        raise MalformedEvidence(f"PCK certificate {cert.subject.rfc4514_string()}: no SGX extensions") from None
-    except ValueError as exc:  # duplicate or undecodable extensions
-        raise MalformedEvidence(f"PCK certificate extensions: {exc}") from None
-    value = ext.value.value if isinstance(ext.value, x509.UnrecognizedExtension) else ext.value.public_bytes()
+    value = cert.extensions.get(_ARC)
+    if value is None:
+        raise MalformedEvidence(f"PCK certificate {cert.subject}: no SGX extensions")
     return parse_sgx_extensions(value)
 
 
-def has_sgx_extensions(cert: x509.Certificate) -> bool:
-    try:
-        cert.extensions.get_extension_for_oid(SGX_EXTENSIONS_OID)
-        return True
-    except (x509.ExtensionNotFound, ValueError):
-        return False
+def has_sgx_extensions(cert: Cert) -> bool:
+    return _ARC in cert.extensions
 
 
 def parse_sgx_extensions(der: bytes) -> PckExtensions:

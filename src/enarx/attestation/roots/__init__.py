@@ -9,20 +9,23 @@ Only the **roots** (ARK per product, Intel SGX Root CA, AWS Nitro root, NVIDIA D
 trust anchors. ASK/ASVK are shipped so that
 collateral caches and air-gapped sites need not fetch them, but verification builds chains from the
 certificates the caller supplies (a Milan VCEK presented with Genoa's chain must fail), ending at an
-anchor. Roots that arrive with collateral are never anchors; extra anchors come only from an explicit
-``--trust-anchor`` (``TrustAnchors.extra``), and every verdict that relied on one carries a warning.
+anchor. Roots that arrive with collateral are never anchors; test anchors come only from an explicit
+``--trust-anchor`` (see :mod:`enarx.attestation.anchors`, which binds every anchor to its formats), and
+every verdict that relied on one carries a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
-from functools import cache, lru_cache
+from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from enarx.attestation.model import TrustAnchors
-from enarx.attestation.pki import Cert, CertificateFormatError, split_pem
+from enarx.attestation.anchors import Anchor, TrustAnchors, load_anchor_file
+from enarx.attestation.pki import Cert, split_pem
+
+__all__ = ["PINS", "PRODUCTS", "Anchor", "Cert", "TrustAnchors", "builtin_anchors", "load_anchor_file",
+           "vendor_anchors"]
 
 PRODUCTS = ("Milan", "Genoa", "Turin")
 
@@ -103,51 +106,22 @@ def builtin_roots() -> list[Cert]:
     return [*amd_roots(), intel_sgx_root(), aws_nitro_root(), nvidia_device_identity_ca()]
 
 
-@lru_cache(maxsize=1)
-def _builtin_cryptography() -> tuple[Any, ...]:
-    return tuple(c.to_cryptography() for c in builtin_roots())
+@cache
+def vendor_anchors() -> tuple[Anchor, ...]:
+    """The built-in roots, each bound to its formats: ARK per product → ``snp``; Intel SGX Root CA →
+    ``sgx``, ``tdx``; AWS Nitro root → ``nitro``; NVIDIA Device Identity CA → ``nvidia``."""
+    return (
+        *(Anchor(ark(p), frozenset({"snp"}), product=p) for p in PRODUCTS),
+        Anchor(intel_sgx_root(), frozenset({"sgx", "tdx"})),
+        Anchor(aws_nitro_root(), frozenset({"nitro"})),
+        Anchor(nvidia_device_identity_ca(), frozenset({"nvidia"})),
+    )
 
 
 def builtin_anchors(extra: list[Any] | None = None) -> TrustAnchors:
-    """A :class:`TrustAnchors` with the built-in roots (``cryptography`` certificates) plus ``extra``."""
-    return TrustAnchors(builtin=list(_builtin_cryptography()), extra=list(extra or []))
-
-
-def load_anchor_file(path: str | Path) -> list[Any]:
-    """Certificates from a PEM or DER file named with ``--trust-anchor`` (as ``cryptography`` objects)."""
-    data = Path(path).read_bytes()
-    ders = [der for label, der in split_pem(data) if label == "CERTIFICATE"] if b"-----BEGIN" in data else [data]
-    if not ders:
-        raise CertificateFormatError(f"{path}: no certificate found")
-    out = []
-    for der in ders:
-        cert = Cert.from_der(der).to_cryptography()
-        if cert is None:
-            raise CertificateFormatError(f"{path}: certificate cannot be used as a trust anchor")
-        out.append(cert)
-    return out
-
-
-def anchor_certs(anchors: TrustAnchors) -> tuple[list[Cert], list[Cert]]:
-    """(built-in, extra) anchors as :class:`Cert` objects, whatever form they were given in."""
-    return [_as_cert(a) for a in anchors.builtin], [_as_cert(a) for a in anchors.extra]
-
-
-_CERT_CACHE: dict[bytes, Cert] = {}
-
-
-def _as_cert(value: Any) -> Cert:
-    if isinstance(value, Cert):
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        der = bytes(value)
-    else:
-        from cryptography.hazmat.primitives import serialization
-
-        der = value.public_bytes(serialization.Encoding.DER)
-    cert = _CERT_CACHE.get(der)
-    if cert is None:
-        if len(_CERT_CACHE) > 1024:
-            _CERT_CACHE.clear()
-        cert = _CERT_CACHE[der] = Cert.from_der(der)
-    return cert
+    """The vendor roots plus ``extra`` test anchors (:class:`Anchor` objects, or certificates in any form,
+    bound to the formats their name and key fit)."""
+    extra = list(extra or [])
+    anchors = TrustAnchors(vendor_anchors() + tuple(a for a in extra if isinstance(a, Anchor)))
+    certs = [a for a in extra if not isinstance(a, Anchor)]
+    return anchors.with_test(certs) if certs else anchors

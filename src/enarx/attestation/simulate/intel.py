@@ -23,9 +23,16 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from enarx.attestation import der
+from enarx.attestation.anchors import TrustAnchors
 from enarx.attestation.intel import abi
-from enarx.attestation.model import CollateralSet, Tee, TrustAnchors
+from enarx.attestation.model import CollateralSet, Tee
 
+# Defaults of every simulated platform (what a Steward's collateral must match to certify simulated keeps)
+DEFAULT_COMPONENTS = (5, 5, 2, 2, 3, 1, 0, 3) + (0,) * 8
+DEFAULT_PCESVN = 13
+DEFAULT_FMSPC = {Tee.SGX: bytes.fromhex("00906ed50000"), Tee.TDX: bytes.fromhex("90c06f000000")}
+DEFAULT_TEE_TCB_SVN = bytes([3, 1, 2]) + bytes(13)
+DEFAULT_QE_ISVSVN = {Tee.SGX: 8, Tee.TDX: 4}
 INTEL_QE_MRSIGNER = bytes.fromhex("8c4f5775d796503e96137f77c68a829a0056ac8ded70140b081b094490c57bff")
 INTEL_TD_QE_MRSIGNER = bytes.fromhex("dc9e2a7c6f948f17474e34a7fc43ed030f7c1563f1babddf6340c82e0e54a8c5")
 SGX_EXT = "1.2.840.113741.1.13.1"
@@ -52,7 +59,10 @@ class SimulatedIntelEvidence:
 
     @property
     def anchors(self) -> TrustAnchors:
-        return TrustAnchors(extra=[self.root])
+        """The vendor roots plus this simulation's test root (bound to sgx and tdx by its name and key)."""
+        from enarx.attestation import roots
+
+        return roots.builtin_anchors([self.root])
 
 
 @dataclass
@@ -134,24 +144,37 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
     keys.update(root=pki.root_key, platform=pki.platform_key, tcb=pki.tcb_key)
     root, platform, tcb_signer = pki.root, pki.platform, pki.tcb
 
-    comps = tuple(f.get("tcb_components", (5, 5, 2, 2, 3, 1, 0, 3) + (0,) * 8))
+    comps = tuple(f.get("tcb_components", DEFAULT_COMPONENTS))
     if len(comps) != 16:
         raise ValueError("tcb_components: exactly 16 SVNs")
-    pcesvn = f.get("pcesvn", 13)
+    pcesvn = f.get("pcesvn", DEFAULT_PCESVN)
     cpusvn = f.get("cpusvn", bytes(comps) if max(comps) < 256 else bytes(16))
-    fmspc = f.get("fmspc", bytes.fromhex("00906ed50000") if not is_tdx else bytes.fromhex("90c06f000000"))
+    fmspc = f.get("fmspc", DEFAULT_FMSPC[tee])
     pce_id = f.get("pce_id", b"\x00\x00")
     ppid = f.get("ppid", hashlib.sha256(b"simulated ppid").digest()[:16])
     ext = _sgx_extension(ppid, comps, pcesvn, cpusvn, pce_id, fmspc)
-    pck = _cert(_intel_name("Intel SGX PCK Certificate"), ca_name, keys["pck"], keys["platform"], not_before,
-                not_after, ca=False, sgx_ext=ext)
+    shape = f.get("pck_chain", "standard")
+    pck_issuer_name, pck_issuer_key, chain_tail = ca_name, keys["platform"], [platform, root]
+    if shape == "direct":
+        pck_issuer_name, pck_issuer_key, chain_tail = root.subject, keys["root"], [root]
+    elif shape == "long":
+        extra_key = ec.generate_private_key(ec.SECP256R1())
+        extra = _cert(_intel_name("Intel SGX PCK Sub CA"), ca_name, extra_key, keys["platform"], not_before,
+                      not_after, ca=True, path_len=0)
+        pck_issuer_name, pck_issuer_key, chain_tail = extra.subject, extra_key, [extra, platform, root]
+    elif shape == "no-root":
+        chain_tail = [platform]  # the verifier must find the root among its anchors
+    elif shape not in ("standard", "ca-leaf"):
+        raise ValueError("pck_chain: standard, ca-leaf, direct, long or no-root")
+    pck = _cert(_intel_name("Intel SGX PCK Certificate"), pck_issuer_name, keys["pck"], pck_issuer_key, not_before,
+                not_after, ca=shape == "ca-leaf", sgx_ext=ext)
 
     # --- the quote -----------------------------------------------------------------------------
     debug = bool(f.get("debug", False))
     if is_tdx:
         version = f.get("quote_version", 5 if f.get("td15") else 4)
         td15 = bool(f.get("td15", version == 5))
-        tee_tcb_svn = f.get("tee_tcb_svn", bytes([3, 1, 2]) + bytes(13))
+        tee_tcb_svn = f.get("tee_tcb_svn", DEFAULT_TEE_TCB_SVN)
         rtmrs = f.get("rtmrs") or tuple(f.get(f"rtmr{i}", _h48(f"rtmr{i}")) for i in range(4))
         td_attributes = bytearray(f.get("td_attributes", bytes(8)))
         if debug:
@@ -203,7 +226,7 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
                                                     serialization.PublicFormat.UncompressedPoint)[1:]
     qe_auth = bytes(range(32))
     qe_mrsigner = f.get("qe_mrsigner", INTEL_TD_QE_MRSIGNER if is_tdx else INTEL_QE_MRSIGNER)
-    qe_isvsvn = f.get("qe_isvsvn", 4 if is_tdx else 8)
+    qe_isvsvn = f.get("qe_isvsvn", DEFAULT_QE_ISVSVN[tee])
     qe_report = abi.SgxReportBody.build(
         cpusvn=cpusvn,
         attributes=bytes.fromhex("11000000000000000700000000000000" if is_tdx else "15000000000000000700000000000000"),
@@ -211,15 +234,16 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
         mrsigner=qe_mrsigner,
         isv_prod_id=2 if is_tdx else 1,
         isv_svn=qe_isvsvn,
-        report_data=hashlib.sha256(att_pub + qe_auth).digest() + bytes(32),
+        report_data=hashlib.sha256(att_pub + qe_auth).digest() + f.get("qe_report_data_tail", bytes(32)),
     )
     qe_sig = _raw_sign(keys["pck"], qe_report)
-    pem_chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (pck, platform, root))
+    pem_chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (pck, *chain_tail))
     cert_type = f.get("cert_data_type", abi.CERT_TYPE_PCK_CHAIN)
     if cert_type == abi.CERT_TYPE_PCK_CHAIN:
         cert_data = abi.CertificationData(cert_type, pem_chain)
     elif cert_type == abi.CERT_TYPE_PPID_CLEARTEXT:
-        cert_data = abi.CertificationData(cert_type, ppid + cpusvn + pcesvn.to_bytes(2, "little") + pce_id)
+        cert_data = abi.CertificationData(cert_type, ppid + cpusvn + pcesvn.to_bytes(2, "little")
+                                          + f.get("quote_pce_id", pce_id))
     else:
         raise ValueError("cert_data_type: 5 (PCK chain) or 1 (cleartext PPID)")
     qe = abi.QeReportCertificationData(qe_report, qe_sig, qe_auth, cert_data)
@@ -242,15 +266,19 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
     pck_crl = _crl(platform, keys["platform"], revoked, issue, next_update)
 
     tcb_json = qe_json = None
+    other: IntelTestPki | None = f.get("collateral_pki")
+    signers = dict(keys) if other is None else {**keys, "tcb": other.tcb_key}
     if f.get("include_tcb_info", True):
-        tcb_body = _tcb_info_body(tee, f, comps, pcesvn, f.get("tcb_info_fmspc", fmspc), pce_id, tee_tcb_svn
+        tcb_body = _tcb_info_body(tee, f, comps, pcesvn, f.get("tcb_info_fmspc", fmspc), f.get("tcb_info_pce_id", pce_id),
+                                  tee_tcb_svn
                                   if is_tdx else None, issue, next_update)
-        tcb_json = (tcb_body, _raw_sign(keys[f.get("tcb_info_signer", "tcb")], tcb_body))
+        tcb_json = (tcb_body, _raw_sign(signers[f.get("tcb_info_signer", "tcb")], tcb_body))
     if f.get("include_qe_identity", True):
         qe_body = _qe_identity_body(is_tdx, f, f.get("qe_identity_mrsigner", qe_mrsigner), qe_isvsvn, issue,
                                     next_update)
-        qe_json = (qe_body, _raw_sign(keys["tcb"], qe_body))
-    tcb_chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (tcb_signer, root))
+        qe_json = (qe_body, _raw_sign(signers["tcb"], qe_body))
+    tcb_signer_chain = (tcb_signer, root) if other is None else (other.tcb, other.root)
+    tcb_chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in tcb_signer_chain)
 
     if f.get("combined", False):
         doc: dict[str, Any] = {
@@ -270,15 +298,14 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
         cs.json_documents.append(("collateral.json", raw))
     else:
         if tcb_json:
-            files["tcbinfo.json"] = b'{"tcbInfo":' + tcb_json[0] + b',"signature":"' + tcb_json[1].hex().encode() + b'"}'
+            files["tcbinfo.json"] = _pcs_document("tcbInfo", *tcb_json)
             cs.json_documents.append(("tcbinfo.json", files["tcbinfo.json"]))
         if qe_json:
-            files["qe_identity.json"] = (b'{"enclaveIdentity":' + qe_json[0] + b',"signature":"'
-                                         + qe_json[1].hex().encode() + b'"}')
+            files["qe_identity.json"] = _pcs_document("enclaveIdentity", *qe_json)
             cs.json_documents.append(("qe_identity.json", files["qe_identity.json"]))
         if tcb_json or qe_json:
             files["tcb_signing_chain.pem"] = tcb_chain
-            cs.certificates.extend([tcb_signer, root])
+            cs.certificates.extend(tcb_signer_chain)
         if f.get("include_crls", True):
             files["root_ca.crl.der"] = root_crl.public_bytes(serialization.Encoding.DER)
             files["pck_platform.crl.der"] = pck_crl.public_bytes(serialization.Encoding.DER)
@@ -307,9 +334,10 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
 _COMMON = {
     "at", "qe_svn", "pce_svn", "tcb_components", "pcesvn", "cpusvn", "fmspc", "pce_id", "ppid", "tcb_status",
     "advisory_ids", "tcb_levels", "tcb_info_fmspc", "include_tcb_info", "include_qe_identity", "include_crls",
-    "qe_isvsvn", "qe_tcb_status", "qe_mrsigner", "qe_identity_mrsigner", "tcb_info_signer", "revoke_pck", "revoked_serials", "revoke_platform_ca",
+    "qe_isvsvn", "qe_tcb_status", "qe_mrsigner", "qe_identity_mrsigner", "tcb_info_signer", "tcb_info_pce_id",
+    "revoke_pck", "revoked_serials", "revoke_platform_ca",
     "cert_data_type", "combined", "tcb_validity_days", "cert_validity_days", "report_data", "debug",
-    "quote_version", "pki",
+    "quote_version", "pki", "qe_report_data_tail", "pck_chain", "quote_pce_id", "collateral_pki",
 }
 _SGX = {"mrenclave", "mrsigner", "isv_svn", "isv_prodid", "attributes", "misc_select"}
 _TDX = {
@@ -317,6 +345,32 @@ _TDX = {
     "td_attributes", "xfam", "tee_tcb_svn", "tee_tcb_svn2", "mrseam", "mrsignerseam", "seam_attributes",
     "tdx_module_status", "td15",
 }
+
+
+def platform_collateral(tee: Tee, pki: IntelTestPki, at: datetime, *, days: int = 30) -> dict[str, bytes]:
+    """The collateral a verifier needs for every quote simulated with ``pki`` and the default platform
+    fields: signed TCB info and QE identity (Intel PCS layout), the root CA and PCK platform CA CRLs, and the
+    TCB signing chain; valid from an hour before ``at`` for ``days``."""
+    is_tdx = tee == Tee.TDX
+    issue, next_update = at - timedelta(hours=1), at + timedelta(days=days)
+    tcb = _tcb_info_body(tee, {}, DEFAULT_COMPONENTS, DEFAULT_PCESVN, DEFAULT_FMSPC[tee], b"\x00\x00",
+                         DEFAULT_TEE_TCB_SVN if is_tdx else None, issue, next_update)
+    qe = _qe_identity_body(is_tdx, {}, INTEL_TD_QE_MRSIGNER if is_tdx else INTEL_QE_MRSIGNER, DEFAULT_QE_ISVSVN[tee],
+                           issue, next_update)
+    der = serialization.Encoding.DER
+    name = tee.value
+    return {
+        f"{name}-tcbinfo-{DEFAULT_FMSPC[tee].hex()}.json": _pcs_document("tcbInfo", tcb, _raw_sign(pki.tcb_key, tcb)),
+        f"{name}-qe-identity.json": _pcs_document("enclaveIdentity", qe, _raw_sign(pki.tcb_key, qe)),
+        "root_ca.crl.der": _crl(pki.root, pki.root_key, [], issue, next_update).public_bytes(der),
+        "pck_platform.crl.der": _crl(pki.platform, pki.platform_key, [], issue, next_update).public_bytes(der),
+        "tcb_signing_chain.pem": b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (pki.tcb, pki.root)),
+    }
+
+
+def _pcs_document(key: str, body: bytes, signature: bytes) -> bytes:
+    """Intel PCS layout: ``{"tcbInfo": {...}, "signature": "<r||s hex>"}`` (the member's exact bytes signed)."""
+    return b'{"' + key.encode() + b'":' + body + b',"signature":"' + signature.hex().encode() + b'"}'
 
 
 def _tcb_info_body(tee: Tee, f: dict[str, Any], comps: tuple[int, ...], pcesvn: int, fmspc: bytes, pce_id: bytes,
@@ -434,6 +488,7 @@ def _crl(issuer: x509.Certificate, key: ec.EllipticCurvePrivateKey, serials: lis
         .last_update(this_update)
         .next_update(next_update)
         .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
     )
     for serial in serials:
         b = b.add_revoked_certificate(

@@ -75,6 +75,13 @@ def algorithm_identifier(algorithm: str) -> bytes:
     raise ValueError(f"unknown signature algorithm {algorithm!r}")
 
 
+def algorithm_for(key: Any) -> str:
+    """The signature algorithm a vendor uses with such a key: RSASSA-PSS/SHA-384 (AMD) or ECDSA."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return RSA_PSS_SHA384
+    return ECDSA_SHA384 if key.curve.name == "secp384r1" else ECDSA_SHA256
+
+
 def sign(data: bytes, key: Any, algorithm: str) -> bytes:
     if algorithm == RSA_PSS_SHA384:
         return key.sign(data, padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48), hashes.SHA384())
@@ -161,16 +168,21 @@ def issue_crl(
     signing_key: Any,
     algorithm: str,
     this_update: datetime,
-    next_update: datetime,
+    next_update: datetime | None,
     revoked: list[tuple[int, datetime]] = (),  # type: ignore[assignment]
     crl_number: int = 1,
+    authority_key: Any = None,
 ) -> bytes:
-    """A DER X.509 v2 CRL listing ``revoked`` (serial, revocation date)."""
+    """A DER X.509 v2 CRL listing ``revoked`` (serial, revocation date). ``authority_key`` overrides the
+    public key named in the authorityKeyIdentifier (to forge a CRL for tests)."""
     alg = algorithm_identifier(algorithm)
-    parts = [der.integer(1), alg, der.name(issuer), der.time(this_update), der.time(next_update)]
+    parts = [der.integer(1), alg, der.name(issuer), der.time(this_update)]
+    if next_update is not None:  # optional in X.509; a CRL without it cannot be shown current
+        parts.append(der.time(next_update))
     if revoked:
         parts.append(der.seq(*(der.seq(der.integer(s), der.time(when)) for s, when in revoked)))
-    exts = [authority_key_id(signing_key.public_key()), der.extension("2.5.29.20", der.integer(crl_number))]
+    exts = [authority_key_id(authority_key or signing_key.public_key()),
+            der.extension("2.5.29.20", der.integer(crl_number))]
     parts.append(der.explicit(0, der.seq(*exts)))
     tbs = der.seq(*parts)
     return der.seq(tbs, alg, der.bit_string(sign(tbs, signing_key, algorithm)))

@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from enarx.attestation import der, roots
+from enarx.attestation.anchors import TrustAnchors
 from enarx.attestation.collateral import from_ders
-from enarx.attestation.model import CollateralSet, TrustAnchors
+from enarx.attestation.model import CollateralSet
 from enarx.attestation.pki import Cert, pem
 from enarx.attestation.simulate.pki import (
     RSA_PSS_SHA384,
@@ -240,6 +241,10 @@ def simulate_snp(
     crl_next_update: datetime | None = None,
     vcek_not_before: datetime | None = None,
     vcek_not_after: datetime | None = None,
+    vcek_hwid: bytes | None = None,
+    vcek_tcb: TcbVersion | dict[str, int] | None = None,
+    vcek_product_name: str | None = None,
+    cpuid: tuple[int, int, int] | None = None,
     at: datetime | None = None,
     pki: SnpTestPki | None = None,
 ) -> SimulatedEvidence:
@@ -250,6 +255,10 @@ def simulate_snp(
     for (``current_tcb``/``committed_tcb``/``launch_tcb`` default to it). ``revoke_vcek`` adds a CRL from
     the ASK listing the VCEK (serial 0); ``revoke_ask`` lists the ASK/ASVK in the ARK CRL. ``at`` is the
     instant the evidence is produced (default now): certificates and CRLs are valid around it.
+
+    For negative tests of single checks, the VCEK can be issued — with the report's own key, so its
+    signature still verifies — for another chip (``vcek_hwid``), another TCB (``vcek_tcb``) or another
+    product name (``vcek_product_name``); ``cpuid`` = (family, model, stepping) overrides the report's CPUID.
     """
     product = _product(product)
     if signing_key not in ("vcek", "vlek"):
@@ -265,6 +274,10 @@ def simulate_snp(
     reported = _as_tcb(tcb, product)
     turin = product == "Turin"
     fam, model, stepping, product_name = PRODUCTS[product]
+    if cpuid is not None:
+        fam, model, stepping = cpuid
+    product_name = vcek_product_name or product_name
+    certified = _as_tcb(vcek_tcb, product) if vcek_tcb is not None else reported
 
     if policy is None:
         policy = build_policy(abi_major=abi_version[0], abi_minor=abi_version[1], smt=smt,
@@ -303,16 +316,17 @@ def simulate_snp(
     amd = "1.3.6.1.4.1.3704.1"
     exts = [der.extension(f"{amd}.1", der.integer(0)),
             der.extension(f"{amd}.2", der.ia5(product_name if not vlek else product)),
-            _int_ext(f"{amd}.3.1", reported.bootloader), _int_ext(f"{amd}.3.2", reported.tee),
+            _int_ext(f"{amd}.3.1", certified.bootloader), _int_ext(f"{amd}.3.2", certified.tee),
             _int_ext(f"{amd}.3.4", 0), _int_ext(f"{amd}.3.5", 0), _int_ext(f"{amd}.3.6", 0),
-            _int_ext(f"{amd}.3.7", 0), _int_ext(f"{amd}.3.3", reported.snp),
-            _int_ext(f"{amd}.3.8", reported.microcode)]
+            _int_ext(f"{amd}.3.7", 0), _int_ext(f"{amd}.3.3", certified.snp),
+            _int_ext(f"{amd}.3.8", certified.microcode)]
     if turin:
-        exts.append(_int_ext(f"{amd}.3.9", reported.fmc or 0))
+        exts.append(_int_ext(f"{amd}.3.9", certified.fmc or 0))
     if vlek:
         exts.append(der.extension(f"{amd}.5", der.ia5(f"CN={csp_id}")))
     else:
-        exts.append(der.extension(f"{amd}.4", chip_id[:8] if turin else chip_id))
+        hwid = vcek_hwid if vcek_hwid is not None else chip_id
+        exts.append(der.extension(f"{amd}.4", hwid[:8] if turin else hwid))
     issuer_name = _amd_name(f"SEV-VLEK-{product}" if vlek else f"SEV-{product}")
     issuer_key = pki.asvk_key if vlek else pki.ask_key
     not_before = vcek_not_before or at - timedelta(days=1)

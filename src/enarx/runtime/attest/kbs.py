@@ -59,6 +59,7 @@ def _intel(value: bytes, *, tdx: bool) -> dict[str, Any]:
     items = [c.dump() for c in parsed["tcb"]["certs"]] + _crl_ders(parsed["crls"]) + [parsed["tcb"]["report"].native]
     if tdx and parsed["qe_identity"].native is not None:
         items.append(parsed["qe_identity"].native)
+    items = [item for item in items if item]  # a TDX keep sends its quote alone: the verifier holds collateral
     doc: dict[str, Any] = {"quote": _b64(parsed["quote"].native), "enarx-collateral": [_b64(i) for i in items]}
     if tdx:
         doc["cc_eventlog"] = None

@@ -1,48 +1,62 @@
-"""Simulated SEV-SNP, TDX and SGX evidence for keeps without hardware, from persistent test PKIs.
+"""Simulated SEV-SNP, TDX and SGX evidence for keeps without hardware (``--simulate-tee``).
 
-The test hierarchies live in a directory (default ``$ENARX_CACHE_DIR/simulator``; ``snp/`` holds the test
-ARK/ASK/ASVK, ``intel/`` the test Intel root, platform CA and TCB signer), created on first use, so that a
-Steward can be told to trust exactly those test roots (``--insecure-trust-anchor DIR/snp/chain.pem`` or
-``DIR/intel/root.pem``). Real vendor roots never trust them. The simulated measurement stands in for what
-the hardware would measure: SHA-384 of the workload module (SNP measurement, TDX MRTD) or SHA-256 (SGX
-MRENCLAVE).
+The runtime only asks for evidence here; the test PKIs and everything they issue live in
+:mod:`enarx.attestation.simulate` (see :class:`~enarx.attestation.simulate.persistent.SimulatorPki` for the
+directory a Steward is told to trust). Simulated evidence is always labelled (``simulated = True``; a
+Steward marks what it certifies from a test anchor), and it is refused outright in a confidential guest:
+a keep on SEV-SNP or TDX hardware attests with the hardware's evidence, never with the simulator's.
+
+What each simulated keep sends is what a real one sends: SEV-SNP the VCEK and the ARK CRL; SGX the quote,
+its CRLs and TCB info in Enarx's envelope (which has no field for a QE identity: the Steward holds it); TDX
+the quote alone (the Steward holds the TCB info, QE identity and CRLs: ``--collateral``).
 """
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
 from enarx.attestation.envelope import OID_SGX, OID_SNP, OID_TDX, intel_extension, snp_extension
 from enarx.errors import KeepError
-from enarx.runtime.attest.evidence import EvidenceSource
+from enarx.runtime.attest.evidence import SEV_GUEST_DEVICE, TSM_REPORT_ROOT, EvidenceSource
 
-_KEYS = ("ark", "ask", "asvk")
+# The presence of any of these means the keep runs in a confidential guest.
+GUEST_INTERFACES = (SEV_GUEST_DEVICE, "/dev/tdx_guest", "/dev/tdx-guest", TSM_REPORT_ROOT)
+INTEL_ROOT_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
+INTEL_PCK_CRL_URL = "https://api.trustedservices.intel.com/sgx/certification/v4/pckcrl?ca=platform&encoding=der"
 
 
-def load_or_create_snp_pki(directory: Path, product: str = "Milan"):
-    """The SEV-SNP test PKI in ``directory/snp`` (keys PKCS#8 PEM, certificates DER), made on first use."""
-    from enarx.attestation.simulate.snp import SnpTestPki
+def refuse_on_hardware(interfaces: tuple[str, ...] = GUEST_INTERFACES) -> None:
+    """A keep in an SEV-SNP or TDX guest never attests with simulated evidence."""
+    present = [p for p in interfaces if os.path.exists(p)]
+    if present:
+        raise KeepError(f"--simulate-tee refused: this keep runs in a confidential guest ({present[0]} exists) and "
+                        "attests with the hardware's own evidence; drop --simulate-tee")
 
-    directory = directory / "snp"
-    if all((directory / f"{k}.key").exists() and (directory / f"{k}.der").exists() for k in _KEYS):
-        # the simulator's own RSA-4096 test keys, written by this module: OpenSSL's consistency check of each
-        # (about a second apiece) buys nothing here
-        keys = {k: serialization.load_pem_private_key((directory / f"{k}.key").read_bytes(), None,
-                                                      unsafe_skip_rsa_key_validation=True) for k in _KEYS}
-        certs = {k: (directory / f"{k}.der").read_bytes() for k in _KEYS}
-        return SnpTestPki(product, keys["ark"], keys["ask"], keys["asvk"], certs["ark"], certs["ask"],
-                          certs["asvk"])
-    pki = SnpTestPki.create(product, fresh_keys=True)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for k in _KEYS:
-        _write_key(directory / f"{k}.key", getattr(pki, f"{k}_key"))
-        (directory / f"{k}.der").write_bytes(getattr(pki, k))
-    (directory / "ark.pem").write_bytes(pki.ark_pem)
-    (directory / "chain.pem").write_bytes(pki.chain_pem("vcek"))
-    return pki
+
+def simulated_source(tee: str, directory: Path, module_bytes: bytes | memoryview, *, host_data: bytes = b"",
+                     interfaces: tuple[str, ...] = GUEST_INTERFACES) -> EvidenceSource:
+    """The simulated evidence source for ``tee`` (``sev-snp``/``snp``, ``tdx``, ``sgx``); ``host_data`` is what
+    the host bound at launch (a deployed package's tree digest, a pushed keep's publisher): SEV-SNP HOST_DATA,
+    TDX MRCONFIGID (‖ zeros); SGX has no launch-time host data."""
+    import hashlib
+
+    refuse_on_hardware(interfaces)
+    if tee in ("sev-snp", "snp"):
+        return SimulatedSnpEvidence(directory, hashlib.sha384(module_bytes).digest(), host_data)
+    if tee in ("tdx", "sgx"):
+        return SimulatedIntelEvidence(tee, directory, hashlib.sha384(module_bytes).digest(),
+                                      hashlib.sha256(module_bytes).digest(), host_data)
+    raise KeepError(f"cannot simulate {tee!r} evidence; supported: sev-snp, tdx, sgx")
+
+
+def _pki(directory: Path):
+    from enarx.attestation.simulate.persistent import SimulatorPki
+
+    return SimulatorPki(directory)
 
 
 class SimulatedSnpEvidence(EvidenceSource):
@@ -50,7 +64,7 @@ class SimulatedSnpEvidence(EvidenceSource):
     simulated = True
 
     def __init__(self, pki_dir: Path, measurement: bytes, host_data: bytes = b""):
-        self.pki_dir = pki_dir  # the simulator directory (the SNP hierarchy is in its snp/ subdirectory)
+        self.pki_dir = pki_dir  # the simulator directory (see SimulatorPki)
         self.measurement = measurement
         self.host_data = host_data  # what the host bound at launch (a deployed tree's digest, a publisher key)
 
@@ -58,50 +72,20 @@ class SimulatedSnpEvidence(EvidenceSource):
         from enarx.attestation.simulate.snp import simulate_snp
 
         try:
-            pki = load_or_create_snp_pki(self.pki_dir)
+            pki = _pki(self.pki_dir).snp()
         except (OSError, ValueError) as exc:
             raise KeepError(f"cannot use the SEV-SNP simulator PKI in {self.pki_dir}: {exc}") from None
-        sim = simulate_snp(report_data=report_data, measurement=self.measurement, host_data=self.host_data, pki=pki)
+        # the ARK CRL is issued now, like one fetched just before attesting: a Steward refuses a CRL older than
+        # the one it holds (`enarx attest simulate pki` wrote that one)
+        now = datetime.now(UTC)
+        sim = simulate_snp(report_data=report_data, measurement=self.measurement, host_data=self.host_data, pki=pki,
+                           crl_this_update=now - timedelta(seconds=5))
         url = f"https://kdsintf.amd.com/vcek/v1/{pki.product}/crl"
         return OID_SNP, snp_extension(sim.endorsement_cert, sim.report, [(url, der) for der in sim.crls])
 
 
-def load_or_create_intel_pki(directory: Path):
-    """The Intel test PKI in ``directory/intel`` (root, platform CA and TCB signer), made on first use."""
-    from datetime import UTC, datetime
-
-    from cryptography import x509
-
-    from enarx.attestation.simulate.intel import IntelTestPki
-
-    directory = directory / "intel"
-    names = ("root", "platform", "tcb")
-    if all((directory / f"{n}.key").exists() and (directory / f"{n}.der").exists() for n in names):
-        keys = [serialization.load_pem_private_key((directory / f"{n}.key").read_bytes(), None) for n in names]
-        certs = [x509.load_der_x509_certificate((directory / f"{n}.der").read_bytes()) for n in names]
-        return IntelTestPki(*keys, *certs)  # type: ignore[arg-type]
-    pki = IntelTestPki.create(datetime(2020, 1, 1, tzinfo=UTC), datetime(2045, 1, 1, tzinfo=UTC))
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for n in names:
-        _write_key(directory / f"{n}.key", getattr(pki, f"{n}_key"))
-        (directory / f"{n}.der").write_bytes(getattr(pki, n).public_bytes(serialization.Encoding.DER))
-    (directory / "root.pem").write_bytes(pki.root.public_bytes(serialization.Encoding.PEM))
-    return pki
-
-
-def _write_key(path: Path, key) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
-
-
-INTEL_ROOT_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
-INTEL_PCK_CRL_URL = "https://api.trustedservices.intel.com/sgx/certification/v4/pckcrl?ca=platform&encoding=der"
-
-
 class SimulatedIntelEvidence(EvidenceSource):
-    """A simulated TDX or SGX quote plus its collateral (CRLs, TCB info and, for TDX, QE identity)."""
+    """A simulated TDX or SGX quote, with what a real keep of that kind sends beside it."""
 
     simulated = True
 
@@ -117,15 +101,15 @@ class SimulatedIntelEvidence(EvidenceSource):
         from enarx.attestation.simulate.intel import simulate_sgx, simulate_tdx
 
         try:
-            pki = load_or_create_intel_pki(self.pki_dir)
+            pki = _pki(self.pki_dir).intel()
         except (OSError, ValueError) as exc:
             raise KeepError(f"cannot use the Intel simulator PKI in {self.pki_dir}: {exc}") from None
-        tdx = self.technology == "tdx"
-        sim = (simulate_tdx(report_data=report_data, mrtd=self.mrtd, pki=pki, mrconfigid=self.host_data.ljust(48, b"\0"))
-               if tdx
-               else simulate_sgx(report_data=report_data, mrenclave=self.mrenclave, pki=pki))
+        if self.technology == "tdx":
+            sim = simulate_tdx(report_data=report_data, mrtd=self.mrtd, pki=pki, include_tcb_info=False,
+                               include_qe_identity=False, include_crls=False,
+                               mrconfigid=self.host_data.ljust(48, b"\0"))
+            return OID_TDX, intel_extension(sim.quote, [], [], b"")
+        sim = simulate_sgx(report_data=report_data, mrenclave=self.mrenclave, pki=pki, include_qe_identity=False)
         crls = [(INTEL_ROOT_CRL_URL, sim.files["root_ca.crl.der"]), (INTEL_PCK_CRL_URL, sim.files["pck_platform.crl.der"])]
         tcb_certs = [pki.tcb.public_bytes(serialization.Encoding.DER), pki.root.public_bytes(serialization.Encoding.DER)]
-        value = intel_extension(sim.quote, crls, tcb_certs, sim.files["tcbinfo.json"],
-                                sim.files["qe_identity.json"] if tdx else None)
-        return (OID_TDX if tdx else OID_SGX), value
+        return OID_SGX, intel_extension(sim.quote, crls, tcb_certs, sim.files["tcbinfo.json"])

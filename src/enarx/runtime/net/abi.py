@@ -7,7 +7,6 @@ an out-of-range pointer gives ``EFAULT``, never a crash of the keep.
 
 from __future__ import annotations
 
-import ctypes
 import errno as os_errno
 import select
 import socket
@@ -19,7 +18,8 @@ from collections.abc import Callable
 import wasmtime
 
 from enarx.runtime.net.dispatcher import FD_FUNCTIONS, PY, PY_ONLY
-from enarx.runtime.net.sockets import HANDSHAKE_TIMEOUT, KeepSocket, SocketTable
+from enarx.runtime.net.hostcall import MemoryView, raw_i32_func
+from enarx.runtime.net.sockets import KeepSocket, SocketTable
 
 # WASI errno values
 SUCCESS, EAGAIN, EBADF, ECONNABORTED, ECONNREFUSED, ECONNRESET = 0, 6, 8, 13, 14, 15
@@ -30,6 +30,8 @@ RIGHTS_ALL = (1 << 30) - 1
 EVENTTYPE_CLOCK, EVENTTYPE_FD_READ, EVENTTYPE_FD_WRITE = 0, 1, 2
 SUBCLOCKFLAGS_ABSTIME = 0x1
 RIFLAGS_PEEK, RIFLAGS_WAITALL = 0x1, 0x2
+_U32 = struct.Struct("<I")
+_IOVEC = struct.Struct("<II")
 
 _OS_TO_WASI = {
     os_errno.EAGAIN: EAGAIN, os_errno.EPIPE: EPIPE, os_errno.ECONNRESET: ECONNRESET,
@@ -40,6 +42,17 @@ _OS_TO_WASI = {
 
 class _Fault(Exception):
     """A guest pointer outside its memory."""
+
+
+def _errno_for(exc: Exception) -> int:
+    """The WASI errno a socket call returns for ``exc``; anything else is a keep bug (raised again: a trap)."""
+    if isinstance(exc, _Fault):
+        return EFAULT
+    if isinstance(exc, LookupError):
+        return EBADF
+    if isinstance(exc, OSError):
+        return _wasi_errno(exc)
+    raise exc
 
 
 def _wasi_errno(exc: OSError) -> int:
@@ -59,21 +72,11 @@ class SocketCalls:
         self.memory = memory
         self.store = store
         self.stdin_fd = stdin_fd  # our end of the workload's stdin pipe, for poll_oneoff
-        self._view_key: tuple[int, int] | None = None
-        self._view = memoryview(b"")
+        self._memory = MemoryView(store, memory)
 
     # -- memory ------------------------------------------------------------------------------------
-    def _mem(self) -> memoryview:
-        """A view of the whole linear memory, rebuilt only when the memory moved or grew."""
-        base = ctypes.addressof(self.memory.data_ptr(self.store).contents)
-        size = self.memory.data_len(self.store)
-        if self._view_key != (base, size):
-            self._view = memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
-            self._view_key = (base, size)
-        return self._view
-
     def _slice(self, ptr: int, length: int) -> memoryview:
-        mem = self._mem()
+        mem = self._memory.get()
         if ptr < 0 or length < 0 or ptr + length > len(mem):
             raise _Fault
         return mem[ptr:ptr + length]
@@ -84,9 +87,19 @@ class SocketCalls:
     def _write(self, ptr: int, data: bytes) -> None:
         self._slice(ptr, len(data))[:] = data
 
+    def _write_u32(self, ptr: int, value: int) -> None:
+        mem = self._memory.get()
+        if ptr + 4 > len(mem):
+            raise _Fault
+        _U32.pack_into(mem, ptr, value)
+
     def _iovecs(self, ptr: int, count: int) -> list[tuple[int, int]]:
+        """The non-empty (pointer, length) pairs of a guest iovec array."""
         raw = self._slice(ptr, 8 * count)
-        return [struct.unpack_from("<II", raw, 8 * i) for i in range(count)]
+        if count == 1:  # the usual case
+            vector = _IOVEC.unpack_from(raw)
+            return [vector] if vector[1] else []
+        return [v for v in _IOVEC.iter_unpack(raw) if v[1]]
 
     def _entry(self, fd: int) -> KeepSocket:
         entry = self.table.entries.get(fd)
@@ -98,21 +111,7 @@ class SocketCalls:
     def define(self, linker: wasmtime.Linker) -> None:
         for name, params in {**FD_FUNCTIONS, **PY_ONLY}.items():
             impl: Callable[..., int] = getattr(self, name, None) or self._unsupported(name)
-            types = [wasmtime.ValType.i64() if p == "i64" else wasmtime.ValType.i32() for p in params]
-            linker.define_func(PY, name, wasmtime.FuncType(types, [wasmtime.ValType.i32()]), self._guard(impl))
-
-    @staticmethod
-    def _guard(impl: Callable[..., int]) -> Callable[..., int]:
-        def call(*args: int) -> int:
-            try:
-                return impl(*args)
-            except _Fault:
-                return EFAULT
-            except LookupError:
-                return EBADF
-            except OSError as exc:
-                return _wasi_errno(exc)
-        return call
+            linker.define(self.store, PY, name, raw_i32_func(self.store, params, impl, _errno_for))
 
     @staticmethod
     def _unsupported(name: str) -> Callable[..., int]:
@@ -134,7 +133,7 @@ class SocketCalls:
         entry = self.table.entries.pop(fd, None)
         if entry is None:
             return EBADF
-        entry.sock.close()
+        entry.close()
         return SUCCESS
 
     def fd_fdstat_get(self, fd: int, buf: int) -> int:
@@ -164,23 +163,16 @@ class SocketCalls:
             return EINVAL
         if flags & ~FDFLAGS_NONBLOCK:
             return EINVAL
-        while True:
+        if entry.tls_acceptor is not None:  # only connections whose handshake has finished
+            conn: socket.socket = entry.tls_acceptor.take(block=not entry.nonblocking)
+        else:
             conn, _addr = entry.sock.accept()  # BlockingIOError → EAGAIN on a non-blocking listener
-            if entry.server_tls is not None:
-                try:
-                    conn.settimeout(HANDSHAKE_TIMEOUT)
-                    conn = entry.server_tls.wrap_socket(conn, server_side=True)
-                except (ssl.SSLError, OSError):
-                    conn.close()  # a failed handshake ends that connection only
-                    if entry.nonblocking:
-                        return EAGAIN
-                    continue
-            accepted = KeepSocket(conn, entry.name)
-            accepted.no_delay()
-            accepted.set_nonblocking(bool(flags & FDFLAGS_NONBLOCK))
-            new_fd = self.table.add_dynamic(accepted)
-            self._write(fd_ptr, struct.pack("<I", new_fd))
-            return SUCCESS
+        accepted = KeepSocket(conn, entry.name)
+        accepted.no_delay()
+        accepted.set_nonblocking(bool(flags & FDFLAGS_NONBLOCK))
+        new_fd = self.table.add_dynamic(accepted)
+        self._write_u32(fd_ptr, new_fd)
+        return SUCCESS
 
     def sock_recv(self, fd: int, ri_data: int, ri_len: int, ri_flags: int, ro_len: int, ro_flags: int) -> int:
         return self._recv(fd, ri_data, ri_len, ri_flags, ro_len, ro_flags)
@@ -216,7 +208,7 @@ class SocketCalls:
             return EINVAL
         if flags and isinstance(entry.sock, ssl.SSLSocket):
             return ENOTSUP  # as in Enarx: TLS streams take no recv flags
-        vectors = [(p, n) for p, n in self._iovecs(iovs, count) if n]
+        vectors = self._iovecs(iovs, count)
         got = 0
         if vectors:
             ptr, length = vectors[0]
@@ -230,7 +222,7 @@ class SocketCalls:
                     got = entry.sock.recv_into(target, length, sflags)
             except ssl.SSLZeroReturnError:
                 got = 0
-        self._write(nread_ptr, struct.pack("<I", got))
+        self._write_u32(nread_ptr, got)
         if ro_flags is not None:
             self._write(ro_flags, b"\0\0")
         return SUCCESS
@@ -239,13 +231,13 @@ class SocketCalls:
         entry = self._entry(fd)
         if entry.listener:
             return ENOTCONN
-        vectors = [(p, n) for p, n in self._iovecs(iovs, count) if n]
+        vectors = self._iovecs(iovs, count)
         if len(vectors) == 1:
             data: bytes | memoryview = self._slice(*vectors[0])
         else:
             data = b"".join(self._read(p, n) for p, n in vectors)
         sent = entry.sock.send(data) if len(data) else 0
-        self._write(nwritten_ptr, struct.pack("<I", sent))
+        self._write_u32(nwritten_ptr, sent)
         return SUCCESS
 
     # -- poll_oneoff ---------------------------------------------------------------------------------
@@ -279,7 +271,7 @@ class SocketCalls:
                     if tag == EVENTTYPE_FD_READ and isinstance(entry.sock, ssl.SSLSocket) and entry.sock.pending():
                         ready.append((userdata, SUCCESS, tag, entry.sock.pending()))
                         continue
-                    os_fd = entry.sock.fileno()
+                    os_fd = entry.poll_fd()
                 mask = select.POLLIN if tag == EVENTTYPE_FD_READ else select.POLLOUT
                 waiting.setdefault(os_fd, []).append((userdata, tag, guest_fd))
                 poller.register(os_fd, mask | _registered(poller, os_fd, waiting))

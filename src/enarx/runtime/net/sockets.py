@@ -12,9 +12,9 @@ from enarx.errors import KeepError
 from enarx.runtime.identity import KeepIdentity
 from enarx.runtime.net import tls
 from enarx.runtime.net.dispatcher import FIRST_DYNAMIC_FD
+from enarx.runtime.net.tlsaccept import TlsAcceptor
 
 CONNECT_TIMEOUT = 10.0
-HANDSHAKE_TIMEOUT = 10.0
 
 
 @dataclass
@@ -22,8 +22,18 @@ class KeepSocket:
     sock: socket.socket  # an ssl.SSLSocket for TLS streams
     name: str
     listener: bool = False
-    server_tls: ssl.SSLContext | None = None  # listeners: wraps each accepted connection
+    tls_acceptor: TlsAcceptor | None = None  # TLS listeners: hands out connections with finished handshakes
     nonblocking: bool = False
+
+    def poll_fd(self) -> int:
+        """The OS fd whose readiness is this socket's (a TLS listener's: a finished handshake waits)."""
+        return self.tls_acceptor.ready_fd if self.tls_acceptor is not None else self.sock.fileno()
+
+    def close(self) -> None:
+        if self.tls_acceptor is not None:
+            self.tls_acceptor.close()  # its thread closes the listener
+        else:
+            self.sock.close()
 
     def no_delay(self) -> None:
         """Small writes go out at once (request/response protocols and TLS handshakes need it)."""
@@ -34,7 +44,8 @@ class KeepSocket:
 
     def set_nonblocking(self, value: bool) -> None:
         self.nonblocking = value
-        self.sock.settimeout(0.0 if value else None)
+        if self.tls_acceptor is None:  # a TLS listener's socket belongs to its acceptor thread
+            self.sock.settimeout(0.0 if value else None)
 
 
 @dataclass
@@ -52,7 +63,7 @@ class SocketTable:
     def close_all(self) -> None:
         for entry in self.entries.values():
             try:
-                entry.sock.close()
+                entry.close()
             except OSError:
                 pass
         self.entries.clear()
@@ -100,7 +111,8 @@ def _listen(entry: ListenFile, identity: KeepIdentity | None, where: str) -> Kee
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # dual-stack where allowed
             sock.bind(sockaddr)
             sock.listen(128)
-            return KeepSocket(sock, entry.name, listener=True, server_tls=server_tls)
+            acceptor = TlsAcceptor(sock, server_tls) if server_tls is not None else None
+            return KeepSocket(sock, entry.name, listener=True, tls_acceptor=acceptor)
         except OSError as exc:
             sock.close()
             last = exc
@@ -129,7 +141,7 @@ def _connect(entry: ConnectFile, identity: KeepIdentity | None, where: str) -> K
             sock.close()
             raise KeepError(f"{where}: cannot load ca {entry.ca!r}: {exc}") from None
         try:
-            sock.settimeout(HANDSHAKE_TIMEOUT)
+            sock.settimeout(CONNECT_TIMEOUT)
             sock = ctx.wrap_socket(sock, server_hostname=entry.host)
         except ssl.SSLCertVerificationError as exc:
             sock.close()

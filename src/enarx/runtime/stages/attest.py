@@ -44,10 +44,9 @@ def evidence_source(launch: Launch):
     req = launch.request
     if not req.simulate_tee:
         return platform_evidence()
-    import hashlib
     from pathlib import Path
 
-    from enarx.runtime.attest.simulated import SimulatedIntelEvidence, SimulatedSnpEvidence
+    from enarx.runtime.attest.simulated import simulated_source
 
     if req.simulator_dir:
         directory = Path(req.simulator_dir)
@@ -59,12 +58,7 @@ def evidence_source(launch: Launch):
 
     # a keep that fetches (deploy) or is pushed its package is measured before the package exists (the launch
     # has no module): the package, or its publisher, is named by the host data bound at launch
-    if req.simulate_tee in ("sev-snp", "snp"):
-        return SimulatedSnpEvidence(directory, hashlib.sha384(launch.wasm).digest(), host_data(req))
-    if req.simulate_tee in ("tdx", "sgx"):
-        return SimulatedIntelEvidence(req.simulate_tee, directory, hashlib.sha384(launch.wasm).digest(),
-                                      hashlib.sha256(launch.wasm).digest(), host_data(req))
-    raise KeepError(f"cannot simulate {req.simulate_tee!r} evidence; supported: sev-snp, tdx, sgx")
+    return simulated_source(req.simulate_tee, directory, launch.wasm, host_data=host_data(req))  # refused in a guest
 
 
 def platform_evidence():

@@ -17,8 +17,14 @@ def compile_module(launch: Launch) -> None:
 
     name = launch.request.module_name
     launch.engine = make_engine()
+    if launch.native is not None:  # native code a stage decided to trust (a kvm guest: the host's cache)
+        try:
+            launch.module = wasmtime.Module.deserialize(launch.engine, bytes(launch.native))
+        except wasmtime.WasmtimeError as exc:
+            _log_warning("ignoring the precompiled module: %s", first_line(exc))
     try:
-        launch.module = load_module(launch.engine, launch.module_bytes, launch.request.cache_dir)
+        if launch.module is None:
+            launch.module = load_module(launch.engine, launch.module_bytes, launch.request.cache_dir)
     except wasmtime.WasmtimeError as exc:
         raise StageFailure(f"{name}: not a valid WebAssembly module: {first_line(exc)}") from None
     launch.entry = entry_point(launch.module)
@@ -50,12 +56,19 @@ def configure_wasi(launch: Launch) -> None:
             launch.fds_to_close.append(write_fd)
             launch.pumps.append(OutputPump(read_fd, launch.channel, ftype))  # type: ignore[arg-type]
     for pre in plan.preopens:
-        if not os.path.isdir(pre.host):
-            raise StageFailure(f"directory {pre.host!r} (guest {pre.guest!r}) does not exist")
+        from enarx.config.confine import open_dir, opened_path
+        from enarx.errors import ConfigError
+
+        try:  # opened here (inside the package for a package's entries), then handed to wasmtime by fd
+            fd = open_dir(pre.host, pre.root, f"preopen {pre.guest!r}")
+        except ConfigError as exc:
+            raise StageFailure(str(exc)) from None
         try:
-            wasi.preopen_dir(pre.host, pre.guest, fs_mutable=pre.writable)
+            wasi.preopen_dir(opened_path(fd), pre.guest, fs_mutable=pre.writable)
         except wasmtime.WasmtimeError as exc:
             raise StageFailure(f"cannot preopen {pre.host!r}: {first_line(exc)}") from None
+        finally:
+            os.close(fd)
     if launch.sockets is not None:
         # Reserve each socket's fd number in wasmtime's table with an empty read-only directory, so that
         # wasmtime never hands that number out; the dispatcher routes the fd to Python first.
@@ -123,6 +136,12 @@ def _attach_sockets(launch: Launch, linker) -> None:
     for name, item in dispatcher.exports(store).items():
         if name != "memory":
             linker.define(store, "wasi_snapshot_preview1", name, item)
+
+
+def _log_warning(message: str, *args: object) -> None:
+    import logging
+
+    logging.getLogger("enarx.keep").warning(message, *args)
 
 
 def entry_point(module: object) -> str | None:

@@ -1,0 +1,183 @@
+"""Each trust-deciding check a mutation once removed without any test noticing (issue 9), one test each.
+
+Every case is built so that *only* that check stands in the way: the evidence is otherwise genuine (the
+simulator signs it with the right keys), so deleting the check turns the refusal into "trusted"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from _corpus import CORPORA, HAVE_CORPUS, NO_CORPUS
+from _verify import verify_quote
+
+from enarx.attestation import roots
+from enarx.attestation.model import CollateralSet, VerificationError
+from enarx.attestation.simulate.intel import IntelTestPki, simulate_sgx, simulate_tdx
+from enarx.attestation.simulate.snp import simulate_snp
+from enarx.attestation.snp.abi import TcbVersion
+from enarx.attestation.verifier import Verifier
+
+
+def snp_refusal(sim) -> tuple[str, str]:
+    verdict = Verifier(anchors=sim.trust_anchors()).verify(sim.report, sim.collateral)
+    failed = [c for c in verdict.checks if not c.passed and c.name != "verify"]
+    assert verdict.status == "failed" and failed, verdict.status
+    return verdict.reason, failed[-1].name
+
+
+def intel_refusal(sim, anchors=None, collateral=None) -> VerificationError:
+    with pytest.raises(VerificationError) as info:
+        verify_quote(sim.quote, sim.collateral if collateral is None else collateral, sim.at,
+                     anchors or sim.anchors)
+    return info.value
+
+
+# --- SEV-SNP ---------------------------------------------------------------------------------------------
+
+
+def test_snp_vcek_issued_for_another_chip():
+    sim = simulate_snp(vcek_hwid=b"\x42" * 64)  # same key, another chip's hwID
+    assert snp_refusal(sim) == ("collateral", "snp.hwid")
+
+
+def test_snp_turin_vcek_hwid_is_the_first_8_bytes_of_chip_id():
+    sim = simulate_snp(product="Turin", vcek_hwid=b"\x42" * 64)
+    assert snp_refusal(sim) == ("collateral", "snp.hwid")
+
+
+def test_snp_vcek_certifying_another_tcb():
+    sim = simulate_snp(tcb=TcbVersion(4, 0, 24, 219), vcek_tcb=TcbVersion(4, 0, 24, 220))
+    assert snp_refusal(sim) == ("collateral", "snp.tcb-match")
+
+
+def test_snp_turin_vcek_fmc_is_compared():
+    sim = simulate_snp(product="Turin", tcb=TcbVersion(1, 0, 3, 77, fmc=1), vcek_tcb=TcbVersion(1, 0, 3, 77, fmc=2))
+    assert snp_refusal(sim) == ("collateral", "snp.tcb-match")
+
+
+def test_snp_vcek_product_name_of_another_product():
+    sim = simulate_snp(product="Milan", vcek_product_name="Genoa")
+    assert snp_refusal(sim) == ("chain", "snp.product")
+
+
+def test_snp_report_cpuid_of_another_product():
+    sim = simulate_snp(product="Milan", cpuid=(0x19, 0x11, 0x01))  # Genoa's family/model under a Milan ARK
+    assert snp_refusal(sim) == ("chain", "snp.product")
+
+
+# --- Intel -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [simulate_sgx, simulate_tdx])
+def test_qe_report_data_reserved_bytes_must_be_zero(make):
+    err = intel_refusal(make(qe_report_data_tail=b"\x01" + bytes(31)))
+    assert err.reason == "signature" and "32..64" in str(err)
+
+
+@pytest.mark.parametrize("shape,fragment", [("ca-leaf", "the PCK is a CA"), ("direct", "2 certificates"),
+                                            ("long", "4 certificates")])
+def test_pck_chain_is_exactly_pck_ca_root_with_an_end_entity_pck(shape, fragment):
+    err = intel_refusal(simulate_sgx(pck_chain=shape))
+    assert err.reason == "chain" and err.checks[-1].name == "pck-chain" and fragment in str(err)
+
+
+@pytest.mark.parametrize("make", [simulate_sgx, simulate_tdx])
+def test_collateral_must_chain_to_the_pck_root_even_when_another_anchor_is_trusted(make):
+    """Two test roots configured: TCB info and QE identity signed under the other one are refused."""
+    other = IntelTestPki.create(datetime(2020, 1, 1).astimezone(), datetime(2045, 1, 1).astimezone())
+    sim = make(collateral_pki=other)
+    both = roots.builtin_anchors([sim.root, other.root])
+    err = intel_refusal(sim, anchors=both)
+    assert err.reason == "untrusted-root" and err.checks[-1].name == "tcb-info-chain"
+    assert "not to the root of the PCK certificate" in str(err)
+
+
+def test_quote_pce_id_must_match_the_pck():
+    sim = simulate_sgx(cert_data_type=1, quote_pce_id=b"\x01\x00")
+    err = intel_refusal(sim)
+    assert err.reason == "collateral" and err.checks[-1].name == "pck-identity"
+
+
+def test_tdx_seam_attributes_must_match_the_module_identity():
+    err = intel_refusal(simulate_tdx(seam_attributes=b"\x01" + bytes(7)))
+    assert err.reason == "collateral" and "SEAM attributes" in str(err)
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not HAVE_CORPUS, reason=NO_CORPUS)
+def test_test_pki_tcb_info_is_refused_for_a_genuine_quote():
+    """A genuine Intel quote (real root) and a test root also configured: TCB info re-signed by the test PKI
+    for that very platform must not decide its status."""
+    import json
+
+    from enarx.attestation.collateral import load_collateral
+    from enarx.attestation.intel.collateral import parse_document
+    from enarx.attestation.simulate.intel import _pcs_document, _raw_sign
+    from enarx.attestation.verifier import parse_time
+
+    raw = (CORPORA / "tdx/phala-v4/collateral.json").read_bytes()
+    genuine_tcb = parse_document(raw, "collateral.json").tcb_infos[0].signed.raw
+    test = IntelTestPki.create(datetime(2020, 1, 1).astimezone(), datetime(2045, 1, 1).astimezone())
+    forged = _pcs_document("tcbInfo", genuine_tcb, _raw_sign(test.tcb_key, genuine_tcb))
+    doc = json.loads(raw)
+    keep = {k: v for k, v in doc.items() if not k.startswith("tcb_info")}
+    collateral = load_collateral([CORPORA / "intel-ca/intel_sgx_root_ca.der"])
+    collateral.json_documents += [("forged-tcbinfo.json", forged), ("rest.json", json.dumps(keep).encode())]
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    collateral.certificates += [test.tcb.public_bytes(Encoding.DER), test.root.public_bytes(Encoding.DER)]
+    anchors = roots.builtin_anchors([test.root])
+    with pytest.raises(VerificationError) as info:
+        verify_quote((CORPORA / "tdx/phala-v4/quote.bin").read_bytes(), collateral,
+                     parse_time("2025-06-20T10:32:27Z"), anchors)
+    assert info.value.reason == "untrusted-root" and info.value.checks[-1].name == "tcb-info-chain"
+
+
+def test_empty_collateral_set_is_not_an_error():
+    sim = simulate_tdx()
+    claims, _, _ = verify_quote(sim.quote, CollateralSet(), sim.at, sim.anchors)
+    assert claims.provenance.tcb_info is False
+
+
+def test_the_format_a_caller_expects_is_enforced():
+    """The Steward pins the format by the extension OID: a TDX quote verified as SGX evidence is refused."""
+    sim = simulate_tdx()
+    verdict = Verifier(anchors=sim.anchors).verify(sim.quote, sim.collateral, at=sim.at, format="sgx")
+    assert (verdict.status, verdict.reason) == ("failed", "format")
+    assert "tdx evidence where sgx was expected" in verdict.checks[-1].detail
+
+
+def test_tcb_info_pce_id_must_match_the_pck():
+    err = intel_refusal(simulate_sgx(tcb_info_pce_id=b"\x01\x00"))
+    assert err.reason == "collateral" and err.checks[-1].name == "tcb-info-pce-id"
+
+
+def test_issuers_are_matched_by_key_before_any_signature_is_tried():
+    """The quote's chain stops below the root, and two roots named "Intel SGX Root CA" are anchors (the real one
+    and the simulator's): the key identifier picks the right one, so no signature check fails on the way."""
+    from enarx.attestation import crypto
+
+    sim = simulate_sgx(pck_chain="no-root")
+    root = sim.certs["root"]
+    no_root = CollateralSet(certificates=[c for c in sim.collateral.certificates if c != root],
+                            crls=sim.collateral.crls, json_documents=sim.collateral.json_documents)
+    assert [a.name for a in sim.anchors.for_format("sgx")] == ["Intel SGX Root CA"] * 2  # the vendor's first
+    with crypto.recording() as ops:
+        Verifier(anchors=sim.anchors, memo=False).genuine(sim.quote, no_root, at=sim.at)
+    assert len(ops) == 9 and all(crypto.replay(op.public_key, op.scheme, op.data, op.signature) for op in ops)
+
+
+def test_a_vendor_name_on_another_kind_of_key_does_not_bind_a_test_anchor():
+    from enarx.attestation.anchors import AnchorError, bind_test_anchor
+    from enarx.attestation.pki import Cert
+    from enarx.attestation.simulate.pki import ECDSA_SHA384, TestCA
+    from enarx.attestation.simulate.snp import _amd_name
+
+    ec_ark = Cert.from_der(TestCA.root(_amd_name("ARK-Milan"), algorithm=ECDSA_SHA384).certificate)
+    with pytest.raises(AnchorError, match="cannot tell which evidence format"):
+        bind_test_anchor(ec_ark)
+    no_amd = Cert.from_der(TestCA.root([("CN", "ARK-Milan")], algorithm="rsa-pss-sha384").certificate)
+    with pytest.raises(AnchorError):
+        bind_test_anchor(no_amd)
+    assert bind_test_anchor(ec_ark, {"snp"}).formats == {"snp"}  # naming the format is always possible
