@@ -348,7 +348,7 @@ class Registry:
             return Response(b"", status_code=201)
         spool = await run_in_threadpool(self.store.new_spool)
         try:
-            hasher = await _receive(request, spool, expected.length, declared)
+            hasher = await _receive(request, spool, expected.length)
             if hasher.length != expected.length:
                 raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {expected.length}, "
                                   f"received {hasher.length}")
@@ -378,7 +378,8 @@ class Registry:
 
 def _check_upload(target: Target, declared: dict[str, bytes], expected: Entry, entry: Entry) -> None:
     """The received bytes match every digest their Content-Digest names (SHA-256 always among them) and the
-    entry their parent gives them: its length, type and the digests computed."""
+    entry their parent gives them: its length, type and all four digests (``entry`` holds all four, computed
+    from the bytes received)."""
     if entry.length != expected.length:
         raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {expected.length}, "
                           f"received {entry.length}")
@@ -404,9 +405,10 @@ def _read_directory(path: str) -> dict[str, Entry]:
         return parse_directory(fh.read(), "directory")
 
 
-async def _receive(request: Request, spool: Any, limit: int, declared: dict[str, bytes]) -> Hasher:
-    """Stream the body into ``spool`` while hashing it (the algorithms ``declared`` names) on worker threads
-    (:func:`hash_blocks`), so that receiving, hashing and writing overlap."""
+async def _receive(request: Request, spool: Any, limit: int) -> Hasher:
+    """Stream the body into ``spool`` while computing all four digests on worker threads (:func:`hash_blocks`),
+    so that receiving, hashing and writing overlap. All four, whatever the uploader's Content-Digest names:
+    the parent's entry binds all four (a TDX keep's binding is the SHA-384), so all four are checked."""
     import queue
     import threading
 
@@ -419,7 +421,7 @@ async def _receive(request: Request, spool: Any, limit: int, declared: dict[str,
 
     def work() -> None:
         try:
-            outcome["hasher"] = hash_blocks(chunks(), spool.write, algorithms=sorted(declared))
+            outcome["hasher"] = hash_blocks(chunks(), spool.write)
             spool.finish()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the handler
             outcome["error"] = exc
