@@ -49,7 +49,7 @@ from enarx.drawbridge.content import (
     parse_json,
     same_digests,
 )
-from enarx.drawbridge.repoconfig import RepoConfig, keep_checks
+from enarx.drawbridge.repoconfig import RepoConfig, keep_checks, public_checks
 from enarx.drawbridge.store import Conflict, Store, StoreError
 from enarx.drawbridge.store.base import Facts, Node
 from enarx.web.problem import HttpProblem, read_body
@@ -190,15 +190,17 @@ class Registry:
         return RepoConfig.parse(parse_json(config, "repository config"))
 
     def reader(self, who: Principal, target: Target, config: RepoConfig, tag_root: Entry | None) -> None:
-        """May ``who`` read this repository's tags (and, with ``tag_root``, that tag's tree)?"""
+        """May ``who`` read this repository's tags (and, for a tag request, that tag's tree: ``tag_root`` is
+        its stored root entry, None when there is no such tag)?"""
         if config.public:
             return
-        if isinstance(who, KeepClient) and tag_root is not None:
+        if isinstance(who, KeepClient) and target.tag is not None:
             failed = keep_checks(config.keeps, who.claims, tag_root)
             if failed:
+                log.info("keep %s refused reading %s/%s:%s: %s", who.serial, target.user, target.repo, target.tag,
+                         "; ".join(f"{c.name} (expected {c.expected}, actual {c.actual})" for c in failed))
                 raise HttpProblem(403, "keep-refused", "the keep does not satisfy the repository's keep policy: "
-                                  + "; ".join(c.detail or c.name for c in failed),
-                                  checks=[c.to_json() for c in failed])
+                                  + "; ".join(c.detail or c.name for c in failed), checks=public_checks(failed))
             return
         if isinstance(who, Anonymous):
             raise HttpProblem(401, "no-token", f"{target.user}/{target.repo} is private: a bearer token is required",
