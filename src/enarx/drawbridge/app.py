@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -504,6 +504,8 @@ def create_app(store: Store, oidc: OidcVerifier | None = None) -> Starlette:
             response = problem(413 if exc.reason == "too-large" else 400, exc.reason, str(exc))
         except Conflict as exc:
             response = problem(409, "exists", str(exc) or "already exists")
+        except ClientDisconnect:
+            response = problem(400, "disconnected", "the client went away before its request was complete")
         except StoreError as exc:
             log.error("store error: %s", exc)
             response = problem(503, "store", "the registry's store is unavailable")
