@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -49,7 +49,7 @@ from enarx.drawbridge.content import (
     parse_json,
     same_digests,
 )
-from enarx.drawbridge.repoconfig import RepoConfig, keep_checks
+from enarx.drawbridge.repoconfig import RepoConfig, keep_checks, public_checks
 from enarx.drawbridge.store import Conflict, Store, StoreError
 from enarx.drawbridge.store.base import Facts, Node
 from enarx.web.problem import HttpProblem, read_body
@@ -190,15 +190,17 @@ class Registry:
         return RepoConfig.parse(parse_json(config, "repository config"))
 
     def reader(self, who: Principal, target: Target, config: RepoConfig, tag_root: Entry | None) -> None:
-        """May ``who`` read this repository's tags (and, with ``tag_root``, that tag's tree)?"""
+        """May ``who`` read this repository's tags (and, for a tag request, that tag's tree: ``tag_root`` is
+        its stored root entry, None when there is no such tag)?"""
         if config.public:
             return
-        if isinstance(who, KeepClient) and tag_root is not None:
+        if isinstance(who, KeepClient) and target.tag is not None:
             failed = keep_checks(config.keeps, who.claims, tag_root)
             if failed:
+                log.info("keep %s refused reading %s/%s:%s: %s", who.serial, target.user, target.repo, target.tag,
+                         "; ".join(f"{c.name} (expected {c.expected}, actual {c.actual})" for c in failed))
                 raise HttpProblem(403, "keep-refused", "the keep does not satisfy the repository's keep policy: "
-                                  + "; ".join(c.detail or c.name for c in failed),
-                                  checks=[c.to_json() for c in failed])
+                                  + "; ".join(c.detail or c.name for c in failed), checks=public_checks(failed))
             return
         if isinstance(who, Anonymous):
             raise HttpProblem(401, "no-token", f"{target.user}/{target.repo} is private: a bearer token is required",
@@ -348,7 +350,7 @@ class Registry:
             return Response(b"", status_code=201)
         spool = await run_in_threadpool(self.store.new_spool)
         try:
-            hasher = await _receive(request, spool, expected.length, declared)
+            hasher = await _receive(request, spool, expected.length)
             if hasher.length != expected.length:
                 raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {expected.length}, "
                                   f"received {hasher.length}")
@@ -378,7 +380,8 @@ class Registry:
 
 def _check_upload(target: Target, declared: dict[str, bytes], expected: Entry, entry: Entry) -> None:
     """The received bytes match every digest their Content-Digest names (SHA-256 always among them) and the
-    entry their parent gives them: its length, type and the digests computed."""
+    entry their parent gives them: its length, type and all four digests (``entry`` holds all four, computed
+    from the bytes received)."""
     if entry.length != expected.length:
         raise HttpProblem(400, "length-mismatch", f"Content length mismatch, expected: {expected.length}, "
                           f"received {entry.length}")
@@ -404,9 +407,10 @@ def _read_directory(path: str) -> dict[str, Entry]:
         return parse_directory(fh.read(), "directory")
 
 
-async def _receive(request: Request, spool: Any, limit: int, declared: dict[str, bytes]) -> Hasher:
-    """Stream the body into ``spool`` while hashing it (the algorithms ``declared`` names) on worker threads
-    (:func:`hash_blocks`), so that receiving, hashing and writing overlap."""
+async def _receive(request: Request, spool: Any, limit: int) -> Hasher:
+    """Stream the body into ``spool`` while computing all four digests on worker threads (:func:`hash_blocks`),
+    so that receiving, hashing and writing overlap. All four, whatever the uploader's Content-Digest names:
+    the parent's entry binds all four (a TDX keep's binding is the SHA-384), so all four are checked."""
     import queue
     import threading
 
@@ -419,7 +423,7 @@ async def _receive(request: Request, spool: Any, limit: int, declared: dict[str,
 
     def work() -> None:
         try:
-            outcome["hasher"] = hash_blocks(chunks(), spool.write, algorithms=sorted(declared))
+            outcome["hasher"] = hash_blocks(chunks(), spool.write)
             spool.finish()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the handler
             outcome["error"] = exc
@@ -500,6 +504,8 @@ def create_app(store: Store, oidc: OidcVerifier | None = None) -> Starlette:
             response = problem(413 if exc.reason == "too-large" else 400, exc.reason, str(exc))
         except Conflict as exc:
             response = problem(409, "exists", str(exc) or "already exists")
+        except ClientDisconnect:
+            response = problem(400, "disconnected", "the client went away before its request was complete")
         except StoreError as exc:
             log.error("store error: %s", exc)
             response = problem(503, "store", "the registry's store is unavailable")

@@ -72,6 +72,9 @@ def parse_canonical(body: bytes, what: str) -> Any:
 
 _PAIR_POOL: Any = None
 PARALLEL_MIN = 256 << 10
+# Two lanes of about equal cost (SHA-384 and SHA-512 each cost about three times SHA-224/256): one on the
+# calling thread, one on a helper thread; hashlib releases the GIL, so both cores hash at once.
+LANES = (("sha-256", "sha-384"), ("sha-224", "sha-512"))
 
 
 def _pool() -> Any:
@@ -84,37 +87,33 @@ def _pool() -> Any:
 
 
 class Hasher:
-    """All four SHA-2 digests of a stream. Large blocks are hashed on two cores at once (hashlib releases
-    the GIL): SHA-224/256 here, SHA-384/512 on a helper thread."""
+    """All four SHA-2 digests of a stream, in one pass. Large blocks are hashed on two cores at once."""
 
-    def __init__(self, algorithms: Iterable[str] = ALGORITHMS):
-        self.hashes = {alg: hashlib.new(HASHLIB[alg]) for alg in algorithms}
+    def __init__(self) -> None:
+        self.hashes = {alg: hashlib.new(HASHLIB[alg]) for alg in ALGORITHMS}
         self.length = 0
-        names = list(self.hashes)
-        self._first = [self.hashes[a] for a in names if a in ("sha-224", "sha-256")]
-        self._second = [self.hashes[a] for a in names if a not in ("sha-224", "sha-256")]
+        self._lanes = [[self.hashes[alg] for alg in lane] for lane in LANES]
 
     def update(self, data: bytes | memoryview) -> None:
         self.length += len(data)
-        if len(data) < PARALLEL_MIN or not self._first or not self._second:
+        if len(data) < PARALLEL_MIN:
             for h in self.hashes.values():
                 h.update(data)
             return
-        other = _pool().submit(_update_all, self._second, data)
-        _update_all(self._first, data)
+        other = _pool().submit(_update_all, self._lanes[1], data)
+        _update_all(self._lanes[0], data)
         other.result()
 
     def digests(self) -> dict[str, bytes]:
         return {alg: h.digest() for alg, h in self.hashes.items()}
 
 
-def hash_blocks(chunks: Iterable[bytes], sink: Any = None, block: int = 1 << 20,
-                algorithms: Iterable[str] = ALGORITHMS) -> Hasher:
+def hash_blocks(chunks: Iterable[bytes], sink: Any = None, block: int = 1 << 20) -> Hasher:
     """Hash a stream of chunks while it is still arriving: 1 MiB blocks are handed to a worker thread (one
     block in flight), so the digests cost little wall time. ``sink(block)`` also receives every block."""
     from concurrent.futures import ThreadPoolExecutor
 
-    hasher = Hasher(algorithms)
+    hasher = Hasher()
 
     def consume(parts: list[bytes]) -> None:
         data = b"".join(parts)

@@ -76,9 +76,11 @@ def claims_from_certificate(doc: dict[str, Any]) -> Claims:
         raise ContentError("bad-claims", f"the certificate's claims cannot be read: {exc}") from None
 
 
-def keep_checks(rule: KeepRule | None, claims_doc: dict[str, Any] | None, tag_root: Entry) -> list[Check]:
-    """Every check the keep's claims must pass to read a tag whose tree root is ``tag_root``; the failed
-    ones (an empty list means access)."""
+def keep_checks(rule: KeepRule | None, claims_doc: dict[str, Any] | None, tag_root: Entry | None) -> list[Check]:
+    """The failed checks of a keep reading a tag whose tree root is ``tag_root`` (None: there is no such tag);
+    an empty list means access. The answer never tells a keep whether a tag it is not bound to exists: the
+    policy is judged first, on the claims alone, and a tag that does not exist fails the binding exactly as a
+    tag the keep is not bound to does."""
     if rule is None:
         return [Check("drawbridge.keep-rule", False, "this repository grants no keep access (no keep policy)")]
     if claims_doc is None:
@@ -92,20 +94,26 @@ def keep_checks(rule: KeepRule | None, claims_doc: dict[str, Any] | None, tag_ro
         failed.append(Check("drawbridge.insecure", False, "the keep was certified without hardware evidence "
                             "(KVM/nil or a test root) and the keep policy does not allow_insecure",
                             expected="false", actual="true"))
-    failed.extend(binding_checks(claims, tag_root))
-    return failed
+    return failed or binding_checks(claims, tag_root)
 
 
-def binding_checks(claims: Claims, tag_root: Entry) -> list[Check]:
+def binding_checks(claims: Claims, tag_root: Entry | None) -> list[Check]:
     """The keep's evidence must name this tag: host_data = SHA-256 (or mrconfigid = SHA-384) of its tree."""
     bindings = {"host_data": "sha-256", "mrconfigid": "sha-384"}
     for name, alg in bindings.items():
         value = claims.measurements.get(name)
         if value is None:
             continue
-        expected = tag_root.digests[alg].hex()
-        ok = hmac.compare_digest(value.lower(), expected)
-        return [] if ok else [Check(f"drawbridge.{name}", False, f"the keep's {name} does not name this tag",
-                                    expected=expected, actual=value.lower())]
+        expected = tag_root.digests[alg].hex() if tag_root is not None else ""
+        if tag_root is not None and hmac.compare_digest(value.lower(), expected):
+            return []
+        return [Check(f"drawbridge.{name}", False, f"the keep's {name} does not name this tag (or there is no "
+                      "such tag)", expected=expected or None, actual=value.lower())]
     return [Check("drawbridge.binding", False, "the keep's evidence names no package (no host_data or "
                   "mrconfigid claim)")]
+
+
+def public_checks(failed: list[Check]) -> list[dict[str, Any]]:
+    """What a refused keep is told: each failed check's name and detail, never the expected values (the
+    digest of a tag the keep is not bound to among them)."""
+    return [{"name": c.name, "passed": False, "detail": c.detail} for c in failed]

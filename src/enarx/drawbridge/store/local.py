@@ -2,14 +2,19 @@
 
 Objects are files named by their SHA-256 (``objects/ab/abcdef…``), written once: an upload goes to
 ``tmp/`` first and is renamed into place only after its digests matched, then the metadata row that makes
-it visible is committed. Leftovers of an interrupted upload stay in ``tmp/`` and are removed at start-up.
-Directories are created mode 0700.
+it visible is committed. Each server process spools into its own ``tmp/spool-*/``, which it holds an
+exclusive ``flock`` on while it runs; at start-up a server removes only the spool directories no live
+process holds (leftovers of a crash), so several servers (or a restart while the old one drains) can share
+one store. Directories are created mode 0700.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,8 +34,7 @@ class LocalStore(Store):
         try:
             for path in (self.objects, self.tmp):
                 path.mkdir(mode=0o700, exist_ok=True)
-            for leftover in self.tmp.iterdir():  # uploads a crash interrupted: never visible, now gone
-                leftover.unlink()
+            self.spool_dir, self._spool_lock = _claim_spool_dir(self.tmp)
         except OSError as exc:
             raise StoreError(f"cannot use store directory {str(self.root)!r}: {exc}") from None
         self.db_path = self.root / "drawbridge.sqlite"
@@ -68,7 +72,13 @@ class LocalStore(Store):
             cur.close()
 
     def new_spool(self) -> Spool:
-        return Spool(str(self.tmp))
+        return Spool(str(self.spool_dir))
+
+    def close(self) -> None:
+        if self._spool_lock is not None:
+            shutil.rmtree(self.spool_dir, ignore_errors=True)
+            os.close(self._spool_lock)  # releases the flock
+            self._spool_lock = None
 
     def _path(self, key: str) -> Path:
         return self.objects / key[:2] / key
@@ -94,3 +104,33 @@ class LocalStore(Store):
         with fh:
             while chunk := fh.read(CHUNK):
                 yield chunk
+
+
+def _claim_spool_dir(tmp: Path) -> tuple[Path, int]:
+    """A spool directory of this process's own, locked while the process lives; the spool directories of
+    processes that died (their locks are free) are removed. Start-ups are serialised by ``tmp/.startup``."""
+    startup = os.open(tmp / ".startup", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(startup, fcntl.LOCK_EX)
+        for leftover in tmp.glob("spool-*"):
+            _remove_if_abandoned(leftover)
+        spool_dir = Path(tempfile.mkdtemp(prefix="spool-", dir=tmp))
+        lock = os.open(spool_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return spool_dir, lock
+    finally:
+        os.close(startup)
+
+
+def _remove_if_abandoned(spool_dir: Path) -> None:
+    try:
+        lock = os.open(spool_dir / ".lock", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return  # not a spool directory of ours
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # a live server's
+    finally:
+        os.close(lock)
+    shutil.rmtree(spool_dir, ignore_errors=True)  # uploads a crash interrupted: never visible, now gone
