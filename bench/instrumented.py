@@ -10,12 +10,14 @@ written to FILE as JSON, so a benchmark can take the difference over a number of
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import runpy
 import signal
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,14 +25,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cryptocount
 
 
-def memo_off() -> None:
-    """Disable the signature memo. The one place to adapt when the verifier's memo moves or changes."""
+def memo_off() -> Callable[[], None]:
+    """Make every Verifier built from now on run with its signature memo off; returns the undo.
+
+    The one place to adapt when the verifier's memo moves or changes."""
     try:
-        from enarx.attestation.intel.memo import SIGNATURES
+        from enarx.attestation.verifier import Verifier
     except ImportError as exc:
         raise SystemExit(f"Error: cannot turn the signature memo off ({exc}): adapt bench/instrumented.py") from None
-    SIGNATURES.enabled = False
-    SIGNATURES.clear()
+    original = Verifier.__init__
+
+    @functools.wraps(original)
+    def cold_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["memo"] = False
+        original(self, *args, **kwargs)
+
+    Verifier.__init__ = cold_init  # type: ignore[method-assign]
+
+    def undo() -> None:
+        Verifier.__init__ = original  # type: ignore[method-assign]
+
+    return undo
 
 
 def dump(ops: Any, path: Path) -> None:

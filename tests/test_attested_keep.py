@@ -151,7 +151,7 @@ def test_tampered_evidence_stops_keep(tmp_path, simulator, monkeypatch):
 
     monkeypatch.setattr(simulated.SimulatedSnpEvidence, "extension", tampered)
     # the keep runs in a thread of this process, so it sees the patch (a process keep may be spawned afresh)
-    monkeypatch.setattr(NilBackend, "launch", lambda self: InMemoryKeep())
+    monkeypatch.setattr(NilBackend, "launch", lambda self, request=None, module=b"": InMemoryKeep())
     with running_steward(simulator) as (url, _ca):
         result = run_keep(tmp_path, url, simulator, example("c", "hello"), [])
     assert result.status == 1 and result.started == {}

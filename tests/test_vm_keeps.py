@@ -132,10 +132,9 @@ def test_connect_out(backend, tmp_path):
 def simulator(tmp_path_factory) -> Path:
     from enarx.attestation.simulate.persistent import SimulatorPki
 
-    directory = tmp_path_factory.mktemp("simulator")
-    SimulatorPki(directory).snp()
-    SimulatorPki(directory).intel()
-    return directory
+    pki = SimulatorPki(tmp_path_factory.mktemp("simulator"))
+    pki.write_collateral()
+    return pki.directory
 
 
 def test_steward_attestation_with_simulated_evidence(backend, tmp_path, simulator):
