@@ -101,6 +101,8 @@ def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: s
         policy = Policy.from_file(policy_file) if policy_file else Policy.default()
         anchors, intermediates = load_insecure_anchors(list(insecure_trust_anchor))
         store = CollateralStore.load(collateral)
+        for warning in store.warnings:
+            click.echo(f"warning: --collateral: {warning}", err=True)
     except (AttestationError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging()
