@@ -74,7 +74,7 @@ if [ -d ../shared/corpora/sev-snp ]; then
 fi
 step "An attested keep: it proves itself to a Steward, then serves TLS with the Steward-issued certificate"
 SIM="$WORK/simulator"
-.venv/bin/python -c "from pathlib import Path; from enarx.runtime.attest.simulated import load_or_create_snp_pki as f; f(Path('$SIM'))"
+"${ENARX[@]}" attest simulate pki "$SIM" > /dev/null 2>&1   # the test PKIs --simulate-tee uses
 MEASUREMENT=$(.venv/bin/python -c "import hashlib,sys; print(hashlib.sha384(open(sys.argv[1],'rb').read()).hexdigest())" "$B/c/echo_server.wasm")
 cat > "$WORK/policy.toml" <<TOML
 [measurements.measurement]
