@@ -1,4 +1,4 @@
-"""A Steward, Drawbridge or key broker URL where nothing listens: one line naming the URL, saying the
+"""A Steward, Drawbridge, key broker or waiting keep where nothing listens: one line naming the URL, saying the
 connection was refused and what to check (the server running, the URL given) — never a bare errno."""
 
 from __future__ import annotations
@@ -45,3 +45,13 @@ def test_key_broker_client_names_the_url_it_cannot_reach(closed_port):
     with pytest.raises(KbsError, match=rf"^cannot reach the key broker at {url}: connection refused; check that "
                                        r"the key broker is running there and the --kbs URL$"):
         KbsClient(url).attest("snp", lambda report_data: {})
+
+
+def test_push_names_the_address_where_no_keep_waits(tmp_path, closed_port):
+    assert enarx("package", "keygen", tmp_path / "publisher.pem").returncode == 0
+    (tmp_path / "content.key").write_bytes(b"")
+    (tmp_path / "package").mkdir()
+    proc = enarx("push", "--to", f"127.0.0.1:{closed_port}", "--key", tmp_path / "content.key",
+                 "--publisher-key", tmp_path / "publisher.pem.pub", tmp_path / "package")
+    assert_one_line_error(proc, f"cannot connect to 127.0.0.1:{closed_port}: Connection refused",
+                          "check that a keep waits there", "--await-push")
