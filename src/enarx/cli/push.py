@@ -45,7 +45,9 @@ def push(target: str, policy_file: str | None, key_file: str, publisher_key: str
     try:
         conn = socket.create_connection((host.strip("[]"), int(port)), timeout=60)
     except OSError as exc:
-        raise EnarxError(f"cannot connect to {target}: {exc.strerror or exc}") from None
+        hint = ("; check that a keep waits there (`enarx run --await-push ADDR:PORT` prints where) and the --to "
+                "address" if isinstance(exc, ConnectionRefusedError) else "")
+        raise EnarxError(f"cannot connect to {target}: {exc.strerror or exc}{hint}") from None
     with conn:
         outcome = protocol.push(protocol.Channel(conn.recv, conn.sendall), package, keys.read_content_key(key_file),
                                 keys.load_public_key(publisher_key), owner)
