@@ -68,10 +68,15 @@ class World:
                         source, timeout=600)
 
     def deploy(self, tag: str, tee: str, *, strace: Path | None = None, tmpdir: Path | None = None,
-               publisher: Path | None = None, debug: bool = False) -> subprocess.CompletedProcess[bytes]:
-        args = (["--log-filter", "debug"] if debug else []) + ["deploy", "--kbs", self.broker.url, "--publisher-key", publisher or self.publisher.pub_path,
-                "--simulate-tee", TEES[tee], "--simulator-pki", self.simulator, f"{self.host}/alice/app:{tag}"]
+               publisher: Path | None = None, debug: bool = False, cache: Path | None = None,
+               encrypted: bool = True) -> subprocess.CompletedProcess[bytes]:
+        """``enarx deploy`` of alice/app:TAG (``cache``: its module cache directory)."""
+        pulled = ["--kbs", self.broker.url, "--publisher-key", publisher or self.publisher.pub_path] if encrypted else []
+        args = [*(["--log-filter", "debug"] if debug else []), "deploy", *pulled, "--simulate-tee", TEES[tee],
+                "--simulator-pki", self.simulator, f"{self.host}/alice/app:{tag}"]
         env = {"TMPDIR": str(tmpdir)} if tmpdir else {}
+        if cache is not None:
+            env["ENARX_CACHE_DIR"] = str(cache)
         if strace is None:
             return self.cli(*args, env=env, timeout=300)
         import os
@@ -117,9 +122,16 @@ def test_publish_encrypted_and_deploy_pulls_decrypts_and_runs(world, tmp_path, t
     keep_tmp = tmp_path / "keep-tmp"
     keep_tmp.mkdir()
     trace = tmp_path / "deploy.strace" if traced else None
-    deployed = world.deploy(tag, tee, strace=trace, tmpdir=keep_tmp, debug=not traced)
+    cache = tmp_path / "cache"
+    deployed = world.deploy(tag, tee, strace=trace, tmpdir=keep_tmp, debug=not traced, cache=cache)
     assert deployed.returncode == 0, deployed.stderr
     assert deployed.stdout == b"Hello, world!\n"
+    assert not list(cache.glob("modules-*/*"))  # the host's module cache never holds the workload's code
+    if not traced:  # … which a deploy in the clear does use here, so the check above can fail
+        assert world.cli("package", "publish", f"{world.host}/alice/app:{tag}-plain", example(lang, "hello")
+                         ).returncode == 0
+        assert world.deploy(f"{tag}-plain", tee, cache=cache, encrypted=False).returncode == 0
+        assert len(list(cache.glob("modules-*/*"))) == 1
     if not traced:  # the key was obtained while the ciphertext downloaded (the keep's debug log says so)
         assert b"key released early" in deployed.stderr, deployed.stderr
     assert list(keep_tmp.iterdir()) == []  # the keep's staging (data, secrets) is gone
