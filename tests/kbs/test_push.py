@@ -111,7 +111,8 @@ def test_a_keep_with_the_wrong_measurement_gets_nothing(tmp_path, tee):
 
 
 def test_a_sealed_key_does_not_open_in_another_keep(tmp_path):
-    """Capture a push to one keep, replay its package message to a second keep: refused."""
+    """Capture a push to one keep, replay its package message to a second keep — or to the same keep restarted,
+    which is the same thing: a keep keeps nothing and makes a new key for every push — refused."""
     pkg, pub = sealed_package(tmp_path, "snp", "owner/replay/v1")
     port, result = run_keep(SimulatedKeep("snp"))
     owner = socket.create_connection(("127.0.0.1", port))
