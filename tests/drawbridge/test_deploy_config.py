@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import test_deploy as td
-from _fixtures import issuer, pki  # noqa: F401
+from _fixtures import issuer, pki
 
 from conftest import ENARX, example
 from enarx.errors import ConfigError
@@ -22,7 +22,7 @@ DATA_TOML = f'args = ["/data"]\n{STDIO}[[files]]\nkind = "dir"\npath = "data"\nn
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, pki, issuer):  # noqa: F811
+def world(tmp_path_factory, pki, issuer):
     world = td.World(tmp_path_factory.mktemp("deploy-config"), pki, issuer)
     yield world
     world.stop()
@@ -66,7 +66,7 @@ def test_the_host_cannot_replace_or_extend_a_registry_packages_enarx_toml(world,
 
 
 def test_the_python_api_refuses_a_host_enarx_toml_or_dir_for_a_bound_tag(tmp_path: Path) -> None:
-    import enarx.api as api
+    from enarx import api
 
     toml = tmp_path / "Enarx.toml"
     toml.write_text(STDIO)
