@@ -119,7 +119,7 @@ def test_a_private_packages_enarx_toml_is_refused_without_quoting_it(world, tmp_
     assert world.cli("package", "publish", slug, _data_package(tmp_path / "pkg", toml)).returncode == 0
     result = _attested_deploy(world, slug)
     assert result.returncode == 1, result.stderr
-    assert b"its Enarx.toml is refused at files[3]" in result.stderr and b"details withheld" in result.stderr
+    assert b"its Enarx.toml cannot be used, at files[3] (details withheld" in result.stderr
     assert td.MARKER not in result.stderr + result.stdout and td.MARKER[:12] not in result.stderr
     public = f"{world.host}/alice/pub:67.0.0"  # the same file in a public package is quoted: nothing to withhold
     assert world.cli("package", "publish", public, _data_package(tmp_path / "pub", toml)).returncode == 0
@@ -139,4 +139,28 @@ def test_a_withheld_refusal_is_made_of_keys_and_numbers_only(message: str, where
     from enarx.config.withhold import withheld
 
     refusal = withheld(message, "/s/Enarx.toml", "the package at https://r/x")
-    assert f"refused at {where} (details withheld" in refusal and "SECRET" not in refusal and "\n" not in refusal
+    assert f"cannot be used, at {where} (details withheld" in refusal and "SECRET" not in refusal and "\n" not in refusal
+
+
+def test_a_private_packages_socket_and_preopen_failures_are_withheld_too(tmp_path: Path) -> None:
+    """Failures after planning (a connection, a directory that vanished) quote the config as well: withheld."""
+    from enarx.runtime.stages.instantiate import configure_wasi
+    from enarx.runtime.stages.plan import plan
+    from enarx.runtime.stages.resources import open_sockets
+
+    secret = "secret-host-name-7f3a9c1e"
+    (tmp_path / secret).mkdir()
+    toml = (f'{STDIO}[[files]]\nkind = "dir"\npath = "{secret}"\n[[files]]\nkind = "connect"\nprot = "tcp"\n'
+            f'host = "{secret}.invalid"\nport = 9\nname = "db"\n')
+    request = LaunchRequest(module_name="main.wasm", config_toml=toml, config_source=str(tmp_path / "Enarx.toml"),
+                            package_dir=str(tmp_path))
+    for stage in (open_sockets, configure_wasi):
+        launch = Launch(request, example("c", "hello").read_bytes())
+        launch.withhold_config = "the package at https://r/x"
+        plan(launch)
+        if stage is configure_wasi:
+            (tmp_path / secret).rmdir()  # gone between the check and the preopen
+        with pytest.raises(StageFailure) as info:
+            stage(launch)
+        message = str(info.value)
+        assert "details withheld" in message and secret not in message, message

@@ -32,5 +32,5 @@ def location(message: str, source: str) -> str:
 
 def withheld(message: str, source: str, origin: str) -> str:
     """The one-line refusal the host may see for an error in ``origin``'s (private) Enarx.toml."""
-    return (f"{origin}: its Enarx.toml is refused at {location(message, source)} (details withheld: the package "
-            "may be private; check it with `enarx config check` where its files may be read)")
+    return (f"{origin}: its Enarx.toml cannot be used, at {location(message, source)} (details withheld: the "
+            "package may be private; check it with `enarx config check` where its files may be read)")
