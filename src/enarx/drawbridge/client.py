@@ -14,7 +14,7 @@ from typing import Any, Self
 
 import httpx
 
-from enarx import __version__
+from enarx import __version__, cabundle
 from enarx.drawbridge import API_VERSION
 from enarx.drawbridge.content import (
     CT_DIRECTORY,
@@ -87,7 +87,8 @@ class RegistryClient:
             if "CERTIFICATE_VERIFY_FAILED" in text:
                 raise RegistryError(f"cannot verify the TLS certificate of {self.host} while {action}: trust its "
                                     "CA with --ca-bundle or ENARX_CA_BUNDLE") from None
-            raise RegistryError(f"cannot reach the registry at {self.host} while {action}: {text}") from None
+            raise RegistryError(f"cannot reach the registry at {self.host} while {action}: "
+                                f"{_unreachable_reason(exc)}") from None
         except httpx.HTTPError as exc:
             raise RegistryError(f"{self.host} failed while {action}: {exc}") from None
         if response.status_code not in ok:
@@ -283,7 +284,7 @@ def _get(http: httpx.Client, host: str, url: str, action: str) -> httpx.Response
     try:
         response = http.get(url)
     except httpx.HTTPError as exc:
-        raise RegistryError(f"cannot reach the registry at {host} while {action}: {exc}") from None
+        raise RegistryError(f"cannot reach the registry at {host} while {action}: {_unreachable_reason(exc)}") from None
     if response.status_code != 200:
         raise refusal(host, action, response)
     return response
@@ -387,3 +388,10 @@ def refusal(host: str, action: str, response: httpx.Response) -> RegistryError:
 
 
 __all__ = ["CT_DIRECTORY", "FetchedTree", "RegistryClient", "RegistryError", "fetch_tree", "refusal", "tag_url"]
+
+
+def _unreachable_reason(exc: httpx.HTTPError) -> str:
+    """Why the registry could not be reached; a refused connection says what to check."""
+    if cabundle.refused(exc):
+        return "connection refused; check that Drawbridge is running there and the HOST in HOST/USER/REPO"
+    return str(exc)
