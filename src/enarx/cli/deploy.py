@@ -31,8 +31,8 @@ def _without_ca_bundle(func):
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--steward", metavar="URL", envvar="ENARX_STEWARD",
-              help="Attest to this Steward before fetching (or `steward` in --wasmcfgfile); the fetch then "
-                   "presents the Steward's certificate, as private packages require.")
+              help="Attest to this Steward before fetching (for a .wasm URL also `steward` in --wasmcfgfile); the "
+                   "fetch then presents the Steward's certificate, as private packages require.")
 @click.option("--kbs", metavar="URL", envvar="ENARX_KBS",
               help="The key broker holding an encrypted package's key: the keep attests to it and decrypts the "
                    "package itself (with --publisher-key).")

@@ -36,12 +36,20 @@ PROGRESS_MIN_BYTES = 4 << 20
 
 
 class RegistryError(EnarxError):
-    """The registry refused a request, or could not be reached."""
+    """The registry refused a request, or could not be reached. The message quotes what a server said, so it
+    is made :func:`printable` here: whoever prints it gets one line no server can put escape sequences into."""
 
     def __init__(self, message: str, status: int | None = None, reason: str | None = None):
-        super().__init__(message)
+        super().__init__(printable(message))
         self.status = status
         self.reason = reason
+
+
+def printable(text: str) -> str:
+    """``text`` on one line without control or format characters (terminal escapes, bidi overrides)."""
+    import unicodedata
+
+    return "".join(ch for ch in " ".join(text.split()) if unicodedata.category(ch)[0] != "C")
 
 
 def tag_url(host: str, user: str, repo: str, tag: str) -> str:
@@ -375,7 +383,7 @@ def refusal(host: str, action: str, response: httpx.Response) -> RegistryError:
         pass
     if not detail:
         detail = response.reason_phrase or "no reason given"
-    detail = " ".join(str(detail).split())[:400]
+    detail = printable(str(detail))[:400]
     return RegistryError(f"{host} refused {action}: {detail} ({response.status_code})", response.status_code, reason)
 
 
