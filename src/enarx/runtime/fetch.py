@@ -73,12 +73,13 @@ def fetch(launch: Launch) -> None:
     from enarx.runtime.stages.plan import plan
 
     early = None
-    if req.kbs_url is not None and req.publisher_key_pem is not None:  # an encrypted package: get its key while
-        from enarx.runtime.unlock import EarlyRelease  # the ciphertext downloads
-
-        early = EarlyRelease(launch).start()
     try:
-        package = fetch_package(req, launch.identity)
+        context = tls_context(req.ca_bundle_pem, launch.identity)  # made once: loading the system roots costs
+        if req.kbs_url is not None and req.publisher_key_pem is not None:  # an encrypted package: get its key
+            from enarx.runtime.unlock import EarlyRelease  # while the ciphertext downloads
+
+            early = EarlyRelease(launch, context).start()
+        package = fetch_package(req, launch.identity, context=context)
     except KeepError as exc:
         raise StageFailure(str(exc)) from None
     if package.encrypted is not None:
@@ -156,8 +157,10 @@ def tls_context(ca_bundle_pem: str | None, identity: Any = None) -> ssl.SSLConte
     return context
 
 
-def fetch_package(req: LaunchRequest, identity: Any = None) -> FetchedPackage:
-    """Fetch ``req.package_url`` and check it; raises :class:`KeepError` naming what failed."""
+def fetch_package(req: LaunchRequest, identity: Any = None, *,
+                  context: ssl.SSLContext | None = None) -> FetchedPackage:
+    """Fetch ``req.package_url`` and check it; raises :class:`KeepError` naming what failed. ``context``: the
+    launch's :func:`tls_context`, if made already."""
     import httpx
 
     from enarx.drawbridge.client import RegistryError, fetch_tree
@@ -170,7 +173,7 @@ def fetch_package(req: LaunchRequest, identity: Any = None) -> FetchedPackage:
     host = parts.netloc
     expected = bound_root(req)
     try:
-        with httpx.Client(verify=tls_context(req.ca_bundle_pem, identity), timeout=60,
+        with httpx.Client(verify=context or tls_context(req.ca_bundle_pem, identity), timeout=60,
                           headers={"User-Agent": "enarx-keep"}) as http:
             if expected is None and not _is_tag_url(url):
                 return _plain_module(http, url)

@@ -13,6 +13,7 @@ used only if the manifest of the whole download is byte for byte the one it was 
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -57,8 +58,9 @@ def _release(launch: Launch, token: bytes, kbs_url: str | None, publisher_pem: s
 class EarlyRelease:
     """Fetch the manifest alone, verify it and obtain the key in a thread, while the ciphertext downloads."""
 
-    def __init__(self, launch: Launch):
+    def __init__(self, launch: Launch, context: ssl.SSLContext):
         self.launch = launch
+        self.context = context  # the fetch's own (making another would load the system roots again)
         self.result: tuple[bytes, Any, bytes] | None = None  # (manifest token, manifest, key)
         self._thread = threading.Thread(target=self._run, name="early-key-release", daemon=True)
 
@@ -69,7 +71,7 @@ class EarlyRelease:
     def _run(self) -> None:
         req = self.launch.request
         try:
-            token = _fetch_manifest(self.launch)
+            token = _fetch_manifest(self.launch, self.context)
             if token is not None:
                 doc, key = _release(self.launch, token, req.kbs_url, req.publisher_key_pem, "the package")
                 self.result = (token, doc, key)
@@ -84,12 +86,12 @@ class EarlyRelease:
         return None
 
 
-def _fetch_manifest(launch: Launch) -> bytes | None:
+def _fetch_manifest(launch: Launch, context: ssl.SSLContext) -> bytes | None:
     """The package's manifest.jws alone, checked against the tree bound into the launch (None: not one)."""
     import httpx
 
     from enarx.drawbridge.client import fetch_path
-    from enarx.runtime.fetch import bound_root, tls_context
+    from enarx.runtime.fetch import bound_root
 
     req = launch.request
     root = bound_root(req)
@@ -97,7 +99,7 @@ def _fetch_manifest(launch: Launch) -> bytes | None:
         return None
     from urllib.parse import urlsplit
 
-    with httpx.Client(verify=tls_context(req.ca_bundle_pem, launch.identity), timeout=60,
+    with httpx.Client(verify=context, timeout=60,
                       headers={"User-Agent": "enarx-keep"}) as http:
         return fetch_path(http, urlsplit(req.package_url).netloc, req.package_url, root, MANIFEST)
 
