@@ -10,7 +10,7 @@ from conftest import example
 from enarx.protocol import LaunchRequest
 from enarx.runtime import stages
 from enarx.runtime.launch import Launch, StageFailure
-from enarx.runtime.unlock import is_encrypted, unlock
+from enarx.runtime.unlock import EarlyRelease, is_encrypted, unlock
 
 CONFIG = ('[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
           '[[files]]\nkind = "secrets"\n[[secrets]]\nname = "token"\nenv = "TOKEN"\n')
@@ -77,6 +77,33 @@ def test_refusals_end_the_keep_with_the_reason(world):
         with pytest.raises(StageFailure) as exc:
             unlock(launch_for(sim, "snp"), files, kbs_url=kbs_url, publisher_pem=publisher_pem, origin="alice/strict")
         assert fragment in str(exc.value) and str(exc.value).startswith("alice/strict"), str(exc.value)
+
+
+def test_the_early_release_starts_at_the_manifest_and_serves_only_that_manifest(world):
+    """The fetch offers each checked file; the manifest starts the release while the ciphertext downloads, and
+    its key is handed out only for that very manifest (another package's manifest gets none)."""
+    root, sim, broker = world
+    alice = Publisher(root, "alice-e")
+    source = package_dir(root / "src-e", example("c", "hello"), config=CONFIG, files={"secrets/token": MARKER})
+    pkg = alice.seal(source, root / "pkg-e", keep_policy("snp"), resource="alice/early/1.0.0")
+    other = alice.seal(source, root / "pkg-e2", keep_policy("snp"), resource="alice/early/1.0.1")
+    broker.register(pkg, "alice")
+    files = fetched(pkg)
+    launch = launch_for(sim, "snp")
+    launch.request = launch.request._replace(kbs_url=broker.url, publisher_key_pem=alice.pub_path.read_text())
+    early = EarlyRelease(launch)
+    for path, content in files.items():
+        if path != "manifest.jws":
+            early.offer(path, content)
+    assert early.key_for(files["manifest.jws"]) is None  # not started: no manifest offered yet
+    early.offer("manifest.jws", files["manifest.jws"])
+    assert early.key_for((other.directory / "manifest.jws").read_bytes()) is None
+    doc, key = early.key_for(files["manifest.jws"])
+    assert key == pkg.content_key and doc.digest == pkg.manifest.digest
+    unlock(launch, files, kbs_url=broker.url, publisher_pem=alice.pub_path.read_text(), origin="alice/early",
+           early=early)
+    assert MARKER in bytes(launch.module_bytes)
+    launch.close()
 
 
 OLD_TCB = {"snp": ("[min_svn]\nsnp = 24\n", {"tcb": {"bootloader": 4, "tee": 0, "snp": 10, "microcode": 219}}),

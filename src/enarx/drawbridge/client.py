@@ -201,8 +201,11 @@ class FetchedTree:
 
 
 def fetch_tree(http: httpx.Client, host: str, url: str, expected_root: Entry | None,
-               on_progress: Callable[[int], None] | None = None) -> FetchedTree:
-    """The tag at ``url`` and every node of its tree; each object is checked against its parent's entry."""
+               on_progress: Callable[[int], None] | None = None,
+               on_file: Callable[[str, bytes], None] | None = None) -> FetchedTree:
+    """The tag at ``url`` and every node of its tree; each object is checked against its parent's entry.
+    ``on_file(path, content)`` hears of each file as soon as it is checked (the tree is fetched level by
+    level, so a top-level file arrives before the files of subdirectories)."""
     action = f"reading {url}"
     response = _get(http, host, url, action)
     check_body_digest(response, "the tag entry")
@@ -224,6 +227,8 @@ def fetch_tree(http: httpx.Client, host: str, url: str, expected_root: Entry | N
             on_progress(len(data))
         if not entry.is_directory:
             files[path] = data
+            if on_file is not None:
+                on_file(path, data)
             return []
         directories.append(path)
         try:
@@ -236,27 +241,6 @@ def fetch_tree(http: httpx.Client, host: str, url: str, expected_root: Entry | N
     while level:  # breadth first: each level's nodes are fetched in parallel
         level = [child for children in _parallel(get, level) for child in children]
     return FetchedTree(root, files, directories)
-
-
-def fetch_path(http: httpx.Client, host: str, url: str, root: Entry, path: str) -> bytes:
-    """One file of the tag at ``url`` whose tree ``root`` is known (bound), fetched alone: each directory on
-    the way and the file are checked against the entry that names them, as :func:`fetch_tree` does."""
-    action = f"reading {path} of {url}"
-    entry, where = root, ""
-    for name in path.split("/"):
-        if not entry.is_directory:
-            raise RegistryError(f"{host}: {where or 'tree root'} is not a directory")
-        listing = _get_checked(http, host, url + "/tree" + (f"/{where}" if where else ""), action, entry,
-                               f"{host}: {where or 'tree root'}")
-        try:
-            children = parse_directory(listing, where or "tree root")
-        except ValueError as exc:
-            raise RegistryError(f"{host}: {exc}") from None
-        where = f"{where}/{name}" if where else name
-        if name not in children:
-            raise RegistryError(f"{host}: the package has no {where}")
-        entry = children[name]
-    return _get_checked(http, host, f"{url}/tree/{path}", action, entry, f"{host}: {path}")
 
 
 PARALLEL = 8

@@ -27,6 +27,7 @@ import os
 import shutil
 import ssl
 import tempfile
+from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -73,13 +74,12 @@ def fetch(launch: Launch) -> None:
     from enarx.runtime.stages.plan import plan
 
     early = None
-    try:
-        context = tls_context(req.ca_bundle_pem, launch.identity)  # made once: loading the system roots costs
-        if req.kbs_url is not None and req.publisher_key_pem is not None:  # an encrypted package: get its key
-            from enarx.runtime.unlock import EarlyRelease  # while the ciphertext downloads
+    if req.kbs_url is not None and req.publisher_key_pem is not None:  # an encrypted package: get its key
+        from enarx.runtime.unlock import EarlyRelease  # as soon as its manifest is in, while the ciphertext
 
-            early = EarlyRelease(launch, context).start()
-        package = fetch_package(req, launch.identity, context=context)
+        early = EarlyRelease(launch)  # downloads
+    try:
+        package = fetch_package(req, launch.identity, on_file=early.offer if early is not None else None)
     except KeepError as exc:
         raise StageFailure(str(exc)) from None
     if package.encrypted is not None:
@@ -158,9 +158,9 @@ def tls_context(ca_bundle_pem: str | None, identity: Any = None) -> ssl.SSLConte
 
 
 def fetch_package(req: LaunchRequest, identity: Any = None, *,
-                  context: ssl.SSLContext | None = None) -> FetchedPackage:
-    """Fetch ``req.package_url`` and check it; raises :class:`KeepError` naming what failed. ``context``: the
-    launch's :func:`tls_context`, if made already."""
+                  on_file: Callable[[str, bytes], None] | None = None) -> FetchedPackage:
+    """Fetch ``req.package_url`` and check it; raises :class:`KeepError` naming what failed. ``on_file(path,
+    content)`` hears of each file of a registry tree as soon as it is checked."""
     import httpx
 
     from enarx.drawbridge.client import RegistryError, fetch_tree
@@ -173,11 +173,11 @@ def fetch_package(req: LaunchRequest, identity: Any = None, *,
     host = parts.netloc
     expected = bound_root(req)
     try:
-        with httpx.Client(verify=context or tls_context(req.ca_bundle_pem, identity), timeout=60,
+        with httpx.Client(verify=tls_context(req.ca_bundle_pem, identity), timeout=60,
                           headers={"User-Agent": "enarx-keep"}) as http:
             if expected is None and not _is_tag_url(url):
                 return _plain_module(http, url)
-            tree = fetch_tree(http, host, url, expected)
+            tree = fetch_tree(http, host, url, expected, on_file=on_file)
     except RegistryError as exc:
         raise KeepError(f"cannot fetch the package: {exc}") from None
     except httpx.HTTPError as exc:

@@ -6,14 +6,13 @@ it made for this one attestation, decrypts every file in its own memory and inst
 (:mod:`enarx.runtime.provision`). The broker releases the key only if the keep's evidence passes its policy
 and the package's keep policy and names this package; its refusal, with the failed rules, ends the keep.
 
-The manifest is small and comes first: :class:`EarlyRelease` fetches it alone (checked against the tree the
-host bound into the launch), verifies it and obtains the key *while* the ciphertext downloads; the key is
-used only if the manifest of the whole download is byte for byte the one it was released for.
+The manifest is small and comes first: the fetch hands it (checked against the tree the host bound into the
+launch) to :class:`EarlyRelease` as soon as it is in, which verifies it and obtains the key *while* the
+ciphertext downloads; the key is used only for the very manifest it was released for.
 """
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -56,52 +55,37 @@ def _release(launch: Launch, token: bytes, kbs_url: str | None, publisher_pem: s
 
 
 class EarlyRelease:
-    """Fetch the manifest alone, verify it and obtain the key in a thread, while the ciphertext downloads."""
+    """Verify the manifest and obtain the key in a thread, as soon as the fetch has the (checked) manifest:
+    the ciphertext, one level deeper in the package's tree, is still downloading."""
 
-    def __init__(self, launch: Launch, context: ssl.SSLContext):
+    def __init__(self, launch: Launch):
         self.launch = launch
-        self.context = context  # the fetch's own (making another would load the system roots again)
         self.result: tuple[bytes, Any, bytes] | None = None  # (manifest token, manifest, key)
-        self._thread = threading.Thread(target=self._run, name="early-key-release", daemon=True)
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> EarlyRelease:
-        self._thread.start()
-        return self
+    def offer(self, path: str, content: bytes) -> None:
+        """``on_file`` of the fetch: a top-level ``manifest.jws`` starts the release (once)."""
+        if path == MANIFEST and self._thread is None:
+            self._thread = threading.Thread(target=self._run, args=(bytes(content),), name="early-key-release",
+                                            daemon=True)
+            self._thread.start()
 
-    def _run(self) -> None:
+    def _run(self, token: bytes) -> None:
         req = self.launch.request
         try:
-            token = _fetch_manifest(self.launch, self.context)
-            if token is not None:
-                doc, key = _release(self.launch, token, req.kbs_url, req.publisher_key_pem, "the package")
-                self.result = (token, doc, key)
+            doc, key = _release(self.launch, token, req.kbs_url, req.publisher_key_pem, "the package")
+            self.result = (token, doc, key)
         except Exception:  # noqa: BLE001, S110 - unlock() does it again and reports what is wrong
             pass
 
     def key_for(self, token: bytes) -> tuple[Any, bytes] | None:
         """The manifest and key released for exactly ``token``, if the early release got them."""
+        if self._thread is None:
+            return None
         self._thread.join()
         if self.result is not None and self.result[0] == bytes(token):
             return self.result[1], self.result[2]
         return None
-
-
-def _fetch_manifest(launch: Launch, context: ssl.SSLContext) -> bytes | None:
-    """The package's manifest.jws alone, checked against the tree bound into the launch (None: not one)."""
-    import httpx
-
-    from enarx.drawbridge.client import fetch_path
-    from enarx.runtime.fetch import bound_root
-
-    req = launch.request
-    root = bound_root(req)
-    if root is None or not root.is_directory or req.package_url is None:
-        return None
-    from urllib.parse import urlsplit
-
-    with httpx.Client(verify=context, timeout=60,
-                      headers={"User-Agent": "enarx-keep"}) as http:
-        return fetch_path(http, urlsplit(req.package_url).netloc, req.package_url, root, MANIFEST)
 
 
 def unlock(launch: Launch, files: Mapping[str, bytes], *, kbs_url: str | None, publisher_pem: str | None,
