@@ -68,6 +68,8 @@ def deploy(ctx: click.Context, steward: str | None, kbs: str | None, insecure_au
     publisher_key = raw["publisher_key"]
     options = _convert(raw, {o.dest: o.name for o in OPTIONS})
     log_filter = (ctx.find_root().obj or {}).get("log_filter")
+    if kbs and publisher_key:
+        _start_keep_early(options)
     session = Session(options["ca_bundle"], insecure_auth_token, credential_helper, oidc_issuer)
     host = urlsplit(package).netloc if "://" in package else package.split("/", 1)[0]
     token = session.token(host, required=False) if not package.startswith("file:") else None
@@ -88,6 +90,31 @@ def deploy(ctx: click.Context, steward: str | None, kbs: str | None, insecure_au
         sys.stderr.write(f"Error: {result.error}\n")
         sys.stderr.flush()
     sys.exit(result.status)
+
+
+def _start_keep_early(options: dict) -> None:
+    """An encrypted package's keep (a nil one, a process) starts now and loads what its key release needs
+    while this host resolves the package; a package in the clear needs none of it, and its keep starts at
+    launch as before."""
+    from enarx.backends.registry import pick_backend
+    from enarx.errors import EnarxError
+
+    try:
+        if pick_backend(options["backend"]).name != "nil":
+            return
+    except EnarxError:
+        return  # the launch reports it
+    import functools
+
+    # what the host resolves with and the keep fetches with (httpx loads httpcore only for its first client):
+    import httpcore  # noqa: F401 - loaded once, before the fork, not in each process
+
+    import enarx.drawbridge.client
+    import enarx.runtime.fetch  # noqa: F401
+    from enarx.runtime.process import prefork
+    from enarx.runtime.unlock import load_release
+
+    prefork(engine=False, warm=functools.partial(load_release, options["simulate_tee"]))
 
 
 deploy.params[:0] = _run_options()

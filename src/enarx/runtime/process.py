@@ -10,6 +10,10 @@ import signal
 import socket
 import sys
 
+TYPE_CHECKING = False  # typing itself is not imported before the fork
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -46,8 +50,9 @@ class ForkedKeep:
 _preforked: ForkedKeep | None = None
 
 
-def prefork() -> None:
-    """Start a keep now, for the next nil-backend launch (see ``enarx.cli.entry``).
+def prefork(*, engine: bool = True, warm: Callable[[], None] | None = None) -> None:
+    """Start a keep now, for the next nil-backend launch (see ``enarx.cli.entry``): it makes the wasmtime
+    engine (``engine``) and runs ``warm`` while the host is still busy, then waits for its launch.
 
     Modules that both the host and the keep need are imported first, so the fork shares them instead of
     each process loading them again (on a busy machine, total CPU time is what start-up costs).
@@ -57,10 +62,10 @@ def prefork() -> None:
         import enarx.config
         import enarx.protocol  # noqa: F401
 
-        _preforked = fork_keep(preload=True)
+        _preforked = fork_keep(preload=engine, warm=warm)
 
 
-def fork_keep(*, preload: bool) -> ForkedKeep:
+def fork_keep(*, preload: bool, warm: Callable[[], None] | None = None) -> ForkedKeep:
     host_end, keep_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if "wasmtime" in sys.modules:
         # This process has loaded wasmtime itself (an embedding program, an in-memory keep): a forked
@@ -74,14 +79,14 @@ def fork_keep(*, preload: bool) -> ForkedKeep:
         status = 70
         try:
             host_end.close()
-            _run_keep(keep_end, preload=preload)
+            _run_keep(keep_end, preload=preload, warm=warm)
         finally:
             os._exit(status)
     keep_end.close()
     return ForkedKeep(pid, host_end)
 
 
-def _run_keep(keep_end: socket.socket, *, preload: bool) -> None:
+def _run_keep(keep_end: socket.socket, *, preload: bool, warm: Callable[[], None] | None = None) -> None:
     """The keep process's life: detach from the host's signals and stdio, then serve the channel."""
     # The host decides how to stop us: Ctrl-C and SIGTERM sent to the whole process group (a terminal,
     # timeout(1), `kill -- -PGID`) or to every process of a systemd unit reach the host, which asks us to
@@ -97,6 +102,8 @@ def _run_keep(keep_end: socket.socket, *, preload: bool) -> None:
         import enarx.runtime.engine
 
         enarx.runtime.engine.make_engine()
+    if warm is not None:
+        warm()
     from enarx.runtime.keep import serve
 
     serve(keep_end)

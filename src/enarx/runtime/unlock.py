@@ -54,6 +54,27 @@ def _release(launch: Launch, token: bytes, kbs_url: str | None, publisher_pem: s
         raise StageFailure(f"{origin}: {exc}") from None
 
 
+def load_release(simulate_tee: str | None) -> None:
+    """Import what the key release and the decryption run (the broker's client, JOSE, the evidence source —
+    the simulator's with ``simulate_tee``), so that a keep started before its launch (``enarx deploy`` of an
+    encrypted package) loads them while the host still resolves the package, not while it downloads."""
+    import enarx.kbs.client
+    import enarx.packaging.manifest
+    import enarx.packaging.unseal
+    import enarx.runtime.attest.kbs
+    import enarx.runtime.provision
+    import enarx.runtime.stages.attest
+
+    if simulate_tee:
+        import enarx.attestation.simulate.persistent
+        import enarx.runtime.attest.simulated
+
+        if simulate_tee in ("sev-snp", "snp"):
+            import enarx.attestation.simulate.snp
+        else:
+            import enarx.attestation.simulate.intel  # noqa: F401
+
+
 class EarlyRelease:
     """Verify the manifest and obtain the key in a thread, as soon as the fetch has the (checked) manifest:
     the ciphertext, one level deeper in the package's tree, is still downloading."""
