@@ -153,6 +153,14 @@ def test_tcb_info_pce_id_must_match_the_pck():
     assert err.reason == "collateral" and err.checks[-1].name == "tcb-info-pce-id"
 
 
+@pytest.mark.parametrize("make", [simulate_sgx, simulate_tdx])
+def test_tcb_info_of_an_unknown_tcb_type_is_refused(make):
+    """Intel defines tcbType 0 only (levels compared component by component): a correctly signed TCB info of
+    another type must not yield a TCB status (survivor of the attestation-core mutation run)."""
+    err = intel_refusal(make(tcb_type=1))
+    assert err.reason == "collateral" and err.checks[-1].name == "tcb-info" and "unsupported tcbType 1" in str(err)
+
+
 def test_issuers_are_matched_by_key_before_any_signature_is_tried():
     """The quote's chain stops below the root, and two roots named "Intel SGX Root CA" are anchors (the real one
     and the simulator's): the key identifier picks the right one, so no signature check fails on the way."""
@@ -181,3 +189,19 @@ def test_a_vendor_name_on_another_kind_of_key_does_not_bind_a_test_anchor():
     with pytest.raises(AnchorError):
         bind_test_anchor(no_amd)
     assert bind_test_anchor(ec_ark, {"snp"}).formats == {"snp"}  # naming the format is always possible
+
+
+# --- AWS Nitro -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pcrs", [{"0": bytes(48)}, {0: "00" * 48}, [bytes(48)]],
+                         ids=["text-index", "text-value", "list"])
+def test_nitro_pcrs_must_map_integers_to_byte_strings(pcrs):
+    """A document signed under a trusted root whose PCRs are not {int: bytes} is malformed: a PCR0 under a text
+    key would otherwise be invisible to a policy on ``pcr0``, and a text value would reach the policy as such."""
+    from enarx.attestation.simulate.nitro import simulate_nitro
+
+    sim = simulate_nitro(pcrs=pcrs)
+    verdict = Verifier(anchors=roots.builtin_anchors([sim.root])).verify(sim.document, at=sim.at)
+    assert (verdict.status, verdict.reason) == ("failed", "parse")
+    assert "pcrs must map integers to byte strings" in verdict.checks[-1].detail
