@@ -218,6 +218,34 @@ def test_nitro_pcrs_must_map_integers_to_byte_strings(pcrs):
     assert "pcrs must map integers to byte strings" in verdict.checks[-1].detail
 
 
+
+# --- NVIDIA ------------------------------------------------------------------------------------------------
+
+
+def _spdm_transcript(block: bytes) -> bytes:
+    """GET_MEASUREMENTS request and a MEASUREMENTS response holding one block (signature bytes zero)."""
+    request = bytes([0x11, 0xE0, 0x01, 0xFF]) + b"\x5a" * 32 + b"\x00"
+    response = (bytes([0x11, 0x60, 0x00, 0x00, 1]) + len(block).to_bytes(3, "little") + block + b"\xa5" * 32
+                + (0).to_bytes(2, "little") + bytes(96))
+    return request + response
+
+
+def test_an_spdm_measurement_block_longer_than_its_record_is_malformed():
+    """A block whose size (and value size) say one byte more than the record holds must not be read as a
+    shorter measurement: the digest shown and appraised would not be the one the device announced."""
+    from enarx.attestation import nvidia
+    from enarx.attestation.model import MalformedEvidence
+
+    value = bytes(range(48))
+
+    def block(announced: int) -> bytes:
+        return bytes([1, 1]) + (3 + announced).to_bytes(2, "little") + b"\x01" + announced.to_bytes(2, "little") + value
+
+    (parsed,) = nvidia.parse(_spdm_transcript(block(48))).blocks
+    assert parsed.value == value
+    with pytest.raises(MalformedEvidence, match="block 1 has a bad size"):
+        nvidia.parse(_spdm_transcript(block(49)))
+
 # --- what a verdict carries onward ----------------------------------------------------------------------
 
 
