@@ -1,4 +1,4 @@
-"""report_data ↔ key binding for every TEE, and a smoke run of the benchmark."""
+"""report_data ↔ key binding for every TEE, and the benchmark's floor: the signatures each verification performs."""
 
 from __future__ import annotations
 
