@@ -74,14 +74,15 @@ if [ -d ../shared/corpora/sev-snp ]; then
 fi
 step "An attested keep: it proves itself to a Steward, then serves TLS with the Steward-issued certificate"
 SIM="$WORK/simulator"
-.venv/bin/python -c "from pathlib import Path; from enarx.runtime.attest.simulated import load_or_create_snp_pki as f; f(Path('$SIM'))"
+"${ENARX[@]}" attest simulate pki "$SIM" > /dev/null 2>&1  # test PKIs, and the collateral the Steward needs
 MEASUREMENT=$(.venv/bin/python -c "import hashlib,sys; print(hashlib.sha384(open(sys.argv[1],'rb').read()).hexdigest())" "$B/c/echo_server.wasm")
 cat > "$WORK/policy.toml" <<TOML
 [measurements.measurement]
 allow = ["$MEASUREMENT"]
 TOML
 "${ENARX[@]}" steward serve --addr 127.0.0.1 --port 0 --generate-ca "Demo Steward" --write-ca "$WORK/ca" \
-    --policy "$WORK/policy.toml" --insecure-trust-anchor "$SIM/snp/chain.pem" > /dev/null 2> "$WORK/steward.log" &
+    --policy "$WORK/policy.toml" --insecure-trust-anchor "$SIM/snp/chain.pem" --collateral "$SIM/collateral" \
+    > /dev/null 2> "$WORK/steward.log" &
 STEWARD=$!
 for _ in $(seq 100); do grep -qo "http://127.0.0.1:[0-9]*" "$WORK/steward.log" 2>/dev/null && break; sleep 0.1; done
 URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/steward.log" | sed -n 1p)
@@ -130,7 +131,8 @@ wait_for() { for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return; sl
 .venv/bin/python scripts/demo_registry_services.py "$WORK/reg" & SERVICES=$!
 for _ in $(seq 200); do [ -s "$WORK/reg/token" ] && break; sleep 0.1; done
 "${ENARX[@]}" steward serve --addr 127.0.0.1 --port 0 --generate-ca "Registry Steward" --write-ca "$WORK/steward" \
-    --insecure-trust-anchor "$SIM/snp/chain.pem" > /dev/null 2> "$WORK/steward2.log" & STEWARD2=$!
+    --insecure-trust-anchor "$SIM/snp/chain.pem" --collateral "$SIM/collateral" \
+    > /dev/null 2> "$WORK/steward2.log" & STEWARD2=$!
 wait_for "$WORK/steward2.log" "listening on"
 STEWARD_URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/steward2.log" | sed -n 1p)/
 mkdir "$WORK/store"

@@ -109,6 +109,13 @@ def test_every_help_works():
         assert not proc.stderr, (path, proc.stderr.decode())
 
 
+def test_deploy_help_names_only_its_own_options():
+    """deploy shares run's option table but has no --await-push: its --publisher-key goes with --kbs."""
+    text = " ".join(enarx("deploy", "--help").stdout.decode().split())
+    assert "--await-push" not in text
+    assert "--publisher-key PEM With --kbs:" in text
+
+
 def test_bare_enarx_shows_help():
     """Through the installed console script, as a user types it (it imports less than `python -m`)."""
     import subprocess

@@ -77,3 +77,17 @@ def test_a_foreign_owned_cache_is_refused_with_a_warning(tmp_path):
     assert "owned by uid 4321" in err and "not using cache directory" in err
     assert entries(cache) == {}  # nothing read from it or written to it
 
+
+
+
+@pytest.mark.parametrize("cache,said", [("file", "not using cache directory {}: it is not a directory"),
+                                        ("file/sub", "cannot use cache directory {}: Not a directory")])
+def test_an_unusable_cache_warns_with_the_remedy_and_the_workload_still_runs(tmp_path, cache, said):
+    (tmp_path / "file").write_text("not a directory")
+    cache = tmp_path / cache
+    err = run_hello(cache).stderr.decode()
+    (warning,) = [line for line in err.splitlines() if "cache directory" in line]
+    assert warning.startswith("warning: " + said.format(cache)), err
+    assert warning.endswith("(set ENARX_CACHE_DIR to a directory of yours, or pass --no-cache)"), warning
+    assert b"cache directory" not in enarx("run", "--no-cache", example("c", "hello"),
+                                          env={"ENARX_CACHE_DIR": str(cache)}).stderr  # the remedy works

@@ -165,7 +165,8 @@ def deploy(
 ) -> KeepResult:
     """Run a package the keep fetches itself from ``url`` (a registry tag, checked against ``root``, the tag
     entry the host resolved); with ``steward`` the keep attests before it fetches. The host never sees the
-    package's content. ``options.config_path`` (a local Enarx.toml) overrides the package's own. Only a
+    package's content. A registry package (``root`` given) runs with its own Enarx.toml only:
+    ``options.config_path`` and ``options.dirs`` are refused (they serve an unbound ``.wasm`` URL). Only a
     ``public`` package's compiled module may go into the (process keep's) module cache. ``ca_bundle_pem``
     (default: the text of ``options.ca_bundle`` or ``$ENARX_CA_BUNDLE``) is what the keep trusts besides the
     system roots, for the registry, the Steward and the key broker. An encrypted package needs
@@ -173,8 +174,13 @@ def deploy(
     (the key broker the keep attests to for its key)."""
     from enarx.backends.registry import pick_backend
     from enarx.runtime.cachedir import default_cache_dir
+    from enarx.runtime.fetch import host_override
 
     options = options or KeepOptions()
+    env, dirs = _env_pairs(options.env), _dir_triples(options.dirs)
+    refusal = host_override(root is not None, options.config_path is not None, bool(dirs))
+    if refusal is not None:
+        raise ConfigError(refusal)
     if kbs_url is not None:
         from enarx import cabundle
 
@@ -183,7 +189,6 @@ def deploy(
     if options.config_path is not None:
         config, config_text = load_config_and_text(options.config_path)
         steward = steward or config.steward
-    env, dirs = _env_pairs(options.env), _dir_triples(options.dirs)
     for host, _guest, _writable in dirs:
         _check_dir(host)
     if ca_bundle_pem is None:

@@ -3,6 +3,7 @@
 One option for all of them: ``--ca-bundle PEM`` or ``ENARX_CA_BUNDLE``. The bundle is added to the
 system roots, never a replacement that silently drops them, and never a way to turn verification off.
 Plain ``http://`` is accepted only for loopback addresses (development servers on this machine).
+A connection refused (nothing listens there) is said as such, with what to check: :func:`refused`.
 """
 
 from __future__ import annotations
@@ -58,3 +59,17 @@ def check_service_url(url: str, what: str) -> None:
     if parts.scheme == "http" and is_loopback(parts.hostname or ""):
         return
     raise EnarxError(f"refusing to use the {what} url {url!r}: use https (plain http only to loopback)")
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether a failed request was refused: nothing listens at that address (a server not running, or a
+    wrong URL). Sees through urllib's ``URLError.reason`` and httpx's chained errors."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        seen.append(cause)
+        reason = getattr(cause, "reason", None)
+        cause = reason if isinstance(reason, BaseException) else cause.__cause__ or cause.__context__
+    return False

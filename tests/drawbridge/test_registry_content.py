@@ -229,3 +229,36 @@ def test_a_pending_tag_is_the_owners_alone(api: Api) -> None:
             _problem(other.get(f"{api.base}/_tag/{tag}/tree"), 404, "tag-pending")
             _problem(other.get(f"{api.base}/_tag/{tag}"), 404, "tag-pending")
 
+
+
+def test_a_directory_naming_a_node_that_could_never_be_uploaded_is_400(api: Api) -> None:
+    """Every child of a directory is checked when the directory is stored: a tag can never be stuck pending for
+    want of a node the server would refuse (too deep, too large, a type no Content-Type can name)."""
+    from enarx.drawbridge.app import MAX_OBJECT
+    from enarx.drawbridge.content import MAX_DIRECTORY
+    from enarx.drawbridge.names import MAX_DEPTH
+
+    leaf = Entry.of(b"deep", CT_OCTETS)
+    levels = [encode_directory({"f": leaf})]  # levels[i] is stored at a path of MAX_DEPTH - i parts
+    for _ in range(MAX_DEPTH):
+        levels.append(encode_directory({"d": Entry.of(levels[-1], CT_DIRECTORY)}))
+    levels.reverse()  # levels[depth]: the directory stored at "d/…/d" (depth parts)
+    tag = api.new_tag(Entry.of(levels[0], CT_DIRECTORY))
+    for depth in range(MAX_DEPTH):
+        path = "/".join(["tree", *["d"] * depth])
+        assert api.put(f"_tag/{tag}/{path}", levels[depth], CT_DIRECTORY).status_code == 201, depth
+    deepest = "/".join(["tree", *["d"] * MAX_DEPTH])  # fine itself, but its child would be one level too deep
+    doc = _problem(api.put(f"_tag/{tag}/{deepest}", levels[MAX_DEPTH], CT_DIRECTORY), 400, "too-deep")
+    assert str(MAX_DEPTH) in doc["detail"]
+
+    huge = Entry(leaf.digests, MAX_OBJECT + 1, CT_OCTETS)
+    big_directory = Entry(leaf.digests, MAX_DIRECTORY + 1, CT_DIRECTORY)
+    for child, reason in ((huge, "too-large"), (big_directory, "too-large"),
+                          (Entry.of(b"x", "Text/Plain"), "bad-type"), (Entry.of(b"x", "text/plain; charset=utf-8"),
+                                                                      "bad-type")):
+        directory = encode_directory({"ok": leaf, "child": child})
+        tag = api.new_tag(Entry.of(directory, CT_DIRECTORY))
+        _problem(api.put(f"_tag/{tag}/tree", directory, CT_DIRECTORY), 400, reason)
+    # the tag entry's own root, before anything is stored
+    _problem(api.put("_tag/7.7.7", huge.encode(), CT_ENTRY), 400, "too-large")
+    _problem(api.put("_tag/7.7.8", Entry.of(b"x", "Application/Wasm").encode(), CT_ENTRY), 400, "bad-type")

@@ -203,3 +203,37 @@ def test_the_nonce_is_the_stewards_design(broker):
     raw = freshness.decode(nonce)
     assert len(raw) == freshness.NONCE_SIZE and raw[0] == freshness.VERSION
     assert base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == nonce
+
+
+def test_a_keep_cannot_roll_the_brokers_collateral_back(tmp_path):
+    """The broker's --collateral is its store, the reference for freshness: a keep that sends TCB info and
+    CRLs older than those the broker holds is refused, not verified against its own older copies."""
+    from datetime import UTC, datetime, timedelta
+
+    from _kbs import INTEL_PKI, simulator_anchors, simulator_pool
+
+    from enarx.attestation.collateral import add_bytes
+    from enarx.attestation.model import CollateralSet, Tee
+    from enarx.attestation.simulate.intel import platform_collateral
+    from enarx.kbs.app import create_app
+    from enarx.kbs.service import Broker, BrokerConfig
+    from enarx.kbs.store import ResourceStore
+
+    def broker_holding(issued: datetime) -> BackgroundServer:
+        held = CollateralSet()
+        for name, data in platform_collateral(Tee.TDX, INTEL_PKI, issued).items():
+            add_bytes(held, data, name)
+        config = BrokerConfig(anchors=simulator_anchors(), collateral=simulator_pool().merge(held),
+                              store=ResourceStore(tmp_path / issued.isoformat()))
+        return BackgroundServer(create_app(Broker(config))).start()
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    for issued, status in ((now, 200), (now + timedelta(hours=2), 403)):  # the keep's: issued an hour before now
+        server = broker_holding(issued)
+        try:
+            r = attest_raw(httpx.Client(base_url=f"http://127.0.0.1:{server.port}"), SimulatedKeep("tdx"), tee="tdx")
+        finally:
+            server.stop()
+        assert r.status_code == status, r.text
+        if status == 403:
+            assert r.json()["reason"] == "stale-collateral", r.text

@@ -111,7 +111,8 @@ def test_a_keep_with_the_wrong_measurement_gets_nothing(tmp_path, tee):
 
 
 def test_a_sealed_key_does_not_open_in_another_keep(tmp_path):
-    """Capture a push to one keep, replay its package message to a second keep: refused."""
+    """Capture a push to one keep, replay its package message to a second keep — or to the same keep restarted,
+    which is the same thing: a keep keeps nothing and makes a new key for every push — refused."""
     pkg, pub = sealed_package(tmp_path, "snp", "owner/replay/v1")
     port, result = run_keep(SimulatedKeep("snp"))
     owner = socket.create_connection(("127.0.0.1", port))
@@ -213,3 +214,51 @@ def test_a_debug_or_outdated_keep_gets_nothing_with_the_policys_reasons(tmp_path
     assert exc.value.reason == "refused" and "package's keep policy" in str(exc.value)
     assert rule[case] in str(exc.value) and "expected" in str(exc.value)
     assert "files" not in result  # the keep received nothing
+
+
+def test_evidence_replayed_from_an_earlier_push_is_refused_by_the_owner(tmp_path):
+    """The host records a genuine keep's answer to one push and replays it to the next push, hoping the owner
+    seals the package to a key whose keep the host still talks to: the answer binds the old nonce, so the
+    owner refuses it and sends nothing after its challenge."""
+    import struct
+
+    pkg, pub = sealed_package(tmp_path, "snp", "owner/renonce/v1")
+    port, result = run_keep(SimulatedKeep("snp"))
+    conn = socket.create_connection(("127.0.0.1", port))
+    received = bytearray()
+
+    def recording_recv(n: int) -> bytes:
+        data = conn.recv(n)
+        received.extend(data)
+        return data
+
+    push.push(push.Channel(recording_recv, conn.sendall), pkg.directory, pkg.content_key,
+              keys.load_public_key(pub), owner_trust())
+    conn.close()
+    result["thread"].join(30)
+    (size,) = struct.unpack(">I", received[:4])
+    recorded_evidence = bytes(received[:4 + size])  # the keep's first frame: its evidence for the old nonce
+
+    # the host's impostor: reads the owner's new challenge and answers with the recorded evidence
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent = bytearray()
+
+    def impostor() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            channel = push.Channel(peer.recv, peer.sendall)
+            channel.recv("challenge")
+            peer.sendall(recorded_evidence)
+            while data := peer.recv(65536):
+                sent.extend(data)
+
+    thread = threading.Thread(target=impostor, daemon=True)
+    thread.start()
+    owner = socket.create_connection(("127.0.0.1", listener.getsockname()[1]), timeout=20)
+    with pytest.raises(PackageError) as exc:
+        push.push(push.Channel(owner.recv, owner.sendall), pkg.directory, pkg.content_key,
+                  keys.load_public_key(pub), owner_trust())
+    owner.close()
+    thread.join(30)
+    assert exc.value.reason == "refused" and "does not bind this push's nonce" in str(exc.value)
+    assert sent == b""  # nothing followed the challenge: no sealed key, no ciphertext

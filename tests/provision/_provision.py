@@ -194,7 +194,8 @@ def strace_command(out: Path) -> list[str]:
     host's threads only."""
     ensure_strace()
     return ["strace", "-f", "-o", str(out), "-qq", "-s", "100000000", "-xx", "-e", "signal=none", "-e",
-            ("trace=read,write,readv,writev,pread64,pwrite64,recvfrom,sendto,recvmsg,sendmsg,sendfile,splice,"
+            ("trace=read,write,readv,writev,pread64,pwrite64,preadv,pwritev,preadv2,pwritev2,recvfrom,sendto,recvmsg,"
+             "sendmsg,recvmmsg,sendmmsg,sendfile,splice,"
              "clone,clone3")]
 
 

@@ -68,10 +68,15 @@ class World:
                         source, timeout=600)
 
     def deploy(self, tag: str, tee: str, *, strace: Path | None = None, tmpdir: Path | None = None,
-               publisher: Path | None = None, debug: bool = False) -> subprocess.CompletedProcess[bytes]:
-        args = (["--log-filter", "debug"] if debug else []) + ["deploy", "--kbs", self.broker.url, "--publisher-key", publisher or self.publisher.pub_path,
-                "--simulate-tee", TEES[tee], "--simulator-pki", self.simulator, f"{self.host}/alice/app:{tag}"]
+               publisher: Path | None = None, debug: bool = False, cache: Path | None = None,
+               encrypted: bool = True) -> subprocess.CompletedProcess[bytes]:
+        """``enarx deploy`` of alice/app:TAG (``cache``: its module cache directory)."""
+        pulled = ["--kbs", self.broker.url, "--publisher-key", publisher or self.publisher.pub_path] if encrypted else []
+        args = [*(["--log-filter", "debug"] if debug else []), "deploy", *pulled, "--simulate-tee", TEES[tee],
+                "--simulator-pki", self.simulator, f"{self.host}/alice/app:{tag}"]
         env = {"TMPDIR": str(tmpdir)} if tmpdir else {}
+        if cache is not None:
+            env["ENARX_CACHE_DIR"] = str(cache)
         if strace is None:
             return self.cli(*args, env=env, timeout=300)
         import os
@@ -117,9 +122,16 @@ def test_publish_encrypted_and_deploy_pulls_decrypts_and_runs(world, tmp_path, t
     keep_tmp = tmp_path / "keep-tmp"
     keep_tmp.mkdir()
     trace = tmp_path / "deploy.strace" if traced else None
-    deployed = world.deploy(tag, tee, strace=trace, tmpdir=keep_tmp, debug=not traced)
+    cache = tmp_path / "cache"
+    deployed = world.deploy(tag, tee, strace=trace, tmpdir=keep_tmp, debug=not traced, cache=cache)
     assert deployed.returncode == 0, deployed.stderr
     assert deployed.stdout == b"Hello, world!\n"
+    assert not list(cache.glob("modules-*/*"))  # the host's module cache never holds the workload's code
+    if not traced:  # … which a deploy in the clear does use here, so the check above can fail
+        assert world.cli("package", "publish", f"{world.host}/alice/app:{tag}-plain", example(lang, "hello")
+                         ).returncode == 0
+        assert world.deploy(f"{tag}-plain", tee, cache=cache, encrypted=False).returncode == 0
+        assert len(list(cache.glob("modules-*/*"))) == 1
     if not traced:  # the key was obtained while the ciphertext downloaded (the keep's debug log says so)
         assert b"key released early" in deployed.stderr, deployed.stderr
     assert list(keep_tmp.iterdir()) == []  # the keep's staging (data, secrets) is gone
@@ -210,3 +222,88 @@ def test_publish_encrypt_usage(world, tmp_path):
     assert proc.returncode == 2 and b"--encrypt needs --policy, --kbs, --sign-key" in proc.stderr
     proc = world.cli("package", "publish", "--kbs", world.broker.url, f"{world.host}/alice/app:9.0.0", source)
     assert proc.returncode == 2 and b"go with --encrypt" in proc.stderr
+
+
+def _register(world, pkg) -> None:
+    """Register ``pkg``'s key at the broker as alice would (her registry token is an OIDC token the broker
+    accepts)."""
+    import base64
+
+    import httpx
+
+    body = {"manifest": pkg.token, "key": base64.urlsafe_b64encode(pkg.content_key).decode().rstrip("=")}
+    r = httpx.post(f"{world.broker.url}/kbs/v0/resource/{pkg.manifest.resource}", json=body,
+                   headers={"Authorization": f"Bearer {world.token}"})
+    assert r.status_code == 201, r.text
+
+
+def _tampered_copy(pkg, out: Path, case: str, other) -> Path:
+    """A copy of sealed ``pkg`` as a hostile registry (or host) would serve it."""
+    import base64
+    import json
+
+    from enarx.packaging import stream
+
+    shutil.copytree(pkg.directory, out)
+    data_ref = max(pkg.manifest.blobs, key=lambda ref: ref.size)  # the data file: several 4 KiB chunks
+    blob = out / data_ref.path
+    raw = bytearray(blob.read_bytes())
+    sealed_chunk = 4096 + stream.TAG_SIZE
+    if case == "flipped-bit":
+        raw[stream.HEADER_SIZE + sealed_chunk + 10] ^= 0x01
+    elif case == "swapped-chunks":
+        first = slice(stream.HEADER_SIZE, stream.HEADER_SIZE + sealed_chunk)
+        second = slice(first.stop, first.stop + sealed_chunk)
+        raw[first], raw[second] = raw[second], raw[first]
+    elif case == "truncated":
+        del raw[-sealed_chunk:]
+    elif case == "modified-manifest":  # the host relaxes the keep policy
+        header, payload, signature = pkg.token.split(".")
+        doc = json.loads(base64.urlsafe_b64decode(payload + "=="))
+        doc["policy"] = doc["policy"].replace('tees = ["sev-snp"]', 'tees = ["sev-snp", "tdx"]\nallow_debug = true')
+        forged = base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+        (out / "manifest.jws").write_text(f"{header}.{forged}.{signature}")
+    elif case == "another-packages-file":  # the same publisher's other package: its data file in this one's place
+        other_ref = max(other.manifest.blobs, key=lambda ref: ref.size)
+        raw = bytearray((other.directory / other_ref.path).read_bytes())
+    blob.write_bytes(bytes(raw))
+    return out
+
+
+HOSTILE = {
+    "flipped-bit": "failed authentication",
+    "swapped-chunks": "failed authentication",
+    "truncated": "truncated",
+    "modified-manifest": "not signed by the pinned publisher",
+    "another-packages-file": "failed authentication",
+}
+
+
+def test_a_hostile_registry_cannot_change_the_package_the_keep_runs(world, tmp_path):
+    """Alice's sealed package, its key registered, served by the registry with one change each — a flipped
+    ciphertext bit, two chunks swapped, the last chunk cut off, a relaxed policy in the manifest, a data file
+    of another of her packages. The registry's tree is self-consistent (it was published so), so every
+    change reaches the keep; each ends the deploy with one `Error:` line before the workload runs."""
+    from enarx.packaging import keys, seal
+
+    signer = keys.load_signing_key(world.publisher.key_path)
+    source = package_dir(tmp_path / "src", example("c", "hello"), config=CONFIG,
+                         files={"data/notes.txt": MARKER * 600, "secrets/token": MARKER})
+    pkg = seal.seal_package(source, tmp_path / "pkg", sign_key=signer, policy=keep_policy("snp"),
+                            resource="alice/app/6.0.0", chunk_log2=12)
+    other = seal.seal_package(source, tmp_path / "other", sign_key=signer, policy=keep_policy("snp"),
+                              resource="alice/app/6.1.0", chunk_log2=12)
+    _register(world, pkg)
+    _register(world, other)
+    for number, (case, fragment) in enumerate(HOSTILE.items(), start=1):
+        served = _tampered_copy(pkg, tmp_path / case, case, other)
+        tag = f"6.0.{number}"
+        assert world.cli("package", "publish", f"{world.host}/alice/app:{tag}", served).returncode == 0
+        deployed = world.deploy(tag, "snp")
+        line = assert_refused(deployed, fragment)
+        assert deployed.stdout == b"", case  # the workload never ran
+        assert MARKER.decode() not in line
+    # the untouched package, served the same way, runs
+    assert world.cli("package", "publish", f"{world.host}/alice/app:6.0.0", pkg.directory).returncode == 0
+    deployed = world.deploy("6.0.0", "snp")
+    assert deployed.returncode == 0 and deployed.stdout == b"Hello, world!\n", deployed.stderr

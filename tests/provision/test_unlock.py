@@ -111,7 +111,7 @@ def test_a_debug_or_outdated_keep_is_refused_the_key_with_the_policys_reasons(wo
             s = simulate_snp(report_data=report_data, measurement=empty, pki=SimulatorPki(sim).snp(), **fields)
             from enarx.attestation.collateral import from_ders
 
-            return build_tee_evidence(Tee.SNP, s.report, from_ders([s.endorsement_cert], s.crls))
+            return build_tee_evidence(Tee.SNP, s.report, from_ders([s.endorsement_cert]))  # the broker holds the CRL
         s = simulate_tdx(report_data=report_data, mrtd=empty, pki=SimulatorPki(sim).intel(), **fields)
         return build_tee_evidence(Tee.TDX, s.quote, s.collateral)
 

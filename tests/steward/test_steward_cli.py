@@ -231,3 +231,29 @@ def test_listener_errors_name_the_address_and_what_to_do() -> None:
         in result.stderr
     result = _enarx("steward", "serve", "--generate-ca", "x", "--port", "70000")
     assert result.returncode == 2 and "--port" in result.stderr and "70000" in result.stderr
+
+
+def test_insecure_trust_anchor_named_for_formats(tmp_path, monkeypatch) -> None:
+    """`--insecure-trust-anchor snp=FILE` binds the anchor to the formats named; a misspelt format or a
+    missing file is a usage error before anything listens."""
+    from enarx.attestation.simulate.persistent import SimulatorPki
+    from enarx.steward import server
+
+    pki = SimulatorPki(tmp_path / "sim")
+    pki.snp()
+    chain = pki.directory / "snp" / "chain.pem"
+    started: list[Any] = []
+    monkeypatch.setattr(server, "serve", lambda steward, *_a, **_k: started.append(steward))
+    runner = CliRunner()
+    base = ["serve", "--generate-ca", "x", "--port", "0"]
+
+    ok = runner.invoke(steward, [*base, "--insecure-trust-anchor", f"snp,tdx={chain}"])
+    assert ok.exit_code == 0, ok.output
+    anchors = started[0].config.insecure_anchors
+    assert anchors and all(a.formats == frozenset({"snp", "tdx"}) for a in anchors)
+
+    typo = runner.invoke(steward, [*base, "--insecure-trust-anchor", f"sev={chain}"])
+    assert typo.exit_code == 2 and "unknown evidence format sev" in typo.output
+    missing = runner.invoke(steward, [*base, "--insecure-trust-anchor", f"snp={tmp_path / 'nope.pem'}"])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    assert len(started) == 1

@@ -78,3 +78,50 @@ def test_unreadable_collateral_directory_is_refused_at_start(tmp_path):
 
     with pytest.raises(CollateralError, match="no such file"):
         Steward(StewardConfig(ca=CA, collateral=[tmp_path / "missing"]))
+
+
+def test_renewed_collateral_takes_effect_on_reload_and_a_bad_renewal_changes_nothing(tmp_path: Path):
+    """An operator renews the Steward's CRLs and TCB info without a restart; a broken renewal keeps the
+    collateral in force (still checked for expiry on every request) instead of dropping it."""
+    pki = SimulatorPki(tmp_path / "sim")
+    pki.intel()
+    pki.collateral_dir.mkdir(parents=True)  # started before the first download: nothing held yet
+    keep = steward(pki)
+    body, _ = intel_csr(pki, Tee.TDX)
+    with pytest.raises(Refusal) as info:
+        keep.attest(body)
+    assert info.value.reason == "missing-collateral"
+
+    pki.write_collateral()
+    assert keep.reload_collateral() is True
+    assert read_claims(keep.attest(body).cert)["tcb_status"] == "UpToDate"
+
+    tcb_info = next(pki.collateral_dir.glob("tdx-tcbinfo-*.json"))
+    tcb_info.write_bytes(b'{"tcbInfo": ')  # a truncated download
+    assert keep.reload_collateral() is False
+    assert read_claims(keep.attest(body).cert)["tcb_status"] == "UpToDate"
+
+
+def test_sighup_reloads_a_running_stewards_collateral(pki: SimulatorPki, tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "enarx", "steward", "serve", "--generate-ca", "t", "--port", "0",
+                             "--collateral", str(pki.collateral_dir)], stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "listening on" in line:
+                break
+        proc.send_signal(signal.SIGHUP)
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "collateral reloaded" in line:
+                break
+        assert "collateral reloaded" in lines[-1] and str(pki.collateral_dir) in lines[-1], lines
+        assert proc.poll() is None  # still serving
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -26,6 +26,7 @@ class CollateralStore:
     crls: list[Crl] = field(default_factory=list)
     json_documents: list[tuple[str, bytes]] = field(default_factory=list)  # Intel TCB info / QE identity
     sources: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # files in a directory that were skipped as not collateral
 
     @classmethod
     def from_set(cls, collateral: CollateralSet, sources: Iterable[str] = ()) -> CollateralStore:
@@ -68,7 +69,9 @@ class CollateralStore:
                 merged = merged.merge(_bundle(path))
             else:
                 merged = merged.merge(load_collateral([path]))
-        return cls.from_set(merged, sources)
+        store = cls.from_set(merged, sources)
+        store.warnings = list(merged.warnings)
+        return store
 
     def extended(self, extra: CollateralSet) -> CollateralStore:
         """This store plus ``extra`` (e.g. built-in intermediates), checked like the rest."""

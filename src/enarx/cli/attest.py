@@ -248,7 +248,7 @@ def _pki_option(fn: Any) -> Any:
 
 
 @simulate.command("pki")
-@click.argument("directory", metavar="DIR", required=False)
+@click.argument("directory", metavar="[DIR]", required=False)
 @click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True,
               help="How long the written collateral (TCB info, QE identity, CRLs) stays valid.")
 @click.option("--at", "at", metavar="TIME", help="Issue the collateral as of this instant (default: now).")

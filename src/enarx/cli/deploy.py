@@ -10,12 +10,15 @@ from enarx.cli.registry import Session, registry_options
 from enarx.cli.runargs import OPTIONS
 
 _NOT_FOR_DEPLOY = ("--await-push",)  # deploy fetches its package; a pushed keep is `enarx run`'s
+_DEPLOY_HELP = {"--publisher-key": "With --kbs: the publisher's public key an encrypted package must be signed "
+                                   "with (the keep verifies the manifest against it)."}
 
 
 def _run_options() -> list[click.Option]:
     """The options of ``enarx run`` (one table: :data:`enarx.cli.runargs.OPTIONS`), each under its own name."""
-    return [click.Option([o.name, o.dest], metavar=o.metavar or None, help=o.help, is_flag=o.kind == "flag",
-                         multiple=o.kind == "multi", envvar=o.envvar, type=click.Choice(o.choices) if o.choices else None)
+    return [click.Option([o.name, o.dest], metavar=o.metavar or None, help=_DEPLOY_HELP.get(o.name, o.help),
+                         is_flag=o.kind == "flag", multiple=o.kind == "multi", envvar=o.envvar,
+                         type=click.Choice(o.choices) if o.choices else None)
             for o in OPTIONS if o.name not in _NOT_FOR_DEPLOY]
 
 
@@ -28,8 +31,8 @@ def _without_ca_bundle(func):
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--steward", metavar="URL", envvar="ENARX_STEWARD",
-              help="Attest to this Steward before fetching (or `steward` in --wasmcfgfile); the fetch then "
-                   "presents the Steward's certificate, as private packages require.")
+              help="Attest to this Steward before fetching (for a .wasm URL also `steward` in --wasmcfgfile); the "
+                   "fetch then presents the Steward's certificate, as private packages require.")
 @click.option("--kbs", metavar="URL", envvar="ENARX_KBS",
               help="The key broker holding an encrypted package's key: the keep attests to it and decrypts the "
                    "package itself (with --publisher-key).")

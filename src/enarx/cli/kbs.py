@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from enarx.cli.anchorspec import ANCHOR_SPEC
+
 
 @click.group()
 def kbs() -> None:
@@ -30,7 +32,7 @@ def kbs() -> None:
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False),
               help="Extra CA certificates to trust for the OIDC issuer (or ENARX_CA_BUNDLE).")
 @click.option("--verify-at", help="Evaluate evidence as of this time (ISO 8601).")
-@click.option("--insecure-trust-anchor", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--insecure-trust-anchor", multiple=True, type=ANCHOR_SPEC, metavar="[FORMATS=]FILE",
               help="INSECURE: extra root(s) (and intermediates), e.g. the simulator's; repeatable.")
 def serve(addr: str, port: int, tls_crt: str | None, tls_key: str | None, policy_file: str | None,
           collateral_dirs: tuple[str, ...], store: str | None, oidc_issuer: str | None, oidc_audience: str | None,

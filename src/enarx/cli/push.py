@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from enarx.cli.anchorspec import ANCHOR_SPEC
+
 
 @click.command()
 @click.option("--to", "target", required=True, metavar="ADDR:PORT", help="Where the host relays to the waiting keep.")
@@ -15,7 +17,7 @@ import click
               help="The publisher's public key the manifest must be signed by.")
 @click.option("--collateral", "collateral_dirs", multiple=True, type=click.Path(exists=True),
               help="Collateral you hold for verifying the keep's evidence (repeatable).")
-@click.option("--insecure-trust-anchor", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--insecure-trust-anchor", multiple=True, type=ANCHOR_SPEC, metavar="[FORMATS=]FILE",
               help="INSECURE: extra root(s), e.g. the simulator's; repeatable.")
 @click.argument("package", type=click.Path(exists=True, file_okay=False))
 def push(target: str, policy_file: str | None, key_file: str, publisher_key: str, collateral_dirs: tuple[str, ...],
@@ -43,7 +45,9 @@ def push(target: str, policy_file: str | None, key_file: str, publisher_key: str
     try:
         conn = socket.create_connection((host.strip("[]"), int(port)), timeout=60)
     except OSError as exc:
-        raise EnarxError(f"cannot connect to {target}: {exc.strerror or exc}") from None
+        hint = ("; check that a keep waits there (`enarx run --await-push ADDR:PORT` prints where) and the --to "
+                "address" if isinstance(exc, ConnectionRefusedError) else "")
+        raise EnarxError(f"cannot connect to {target}: {exc.strerror or exc}{hint}") from None
     with conn:
         outcome = protocol.push(protocol.Channel(conn.recv, conn.sendall), package, keys.read_content_key(key_file),
                                 keys.load_public_key(publisher_key), owner)

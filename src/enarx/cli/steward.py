@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from enarx.cli.anchorspec import ANCHOR_SPEC
+
 
 @click.group()
 def steward() -> None:
@@ -40,7 +42,7 @@ def steward() -> None:
               help="TLS listener port.")
 @click.option("--no-plain", is_flag=True, help="With --tls-crt: serve only the TLS listener.")
 @click.option("--insecure-accept-kvm", is_flag=True, help="INSECURE: certify KVM/nil keeps (no hardware).")
-@click.option("--insecure-trust-anchor", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--insecure-trust-anchor", multiple=True, type=ANCHOR_SPEC, metavar="[FORMATS=]FILE",
               help="INSECURE: extra root(s) (and intermediates) e.g. the simulator's; repeatable.")
 @click.option("--require-challenge", is_flag=True,
               help="Refuse evidence that does not bind a fresh nonce from GET /challenge (plain Enarx keeps "
@@ -99,6 +101,8 @@ def serve(addr: str, port: int, key: str | None, crt: str | None, generate_ca: s
         policy = Policy.from_file(policy_file) if policy_file else Policy.default()
         anchors, intermediates = load_insecure_anchors(list(insecure_trust_anchor))
         store = CollateralStore.load(collateral)
+        for warning in store.warnings:
+            click.echo(f"warning: --collateral: {warning}", err=True)
     except (AttestationError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging()

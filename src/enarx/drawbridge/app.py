@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ from enarx.drawbridge.auth import Anonymous, KeepClient, OidcVerifier, Principal
 from enarx.drawbridge.content import (
     CT_ENTRY,
     CT_JWS,
+    MAX_DIRECTORY,
     MAX_ENTRY,
     ContentError,
     Entry,
@@ -58,6 +60,7 @@ from enarx.web.problem import problem as web_problem
 PROBLEM_BASE = "urn:enarx:drawbridge:problem:"
 MAX_JSON = 1 << 20  # user records and repository configs
 MAX_OBJECT = 4 << 30
+MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")  # RFC 6838, lowercase
 SMALL_OBJECT = 1 << 20  # uploads up to this size are read whole; larger ones stream through worker threads
 
 log = logging.getLogger("enarx.drawbridge")
@@ -272,6 +275,7 @@ class Registry:
             raise HttpProblem(400, "digest-mismatch", "Content digest mismatch: the tag entry does not match its "
                               "Content-Digest")
         root = Entry.from_json(parse_canonical(body, "tag entry"), "tag entry")
+        check_storable(root, "")
         created = await run_in_threadpool(self.store.put_tag, target.user, target.repo, target.tag, body, root)
         if created:
             return Response(b"", status_code=201)
@@ -358,6 +362,7 @@ class Registry:
             children = None
             if expected.is_directory:
                 children = await run_in_threadpool(_read_directory, spool.path)
+                check_children(target.path, children)
             await run_in_threadpool(self.store.put_node, target.user, target.repo, target.tag, target.path,
                                     expected, spool, children)
         finally:
@@ -369,6 +374,8 @@ class Registry:
     def _store_small(self, target: Target, expected: Entry, body: bytes) -> None:
         assert target.repo is not None and target.tag is not None and target.path is not None
         children = parse_directory(body, "directory") if expected.is_directory else None
+        if children is not None:
+            check_children(target.path, children)
         spool = self.store.new_spool()
         try:
             spool.write(body)
@@ -376,6 +383,28 @@ class Registry:
             self.store.put_node(target.user, target.repo, target.tag, target.path, expected, spool, children)
         finally:
             spool.discard()
+
+
+def check_children(path: str, children: dict[str, Entry]) -> None:
+    """Every entry of a directory about to be stored can be uploaded in turn (else 400), so that a tag is never
+    left pending forever for want of a node the server would refuse."""
+    for name, entry in children.items():
+        check_storable(entry, f"{path}/{name}" if path else name)
+
+
+def check_storable(entry: Entry, path: str) -> None:
+    """The node ``entry`` describes at ``path`` is one this server accepts: not too deep, not too large, of a
+    media type a request can name (``Content-Type`` is compared lowercase, parameters dropped)."""
+    if names.split_path(path) is None:
+        raise HttpProblem(400, "too-deep", f"{path[:200]!r} is deeper than {names.MAX_DEPTH} levels (or badly named): "
+                          "it could never be uploaded")
+    limit = MAX_DIRECTORY if entry.is_directory else MAX_OBJECT
+    if entry.length > limit:
+        raise HttpProblem(400, "too-large", f"{path or 'the tree root'!r} is {entry.length} bytes; "
+                          f"{'directories' if entry.is_directory else 'objects'} are limited to {limit} bytes")
+    if MEDIA_TYPE.fullmatch(entry.type) is None:
+        raise HttpProblem(400, "bad-type", f"{path or 'the tree root'!r} has type {entry.type[:100]!r}: a node's type "
+                          "must be a lowercase media type without parameters (it is sent as its Content-Type)")
 
 
 def _check_upload(target: Target, declared: dict[str, bytes], expected: Entry, entry: Entry) -> None:

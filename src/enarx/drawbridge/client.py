@@ -14,7 +14,7 @@ from typing import Any, Self
 
 import httpx
 
-from enarx import __version__
+from enarx import __version__, cabundle
 from enarx.drawbridge import API_VERSION
 from enarx.drawbridge.content import (
     CT_DIRECTORY,
@@ -36,12 +36,20 @@ PROGRESS_MIN_BYTES = 4 << 20
 
 
 class RegistryError(EnarxError):
-    """The registry refused a request, or could not be reached."""
+    """The registry refused a request, or could not be reached. The message quotes what a server said, so it
+    is made :func:`printable` here: whoever prints it gets one line no server can put escape sequences into."""
 
     def __init__(self, message: str, status: int | None = None, reason: str | None = None):
-        super().__init__(message)
+        super().__init__(printable(message))
         self.status = status
         self.reason = reason
+
+
+def printable(text: str) -> str:
+    """``text`` on one line without control or format characters (terminal escapes, bidi overrides)."""
+    import unicodedata
+
+    return "".join(ch for ch in " ".join(text.split()) if unicodedata.category(ch)[0] != "C")
 
 
 def tag_url(host: str, user: str, repo: str, tag: str) -> str:
@@ -79,7 +87,8 @@ class RegistryClient:
             if "CERTIFICATE_VERIFY_FAILED" in text:
                 raise RegistryError(f"cannot verify the TLS certificate of {self.host} while {action}: trust its "
                                     "CA with --ca-bundle or ENARX_CA_BUNDLE") from None
-            raise RegistryError(f"cannot reach the registry at {self.host} while {action}: {text}") from None
+            raise RegistryError(f"cannot reach the registry at {self.host} while {action}: "
+                                f"{_unreachable_reason(exc)}") from None
         except httpx.HTTPError as exc:
             raise RegistryError(f"{self.host} failed while {action}: {exc}") from None
         if response.status_code not in ok:
@@ -275,7 +284,7 @@ def _get(http: httpx.Client, host: str, url: str, action: str) -> httpx.Response
     try:
         response = http.get(url)
     except httpx.HTTPError as exc:
-        raise RegistryError(f"cannot reach the registry at {host} while {action}: {exc}") from None
+        raise RegistryError(f"cannot reach the registry at {host} while {action}: {_unreachable_reason(exc)}") from None
     if response.status_code != 200:
         raise refusal(host, action, response)
     return response
@@ -374,8 +383,15 @@ def refusal(host: str, action: str, response: httpx.Response) -> RegistryError:
         pass
     if not detail:
         detail = response.reason_phrase or "no reason given"
-    detail = " ".join(str(detail).split())[:400]
+    detail = printable(str(detail))[:400]
     return RegistryError(f"{host} refused {action}: {detail} ({response.status_code})", response.status_code, reason)
 
 
 __all__ = ["CT_DIRECTORY", "FetchedTree", "RegistryClient", "RegistryError", "fetch_tree", "refusal", "tag_url"]
+
+
+def _unreachable_reason(exc: httpx.HTTPError) -> str:
+    """Why the registry could not be reached; a refused connection says what to check."""
+    if cabundle.refused(exc):
+        return "connection refused; check that Drawbridge is running there and the HOST in HOST/USER/REPO"
+    return str(exc)

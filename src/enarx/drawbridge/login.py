@@ -12,6 +12,7 @@ import httpx
 
 from enarx import __version__
 from enarx.cabundle import check_service_url, client_context
+from enarx.drawbridge.client import printable
 from enarx.errors import EnarxError
 
 SCOPES = "manage:drawbridge_users manage:drawbridge_repositories manage:drawbridge_tags"
@@ -62,7 +63,7 @@ def device_flow(doc: dict[str, Any], client_id: str, audience: str, ca_bundle: s
     if response.status_code != 200 or not isinstance(grant.get("device_code"), str):
         raise LoginError(f"the issuer refused the device authorization request: {_error(grant, response)}")
     uri = grant.get("verification_uri_complete") or grant.get("verification_uri")
-    tell(f"To log in, open {uri} and confirm the code {grant.get('user_code')}")
+    tell(printable(f"To log in, open {uri} and confirm the code {grant.get('user_code')}"))
     interval = float(grant.get("interval") or 5)
     deadline = time.monotonic() + float(grant.get("expires_in") or 600)
     while time.monotonic() < deadline:
@@ -139,4 +140,4 @@ def _token(response: httpx.Response, url: str) -> str:
 
 def _error(body: dict[str, Any], response: httpx.Response) -> str:
     text = body.get("error_description") or body.get("error") or response.reason_phrase
-    return f"{text} (HTTP {response.status_code})"
+    return printable(f"{text} (HTTP {response.status_code})")  # the issuer's text, shown on a terminal

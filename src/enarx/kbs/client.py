@@ -67,7 +67,9 @@ class KbsClient:
             raise KbsError(f"key broker refused {method} {path} (HTTP {exc.code}): {detail}", exc.code,
                            reason) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise KbsError(f"cannot reach the key broker at {self.url}: {getattr(exc, 'reason', exc)}") from None
+            reason = ("connection refused; check that the key broker is running there and the --kbs URL"
+                      if cabundle.refused(exc) else getattr(exc, "reason", exc))
+            raise KbsError(f"cannot reach the key broker at {self.url}: {reason}") from None
         if len(raw) > MAX_RESPONSE:
             raise KbsError("key broker response too large")
         try:

@@ -66,7 +66,7 @@ class Broker:
 
         self.config = config
         anchors = config.anchors if config.anchors is not None else roots.builtin_anchors()
-        self.verifier = trust.make_verifier(anchors, config.policy)
+        self.verifier = trust.make_verifier(anchors, config.policy, config.collateral)
         self.sessions = Sessions(clock=clock)
         self.tokens = ear.TokenIssuer(config.issuer, clock=clock)
         self._clock = clock
@@ -105,7 +105,7 @@ class Broker:
         except (teekey.TeeKeyError, evidence.EvidenceError) as exc:
             raise KbsRefusal(400, "malformed", str(exc), tee=challenge.tee) from None
         at = self.config.verify_at or datetime.now(UTC)
-        verdict = trust.verify(self.verifier, parsed.evidence, parsed.collateral.merge(self.config.collateral),
+        verdict = trust.verify(self.verifier, parsed.evidence, parsed.collateral,
                                fmt=evidence.FORMATS[tee], at=at)
         if verdict.status != "trusted" or verdict.claims is None:
             failed = [c for c in verdict.checks if not c.passed]

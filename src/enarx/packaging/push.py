@@ -283,8 +283,8 @@ def push(channel: Channel, package_dir: str | os.PathLike[str], content_key: byt
         keep_key = x25519.X25519PublicKey.from_public_bytes(public)
     except (kbs_evidence.EvidenceError, ValueError) as exc:
         raise PushError(f"the keep's evidence is malformed: {exc}") from None
-    verdict = trust.verify(trust.make_verifier(trust_.anchors, trust_.policy), parsed.evidence,
-                           parsed.collateral.merge(trust_.collateral), fmt=kbs_evidence.FORMATS[tee], at=at)
+    verdict = trust.verify(trust.make_verifier(trust_.anchors, trust_.policy, trust_.collateral), parsed.evidence,
+                           parsed.collateral, fmt=kbs_evidence.FORMATS[tee], at=at)
     if verdict.status != "trusted" or verdict.claims is None:
         failed = [c for c in verdict.checks if not c.passed]
         raise PushError(f"the keep's {answer['tee']} evidence is {verdict.status} ({verdict.reason}): "

@@ -96,8 +96,14 @@ def default_policy() -> Policy:
     return Policy.default()
 
 
-def make_verifier(anchors: TrustAnchors, policy: Policy) -> Verifier:
-    return Verifier(anchors=anchors, policy=policy)
+def make_verifier(anchors: TrustAnchors, policy: Policy, held: CollateralSet | None = None) -> Verifier:
+    """A verifier holding the operator's collateral (``--collateral`` and built-in intermediates) as its store:
+    it fills in what evidence does not carry and is the reference for freshness, so a keep cannot send a CRL
+    or TCB info older than the one held (merged into the evidence's own collateral it would be just another
+    candidate)."""
+    from enarx.attestation.store import CollateralStore
+
+    return Verifier(anchors=anchors, policy=policy, collateral=CollateralStore.from_set(held or CollateralSet()))
 
 
 def verify(verifier: Verifier, evidence: bytes, collateral: CollateralSet, *, fmt: str,

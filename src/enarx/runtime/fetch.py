@@ -13,8 +13,12 @@ publisher refuses a package that is not encrypted.
 
 Where wasmtime must preopen data directories (``dir`` entries of the package's Enarx.toml), the files are
 staged in a private (0700) directory that is deleted when the keep ends; a nil keep has no memory of its
-own to hold them in, and it protects nothing from its host anyway. A fetched module never goes into the
-host's module cache.
+own to hold them in, and it protects nothing from its host anyway. A module fetched with the keep's
+certificate (possibly private) never goes into the host's module cache.
+
+A bound tag is its publisher's whole configuration: the evidence names the tree, Enarx.toml included, so
+the host may not replace that Enarx.toml (``--wasmcfgfile``) nor add directories (``--dir``, which could
+shadow the package's own), and the package's ``dir`` entries and CA bundles must stay inside its tree.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ import tempfile
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from enarx.errors import KeepError
+from enarx.errors import ConfigError, KeepError
 from enarx.protocol import LaunchRequest
-from enarx.runtime.launch import Launch, StageFailure
+from enarx.runtime.launch import Launch, StageFailure, config_failure
 
 CT_WASM = "application/wasm"
 CT_TOML = "application/toml"
@@ -43,12 +47,29 @@ class FetchedPackage(NamedTuple):
     encrypted: dict[str, bytes] | None = None  # an encrypted package's files (ciphertext), opened by unlock()
 
 
+def host_override(bound: bool, config: bool, dirs: bool) -> str | None:
+    """Why the host's Enarx.toml (``config``) or ``--dir`` preopens (``dirs``) cannot go with this launch (None:
+    they can): a ``bound`` tag brings its own Enarx.toml, which the host may neither replace nor extend."""
+    if not bound:
+        return None
+    if config:
+        return ("--wasmcfgfile cannot be used with a registry package: the keep runs the package's own Enarx.toml, "
+                "the one its evidence names (give the Steward with --steward)")
+    if dirs:
+        return ("--dir cannot be used with a registry package: the host may not add directories to the package "
+                "its evidence names (publish the files in the package's tree)")
+    return None
+
+
 def fetch(launch: Launch) -> None:
     """Stage (after attest): fetch a deployed package, then plan again with the package's own Enarx.toml
-    (unless the user gave one with ``--wasmcfgfile``)."""
+    (for an unbound ``.wasm`` URL, the one the user gave with ``--wasmcfgfile``)."""
     req = launch.request
     if req.package_url is None:
         return
+    refusal = host_override(req.package_root is not None, req.config_toml is not None, bool(req.dirs))
+    if refusal is not None:  # checked by the host already; the keep does not rely on that
+        raise StageFailure(refusal)
     from enarx.runtime.stages.plan import plan
 
     early = None
@@ -70,13 +91,31 @@ def fetch(launch: Launch) -> None:
         raise StageFailure(f"the package at {req.package_url} is not encrypted, but its publisher was pinned "
                            "(--publisher-key): refusing to run a package its publisher did not sign")
     launch.staging_dir = package.staging
-    if req.config_toml is None:
-        req = req._replace(config_toml=package.config_toml, config_source=package.config_source)
+    if req.config_toml is None:  # its `dir` entries and CA bundles stay inside the staged tree
+        req = req._replace(config_toml=package.config_toml, config_source=package.config_source,
+                           package_dir=package.staging if package.config_toml is not None else None)
     if identity_used(launch):
         req = req._replace(cache_dir=None)  # a private package's module never goes into the host's cache
     launch.request = req._replace(module_name=package.module_name)
     launch.wasm = launch.module_bytes = package.module
+    if identity_used(launch):  # possibly private: what the keep reports about its Enarx.toml names keys only
+        launch.withhold_config = f"the package at {req.package_url}"
     plan(launch)
+    check_package_paths(launch)
+
+
+def check_package_paths(launch: Launch) -> None:
+    """The package's directories and CA bundles are in its own staged tree: checked now, before anything opens
+    them, so that a refusal names the entry (and a private one, only its key)."""
+    from enarx.config.validate import check_config
+
+    config = launch.need_plan().config
+    if launch.request.package_dir is None or config is None:
+        return
+    try:
+        check_config(config, package_root=launch.request.package_dir)
+    except ConfigError as exc:
+        raise config_failure(launch, str(exc)) from None
 
 
 def identity_used(launch: Launch) -> bool:

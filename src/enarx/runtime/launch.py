@@ -31,6 +31,15 @@ class StageFailure(Exception):
         self.report = ExitReport(status, kind, message)
 
 
+def config_failure(launch: Launch, message: str) -> StageFailure:
+    """A refusal of the Enarx.toml in effect; a private package's names the key and position, not its values."""
+    if launch.withhold_config is None:
+        return StageFailure(message)
+    from enarx.config.withhold import withheld
+
+    return StageFailure(withheld(message, launch.request.config_source or "Enarx.toml", launch.withhold_config))
+
+
 class Launch:
     """Everything one workload's start-up produces, stage by stage. A plain class: it is on the start-up path.
 
@@ -63,6 +72,7 @@ class Launch:
         self.staging_dir: str | None = None  # a fetched package's data files (private; removed at the end)
         self.push_inbox: Any = None  # queue.Queue of PUSH payloads while the keep awaits a push
         self.package_files: dict[str, bytearray] | None = None  # a decrypted package, in the keep's memory
+        self.withhold_config: str | None = None  # a private package (its origin): Enarx.toml errors name keys only
 
     def need_plan(self) -> WorkloadPlan:
         assert self.plan is not None, "the plan stage runs first"

@@ -136,6 +136,7 @@ def serve(steward: Steward, listeners: list[Listener], workers: int = 1,
     are listeners already opened with :func:`open_listeners` (else they are opened here).
     """
     sockets = sockets if sockets is not None else open_listeners(listeners)
+    _reload_on_hangup(steward)  # before "listening": forked workers inherit it; the parent then forwards
     for sock, listener in zip(sockets, listeners):
         host, port = sock.getsockname()[:2]
         scheme = "https" if listener.tls_crt else "http"
@@ -166,6 +167,7 @@ def serve(steward: Steward, listeners: list[Listener], workers: int = 1,
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)  # each worker reloads its own collateral
     for child in children:
         while True:
             try:
@@ -175,6 +177,12 @@ def serve(steward: Steward, listeners: list[Listener], workers: int = 1,
                 break
             except InterruptedError:
                 continue
+
+
+def _reload_on_hangup(steward: Steward) -> None:
+    """SIGHUP re-reads ``--collateral`` (in a thread: parsing must not stall the event loop)."""
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=steward.reload_collateral, name="reload",
+                                                             daemon=True).start())
 
 
 def _run_worker(steward: Steward, listeners: list[Listener], sockets: list[socket.socket]) -> None:

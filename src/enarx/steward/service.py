@@ -7,6 +7,8 @@ the CSR key (and KVM/nil without ``--insecure-accept-kvm``). Every refusal names
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,13 +24,15 @@ from enarx.attestation.claims import Claims, SnpClaims
 from enarx.attestation.collateral import from_ders
 from enarx.attestation.formats import FORMAT_FOR_TEE
 from enarx.attestation.freshness import ChallengeIssuer, FreshnessError, require_fresh
-from enarx.attestation.model import Check, TcbStatus, Tee
+from enarx.attestation.model import AttestationError, Check, TcbStatus, Tee
 from enarx.attestation.pki import Cert, split_pem
 from enarx.attestation.policy import Policy
 from enarx.attestation.store import CollateralStore
 from enarx.attestation.verifier import Verifier
 from enarx.steward.csr import CertReqs, CsrError, DecodedCsr, Evidence, _load, decode_csr, decode_request
 from enarx.steward.issuer import DEFAULT_VALIDITY, CertificateAuthority
+
+log = logging.getLogger("enarx.steward")
 
 KEY_FOR_TEE = {Tee.SNP: "P-384", Tee.SGX: "P-256", Tee.TDX: "P-256"}
 MAX_BUNDLE = 16
@@ -123,11 +127,37 @@ class Steward:
         self.config = config
         # The Steward's own collateral: AMD's ASK/ASVK (keeps send only the VCEK), the test intermediates
         # given with --insecure-trust-anchor, and every --collateral directory or bundle.
-        held = from_ders([*builtin_intermediates(), *config.insecure_intermediates], source="steward")
         store = config.collateral if isinstance(config.collateral, CollateralStore) else \
             CollateralStore.load(config.collateral)
-        self.verifier = Verifier(anchors=roots.builtin_anchors(config.insecure_anchors), policy=config.policy,
-                                 collateral=store.extended(held))
+        self.verifier = self._verifier(store)
+        self._reload_lock = threading.Lock()
+
+    def _verifier(self, store: CollateralStore) -> Verifier:
+        held = from_ders([*builtin_intermediates(), *self.config.insecure_intermediates], source="steward")
+        return Verifier(anchors=roots.builtin_anchors(self.config.insecure_anchors), policy=self.config.policy,
+                        collateral=store.extended(held))
+
+    def reload_collateral(self) -> bool:
+        """Read the ``--collateral`` paths again (on SIGHUP), so renewed CRLs and TCB info take effect without
+        a restart. All or nothing: a file that does not load leaves the current collateral in place (it is
+        still checked for expiry on every request) and is logged. Requests in flight finish on the verifier
+        they started with."""
+        with self._reload_lock:
+            try:
+                store = CollateralStore.load(self._collateral_sources())
+                if store.warnings:  # e.g. a truncated download: do not drop what it replaces
+                    raise AttestationError("; ".join(store.warnings))
+                verifier = self._verifier(store)
+            except (AttestationError, OSError) as exc:
+                log.error("collateral reload failed, keeping the current collateral: %s", exc)
+                return False
+            self.verifier = verifier
+            log.info("collateral reloaded: %s", store.describe())
+            return True
+
+    def _collateral_sources(self) -> list[str | Path]:
+        given = self.config.collateral
+        return list(given.sources) if isinstance(given, CollateralStore) else list(given)
 
     def now(self) -> datetime:
         return self.config.verify_at or datetime.now(UTC)

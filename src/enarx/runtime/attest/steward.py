@@ -47,9 +47,14 @@ def challenge_url(url: str) -> str:
 
 
 def _unreachable(url: str, exc: BaseException) -> KeepError:
+    from enarx import cabundle
+
     reason = getattr(exc, "reason", exc)
     hint = ""
-    if isinstance(reason, ssl.SSLCertVerificationError):
+    if cabundle.refused(exc):
+        reason, hint = "connection refused", ("; check that the Steward is running there and the steward URL "
+                                              "(Enarx.toml's `steward`, or --steward)")
+    elif isinstance(reason, ssl.SSLCertVerificationError):
         hint = ("; if the Steward's certificate comes from a private CA, give its PEM with --ca-bundle or "
                 "ENARX_CA_BUNDLE")
     return KeepError(f"cannot reach the steward at {url}: {reason}{hint}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from enarx.protocol import FrameType
-from enarx.runtime.launch import Launch, StageFailure
+from enarx.runtime.launch import Launch, StageFailure, config_failure
 from enarx.runtime.stdio import OutputPump, make_pipe
 
 
@@ -62,11 +62,11 @@ def configure_wasi(launch: Launch) -> None:
         try:  # opened here (inside the package for a package's entries), then handed to wasmtime by fd
             fd = open_dir(pre.host, pre.root, f"preopen {pre.guest!r}")
         except ConfigError as exc:
-            raise StageFailure(str(exc)) from None
+            raise config_failure(launch, str(exc)) from None
         try:
             wasi.preopen_dir(opened_path(fd), pre.guest, fs_mutable=pre.writable)
         except wasmtime.WasmtimeError as exc:
-            raise StageFailure(f"cannot preopen {pre.host!r}: {first_line(exc)}") from None
+            raise config_failure(launch, f"cannot preopen {pre.host!r}: {first_line(exc)}") from None
         finally:
             os.close(fd)
     if launch.sockets is not None:

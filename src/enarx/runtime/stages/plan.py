@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enarx.errors import ConfigError
-from enarx.runtime.launch import Launch, StageFailure
+from enarx.runtime.launch import Launch, config_failure
 from enarx.runtime.plan import plan_workload
 
 
@@ -12,4 +12,4 @@ def plan(launch: Launch) -> None:
     try:
         launch.plan = plan_workload(launch.request)
     except ConfigError as exc:
-        raise StageFailure(str(exc)) from None
+        raise config_failure(launch, str(exc)) from None

@@ -8,7 +8,7 @@ it), so this stage also rewrites the module bytes that the compile stage will co
 from __future__ import annotations
 
 from enarx.errors import KeepError
-from enarx.runtime.launch import Launch, StageFailure
+from enarx.runtime.launch import Launch, StageFailure, config_failure
 
 
 def open_sockets(launch: Launch) -> None:
@@ -25,7 +25,7 @@ def open_sockets(launch: Launch) -> None:
     try:
         launch.sockets = open_all(plan.sockets, launch.identity, req.config_source or "Enarx.toml")
     except KeepError as exc:
-        raise StageFailure(str(exc)) from None
+        raise config_failure(launch, str(exc)) from None
     try:
         rewritten, mem_module, mem_name, limits = import_memory(bytes(launch.module_bytes))
     except (WasmEditError, IndexError) as exc:
