@@ -143,8 +143,8 @@ def test_collateral_loader(tmp_path):
     assert {c.name for c in certificates_of(loaded)} >= {"SEV-VCEK", "SEV-Milan", "ARK-Milan"}
     assert len(crls_of(loaded)) == 1
     # a file named as collateral that is not is warned about; the report and a README beside it are not
-    assert [w for w in loaded.warnings if "skipped" in w] == [f"skipped {tmp_path / 'sim' / 'ask.pem'}: not a "
-                                                              "certificate, CRL or JSON collateral document"]
+    skipped = [w for w in loaded.warnings if "skipped" in w]
+    assert skipped == [f"skipped {tmp_path / 'sim' / 'ask.pem'}: not a certificate, CRL or JSON collateral document"]
     # path#field: a PEM chain stored in a JSON field
     doc = tmp_path / "c.json"
     doc.write_text(json.dumps({"outer": {"chain": sim.chain_pem.decode()}, "n": 1}))
