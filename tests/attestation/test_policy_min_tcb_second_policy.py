@@ -35,3 +35,14 @@ def test_package_keep_policy_min_tcb_is_enforced_by_the_broker_path():
     claims = _claims_verified_under_a_broker_policy_without_min_tcb()
     checks = trust.parse_keep_policy("allow_test_anchors = true\n" + STRICT, "package policy").appraise(claims)
     assert any(not c.passed for c in checks), "the package's min_tcb was ignored: the key would be released"
+
+
+def test_a_laxer_verifier_min_tcb_does_not_satisfy_a_stricter_package_min_tcb():
+    """The broker evaluated the status against its own (lower) minimum: UpToDate. The package's higher
+    minimum must be judged against the reported TCB again, not against the broker's status."""
+    sim = simulate_snp()
+    lax = Policy.from_toml("[snp.min_tcb.Milan]\nbootloader = 0\ntee = 0\nsnp = 0\nmicrocode = 0\n")
+    verdict = Verifier(anchors=sim.trust_anchors(), policy=lax).verify(sim.report, sim.collateral)
+    assert verdict.status == "trusted" and verdict.claims.tcb_status.value == "UpToDate"
+    checks = trust.parse_keep_policy("allow_test_anchors = true\n" + STRICT, "package policy").appraise(verdict.claims)
+    assert any(not c.passed for c in checks), "the broker's laxer min_tcb let the package's stricter one pass"
