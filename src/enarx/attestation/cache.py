@@ -36,6 +36,8 @@ INTEL_ROOT_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRoo
 INDEX = "index.json"
 MANIFEST = "MANIFEST.json"
 MAX_RESPONSE = 8 << 20
+MAX_BUNDLE_FILES = 4096  # a real cache holds tens of files
+MAX_BUNDLE_BYTES = 256 << 20
 
 
 class CacheError(AttestationError):
@@ -227,7 +229,13 @@ def read_bundle(bundle: str | Path) -> dict[str, bytes]:
     the bundle and files not in the manifest are refused."""
     try:
         with tarfile.open(bundle, "r:gz") as tar:
-            members = {m.name: m for m in tar.getmembers()}
+            members: dict[str, tarfile.TarInfo] = {}
+            for member in tar:  # lazily: a hostile bundle may hold millions of entries
+                if len(members) >= MAX_BUNDLE_FILES:
+                    raise CacheError(f"{bundle}: more than {MAX_BUNDLE_FILES} files")
+                members[member.name] = member
+            if sum(m.size for m in members.values() if m.isfile()) > MAX_BUNDLE_BYTES:
+                raise CacheError(f"{bundle}: more than {MAX_BUNDLE_BYTES >> 20} MiB of files")
             if MANIFEST not in members:
                 raise CacheError(f"{bundle}: no {MANIFEST}")
             manifest = json.loads(tar.extractfile(members[MANIFEST]).read())  # type: ignore[union-attr]
