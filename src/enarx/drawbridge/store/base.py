@@ -30,6 +30,10 @@ class Conflict(Exception):
     """A write-once object already exists (or is being published with other content)."""
 
 
+PENDING_CONFLICT = ("tag already exists, still being published with another tree (if that publish broke off, delete "
+                    "the pending tag with `enarx package delete` and publish again)")
+
+
 class TagState(NamedTuple):
     entry: bytes  # the canonical tag entry as uploaded
     complete: bool
@@ -186,8 +190,7 @@ class Store(abc.ABC):
         if row is not None and not row[1]:
             if hmac.compare_digest(bytes(row[0]), entry_bytes):
                 return False
-            raise Conflict("tag already exists, pending with another tree: publish that tree again to resume, or "
-                           "delete the pending tag (`enarx package delete`) to start over")
+            raise Conflict(PENDING_CONFLICT)
         raise Conflict("tag already exists")
 
     def delete_pending_tag(self, user: str, repo: str, tag: str) -> bool:
