@@ -420,19 +420,26 @@ class Policy:
 
     # -- appraisal ------------------------------------------------------------------------------------
     def evaluate_tcb(self, claims: Claims) -> Claims:
-        """SEV-SNP: the status against this policy's ``min_tcb`` for the product, when it has one."""
-        if not isinstance(claims, SnpClaims) or claims.tcb_status is not TcbStatus.NOT_EVALUATED:
+        """SEV-SNP: the status against this policy's ``min_tcb`` for the product, when it has one — also when
+        another policy (the verifier's) already judged it: each policy applies its own minimum."""
+        if not isinstance(claims, SnpClaims):
             return claims
         minimum = self.min_tcb.get(claims.product or "")
-        if minimum is None:
+        if minimum is None or claims.tcb_status not in _SNP_TCB_EVALUABLE:
             return claims
         have, need = claims.reported_tcb.components(), minimum.components()
         ok = all(have.get(k, -1) >= v for k, v in need.items())
         return replace(claims, tcb_status=TcbStatus.UP_TO_DATE if ok else TcbStatus.OUT_OF_DATE)
 
     def appraise(self, claims: Claims, at: datetime | None = None) -> list[Check]:
-        """Evaluate every rule; a failed :class:`Check` per violated rule (``passed=False``)."""
-        return self.rule.evaluate(claims, at or datetime.now(UTC))
+        """Evaluate every rule (after this policy's own ``min_tcb``); a failed :class:`Check` per violated rule
+        (``passed=False``). A second policy — a package's, a repository's — appraising claims another verifier
+        produced thus still enforces its minimum TCB."""
+        return self.rule.evaluate(self.evaluate_tcb(claims), at or datetime.now(UTC))
+
+
+#: SEV-SNP statuses a ``min_tcb`` decides (AMD publishes none): never one a vendor's own service gave.
+_SNP_TCB_EVALUABLE = (TcbStatus.NOT_EVALUATED, TcbStatus.UP_TO_DATE, TcbStatus.OUT_OF_DATE)
 
 
 def rejection_reason(failed: list[Check]) -> str:
