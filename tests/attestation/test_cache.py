@@ -166,3 +166,19 @@ def test_cli_fetch_export_import(tmp_path, kds, sim):
     assert verdict.exit_code == 0, verdict.output
     bad = runner.invoke(attest, ["cache", "import", str(report), str(tmp_path / "e")])
     assert bad.exit_code == 1 and bad.stderr.startswith("Error: ")
+
+
+def test_a_bundle_with_too_many_files_is_refused_without_reading_them_all(tmp_path, monkeypatch):
+    """A gzip of millions of empty entries costs little to send: the reader stops counting at the limit."""
+    import io
+
+    from enarx.attestation import cache
+
+    monkeypatch.setattr(cache, "MAX_BUNDLE_FILES", 50)
+    bundle = tmp_path / "many.tar.gz"
+    with tarfile.open(bundle, "w:gz") as tar:
+        for i in range(200):
+            info = tarfile.TarInfo(f"f{i}")
+            tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(cache.CacheError, match="more than 50 files"):
+        cache.read_bundle(bundle)

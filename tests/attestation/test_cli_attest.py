@@ -191,3 +191,17 @@ def test_sgx_quote_with_only_a_trust_anchor_names_each_missing_item(tmp_path):
         assert item in result.output
     assert run("verify", str(out / "quote.bin"), "--trust-anchor", str(out / "root.pem"), "--collateral",
                str(out)).exit_code == 0
+
+
+def test_a_collateral_file_that_does_not_load_is_warned_about(simdir, tmp_path):
+    """A directory of collateral with a truncated download in it: the verdict stands on the rest, and the
+    user is told which file was skipped (a silent skip would hide why a later verdict changes)."""
+    import shutil
+
+    collateral = tmp_path / "collateral"
+    shutil.copytree(simdir, collateral)
+    (collateral / "tcbinfo.json").write_text('{"tcbInfo": ')
+    result = run("verify", str(simdir / "report.bin"), "--collateral", str(collateral), "--trust-anchor",
+                 str(simdir / "root.pem"))
+    assert result.exit_code == 0, result.output
+    assert "warning: --collateral: skipped" in result.stderr and "tcbinfo.json" in result.stderr

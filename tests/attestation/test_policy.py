@@ -64,6 +64,7 @@ def test_debug_is_refused_unless_allowed():
 def test_tcb_status_rule(status, reason):
     bad = failed(Policy.default(), snp_claims(tcb_status=status))
     assert bad["policy.tcb-status"].actual == status.value
+    assert bad["policy.tcb-status"].expected == "UpToDate | NotEvaluated"  # what the policy would have accepted
     assert rejection_reason(list(bad.values())) == reason
 
 

@@ -111,3 +111,12 @@ def test_unreadable_store_is_a_clear_error(tmp_path):
         tar.addfile(info, io.BytesIO(data))
     with pytest.raises(CollateralError, match="MANIFEST"):
         CollateralStore.load([bad_bundle])
+
+
+@pytest.mark.parametrize("field", ["crls", "raw_crls", "certificates", "raw_certificates"])
+def test_unparsable_collateral_handed_to_a_verifier_is_a_collateral_error(field):
+    """Collateral given in memory (``Verifier(collateral=CollateralSet(...))``, the Python API) is checked when
+    the Verifier is made, and a bad item is the same :class:`CollateralError` a bad file is — the error
+    callers catch for collateral — not an evidence parse error."""
+    with pytest.raises(CollateralError, match="collateral store"):
+        Verifier(collateral=CollateralSet(**{field: [b"\x30\x03\x02\x01\x00"]}))

@@ -1,11 +1,12 @@
-"""Each trust-deciding check a mutation once removed without any test noticing (issue 9), one test each.
+"""Each trust-deciding check a mutation once removed without any test noticing (issue 9), one test each; and
+what a verdict carries onward (claims as JSON, collateral warnings), where a mutant also went unnoticed.
 
 Every case is built so that *only* that check stands in the way: the evidence is otherwise genuine (the
 simulator signs it with the right keys), so deleting the check turns the refusal into "trusted"."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from _corpus import CORPORA, HAVE_CORPUS, NO_CORPUS
@@ -153,6 +154,24 @@ def test_tcb_info_pce_id_must_match_the_pck():
     assert err.reason == "collateral" and err.checks[-1].name == "tcb-info-pce-id"
 
 
+@pytest.mark.parametrize("make", [simulate_sgx, simulate_tdx])
+def test_tcb_info_of_an_unknown_tcb_type_is_refused(make):
+    """Intel defines tcbType 0 only (levels compared component by component): a correctly signed TCB info of
+    another type must not yield a TCB status (survivor of the attestation-core mutation run)."""
+    err = intel_refusal(make(tcb_type=1))
+    assert err.reason == "collateral" and err.checks[-1].name == "tcb-info" and "unsupported tcbType 1" in str(err)
+
+
+def test_a_certificate_revoked_at_the_verification_instant_is_revoked():
+    """The CRL lists the PCK as revoked at the CRL's own thisUpdate; verifying at exactly that instant (``--at``)
+    is after the revocation took effect, not before it."""
+    sim = simulate_sgx(revoke_pck=True)
+    crl_issued = sim.at - timedelta(hours=1)  # the simulator's thisUpdate and revocationDate
+    with pytest.raises(VerificationError) as info:
+        verify_quote(sim.quote, sim.collateral, crl_issued, sim.anchors)
+    assert info.value.reason == "revoked" and "revoked by the CRL" in str(info.value)
+
+
 def test_issuers_are_matched_by_key_before_any_signature_is_tried():
     """The quote's chain stops below the root, and two roots named "Intel SGX Root CA" are anchors (the real one
     and the simulator's): the key identifier picks the right one, so no signature check fails on the way."""
@@ -181,3 +200,93 @@ def test_a_vendor_name_on_another_kind_of_key_does_not_bind_a_test_anchor():
     with pytest.raises(AnchorError):
         bind_test_anchor(no_amd)
     assert bind_test_anchor(ec_ark, {"snp"}).formats == {"snp"}  # naming the format is always possible
+
+
+# --- AWS Nitro -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pcrs", [{"0": bytes(48)}, {0: "00" * 48}, [bytes(48)]],
+                         ids=["text-index", "text-value", "list"])
+def test_nitro_pcrs_must_map_integers_to_byte_strings(pcrs):
+    """A document signed under a trusted root whose PCRs are not {int: bytes} is malformed: a PCR0 under a text
+    key would otherwise be invisible to a policy on ``pcr0``, and a text value would reach the policy as such."""
+    from enarx.attestation.simulate.nitro import simulate_nitro
+
+    sim = simulate_nitro(pcrs=pcrs)
+    verdict = Verifier(anchors=roots.builtin_anchors([sim.root])).verify(sim.document, at=sim.at)
+    assert (verdict.status, verdict.reason) == ("failed", "parse")
+    assert "pcrs must map integers to byte strings" in verdict.checks[-1].detail
+
+
+
+# --- NVIDIA ------------------------------------------------------------------------------------------------
+
+
+def _spdm_transcript(block: bytes) -> bytes:
+    """GET_MEASUREMENTS request and a MEASUREMENTS response holding one block (signature bytes zero)."""
+    request = bytes([0x11, 0xE0, 0x01, 0xFF]) + b"\x5a" * 32 + b"\x00"
+    response = (bytes([0x11, 0x60, 0x00, 0x00, 1]) + len(block).to_bytes(3, "little") + block + b"\xa5" * 32
+                + (0).to_bytes(2, "little") + bytes(96))
+    return request + response
+
+
+def test_an_spdm_measurement_block_longer_than_its_record_is_malformed():
+    """A block whose size (and value size) say one byte more than the record holds must not be read as a
+    shorter measurement: the digest shown and appraised would not be the one the device announced."""
+    from enarx.attestation import nvidia
+    from enarx.attestation.model import MalformedEvidence
+
+    value = bytes(range(48))
+
+    def block(announced: int) -> bytes:
+        return bytes([1, 1]) + (3 + announced).to_bytes(2, "little") + b"\x01" + announced.to_bytes(2, "little") + value
+
+    (parsed,) = nvidia.parse(_spdm_transcript(block(48))).blocks
+    assert parsed.value == value
+    with pytest.raises(MalformedEvidence, match="block 1 has a bad size"):
+        nvidia.parse(_spdm_transcript(block(49)))
+
+# --- what a verdict carries onward ----------------------------------------------------------------------
+
+
+def _simulated_claims():
+    from enarx.attestation.simulate.nitro import simulate_nitro
+
+    nitro = simulate_nitro()
+    yield Verifier(anchors=roots.builtin_anchors([nitro.root])).verify(nitro.document, at=nitro.at)
+    for sim in (simulate_sgx(), simulate_tdx()):
+        yield Verifier(anchors=sim.anchors).verify(sim.quote, sim.collateral, at=sim.at)
+    snp = simulate_snp()
+    yield Verifier(anchors=snp.trust_anchors()).verify(snp.report, snp.collateral)
+
+
+def test_claims_keep_every_fact_through_their_json_form():
+    """The Steward's token and a KBS or Drawbridge appraisal read claims back from JSON
+    (``claims_from_json``): every fact a policy reads, and the provenance, must come back for each TEE."""
+    from enarx.attestation.claims import claims_from_json
+
+    seen = set()
+    for verdict in _simulated_claims():
+        assert verdict.status == "trusted", verdict.reason
+        doc = verdict.claims.to_json()
+        back = claims_from_json(doc)
+        assert type(back) is type(verdict.claims)
+        assert {k: v for k, v in back.to_json().items() if k != "platform"} == \
+            {k: v for k, v in doc.items() if k != "platform"}
+        if back.tee.value == "sev-snp":  # the guest's settings that SEV-SNP rules read besides the facts
+            assert [getattr(back, a) for a in ("vmpl", "policy", "product", "signing_key", "abi")] == \
+                [getattr(verdict.claims, a) for a in ("vmpl", "policy", "product", "signing_key", "abi")]
+        seen.add(back.tee.value)
+    assert seen == {"nitro", "sgx", "tdx", "sev-snp"}
+
+
+def test_warnings_of_the_supplied_collateral_reach_the_verdict(tmp_path):
+    """A file of a collateral directory that is not collateral is skipped, and the verdict says so: a CRL that
+    could not be read must not vanish silently into a "missing collateral" refusal."""
+    from enarx.attestation.collateral import load_collateral
+
+    sim = simulate_sgx(tmp_path / "sim")
+    (tmp_path / "sim" / "pck.crl").write_bytes(b"not a CRL")
+    verdict = Verifier(anchors=sim.anchors).verify(sim.quote, load_collateral([tmp_path / "sim"]), at=sim.at)
+    assert verdict.status == "trusted", verdict.reason
+    assert any("skipped" in w and "pck.crl" in w for w in verdict.warnings), verdict.warnings

@@ -4,6 +4,7 @@ writes, the host↔keep channel included; keeps refused by the repository's keep
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -81,6 +82,22 @@ def test_deploy_each_language_by_slug(world: World, lang: str) -> None:
     deployed = cli("deploy", slug, ca=world.pki.ca_pem)  # a public package: no token needed
     assert deployed.returncode == 0, deployed.stderr
     assert deployed.stdout == expected.stdout and b"ello" in deployed.stdout
+
+
+def test_deploy_cpython_package_by_slug(world: World) -> None:
+    """CPython as a package: the interpreter, its standard library (one zip) and the app, published and deployed
+    by name; the keep's output is the local run's (arguments, preopened names, the SHA-256 of its stdin)."""
+    package = example("python", "main").parent
+    slug = f"{world.host}/alice/pub:3.11.0"
+    published = world.cli("package", "publish", slug, package)
+    assert published.returncode == 0, published.stderr
+    data = b"stdin for CPython\n" * 100
+    local = subprocess.run([*ENARX, "run", str(package), "extra"], input=data, capture_output=True, timeout=180)
+    deployed = cli("deploy", slug, "extra", ca=world.pki.ca_pem, input=data, timeout=180)
+    assert deployed.returncode == local.returncode == 0, deployed.stderr
+    assert deployed.stdout == local.stdout
+    assert b'"greeting": "Hello from Python in a keep!"' in deployed.stdout
+    assert hashlib.sha256(data).hexdigest().encode() in deployed.stdout
 
 
 def test_deploy_a_package_directory_with_data_files(world: World, tmp_path: Path) -> None:

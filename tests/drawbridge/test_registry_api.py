@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _fixtures import Drawbridge, issuer, pki, postgres, store_kwargs
+from _fixtures import Drawbridge, cli, issuer, pki, postgres, store_kwargs
 from _keeps import claims, keep_context
 
 from conftest import example
@@ -120,6 +120,8 @@ MATRIX: dict[str, tuple[int, int, int, int, int]] = {
     "GET private tree":   (401, 200, 403, 200, 403),
     "GET private file":   (401, 200, 403, 200, 403),
     "PUT node":           (401, 201, 403, 403, 403),
+    "DELETE pending tag": (401, 204, 403, 403, 403),
+    "DELETE complete tag": (401, 409, 403, 403, 403),
 }
 COLUMN = {"anonymous": 0, "owner": 1, "other": 2, "keep": 3, "missing-scope": 4}
 
@@ -152,6 +154,12 @@ def _request(reg: Registry, http: httpx.Client, route: str, who: str) -> httpx.R
         entry = Entry.of(reg.pending_file, CT_OCTETS)
         return http.put(f"{base}/alice/priv/_tag/2.0.0/tree", content=reg.pending_file, headers={
             "Content-Type": CT_OCTETS, "Content-Digest": entry.content_digest()})
+    if route == "DELETE pending tag":
+        tag = f"4.0.{time.monotonic_ns() % 10**9}"
+        assert reg.put_tag("priv", tag, Entry.of(unique.encode(), CT_OCTETS)).status_code == 201
+        return http.delete(f"{base}/alice/priv/_tag/{tag}")
+    if route == "DELETE complete tag":
+        return http.delete(f"{base}/alice/priv/_tag/1.0.0")
     raise AssertionError(route)
 
 
@@ -229,3 +237,58 @@ def test_private_repository_without_a_keep_rule_admits_no_keep(registry: Registr
         response = http.get(f"{registry.base}/alice/{slug.repo}/_tag/1.0.0/tree/data/secret.txt")
     assert response.status_code == 403
     assert [c["name"] for c in response.json()["checks"]] == ["drawbridge.keep-rule"]
+
+
+def test_pending_tag_deleted_and_published_anew(registry: Registry, tmp_path: Path) -> None:
+    """A publish that broke midway (its entry and root directory stored, a file never) is deleted by its owner and
+    the tag published again with other content; the deleted tree's nodes are gone with it."""
+    slug = Slug(registry.host, "alice", "pub", f"5.0.{time.monotonic_ns() % 10**9}")
+    tag_url = f"{registry.base}/alice/pub/_tag/{slug.tag}"
+    root = registry.tree[0]
+    assert registry.put_tag("pub", slug.tag, root.entry).status_code == 201
+    with registry.http("owner") as http:
+        stored = http.put(f"{tag_url}/tree", content=root.content, headers={
+            "Content-Type": root.entry.type, "Content-Digest": root.entry.content_digest()})
+        assert stored.status_code == 201
+        assert http.head(f"{tag_url}/tree").status_code == 200
+    other = build_tree(_package(tmp_path, b"other bytes"))
+    refused = registry.put_tag("pub", slug.tag, other[0].entry)
+    assert refused.status_code == 409 and "enarx package delete" in refused.json()["detail"]
+
+    registry.owner.delete_pending_tag(slug)
+    with registry.http("owner") as http:
+        assert http.head(f"{tag_url}/tree").status_code == 404
+        assert http.delete(tag_url).json()["reason"] == "no-tag"
+    assert registry.owner.publish(slug, other) == "published"
+    _, served = registry.owner.tag_entry(slug)
+    assert served.matches(other[0].entry)
+    with registry.http("owner") as http:
+        assert http.get(f"{tag_url}/tree/data/secret.txt").content == b"other bytes"
+        refused = http.delete(tag_url)
+    assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["reason"] == "exists"
+
+
+def test_package_delete_command(registry: Registry) -> None:
+    """`enarx package delete` removes a pending tag; on a complete tag it is one line naming the refusal."""
+    tag = f"6.0.{time.monotonic_ns() % 10**9}"
+    assert registry.put_tag("priv", tag, Entry.of(b"never uploaded", CT_OCTETS)).status_code == 201
+    token = registry.tokens["owner"]
+    deleted = cli("package", "delete", f"{registry.host}/alice/priv:{tag}", token=token, ca=registry.ca)
+    assert deleted.returncode == 0, deleted.stderr
+    assert f"Deleted the pending tag alice/priv:{tag}" in deleted.stderr.decode()
+    with registry.http("owner") as http:
+        assert http.get(f"{registry.base}/alice/priv/_tag/{tag}").json()["reason"] == "no-tag"
+    refused = cli("package", "delete", f"{registry.host}/alice/priv:1.0.0", token=token, ca=registry.ca)
+    assert refused.returncode == 1
+    assert refused.stderr.decode().strip().splitlines() == [(
+        f"Error: {registry.host} refused deleting the pending tag alice/priv:1.0.0: tag 1.0.0 is "
+        "published completely: it is immutable and cannot be deleted (409)")]
+
+
+def _package(where: Path, secret: bytes) -> Path:
+    package = where / "pkg"
+    (package / "data").mkdir(parents=True)
+    (package / "main.wasm").write_bytes(example("c", "hello").read_bytes())
+    (package / "data" / "secret.txt").write_bytes(secret)
+    return package

@@ -125,3 +125,19 @@ def test_sighup_reloads_a_running_stewards_collateral(pki: SimulatorPki, tmp_pat
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_reload_does_not_roll_the_stewards_collateral_back(tmp_path: Path):
+    pki = SimulatorPki(tmp_path / "sim")
+    body, sim = intel_csr(pki, Tee.SGX, crls=True)  # the keep sends the CRLs it had an hour ago
+    pki.write_collateral(sim.at + timedelta(hours=2))  # the Steward holds newer ones
+    keep = steward(pki)
+    with pytest.raises(Refusal) as info:
+        keep.attest(body)
+    assert info.value.reason == "stale-collateral"
+
+    pki.write_collateral(sim.at - timedelta(hours=3))  # replayed/restored: older than what the Steward held
+    assert keep.reload_collateral() is False  # a replayed download or a restored backup is refused
+    with pytest.raises(Refusal) as info:
+        keep.attest(body)
+    assert info.value.reason == "stale-collateral", "the reload rolled the Steward's CRLs back"

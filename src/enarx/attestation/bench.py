@@ -125,7 +125,7 @@ def collect(rounds: int = 5, *, seconds: float = 0.3, corpus: Path | None = None
                 "group": "attestation",
                 "name": f"{fmt.upper()} verify + appraise, {mode} (memo {'on' if memo else 'off'})",
                 "unit": "verifications/s",
-                "baseline_label": f"crypto floor: the {ops} signature checks it performed, replayed",
+                "baseline_label": f"crypto floor: the {ops} signature check{'' if ops == 1 else 's'} it performed, replayed",
                 "baseline": statistics.median(b for b, _ in samples),
                 "value": statistics.median(v for _, v in samples),
                 "ratio": statistics.median(ratios),

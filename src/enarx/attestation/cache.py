@@ -36,6 +36,8 @@ INTEL_ROOT_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRoo
 INDEX = "index.json"
 MANIFEST = "MANIFEST.json"
 MAX_RESPONSE = 8 << 20
+MAX_BUNDLE_FILES = 4096  # a real cache holds tens of files
+MAX_BUNDLE_BYTES = 256 << 20
 
 
 class CacheError(AttestationError):
@@ -120,8 +122,10 @@ class CollateralCache:
             raise CacheError(f"GET {url}: response larger than {MAX_RESPONSE} bytes")
         horizon_dt = freshness_horizon(resp.body, kind)
         path = self.directory / filename
+        if kind in ("crl", "intel-json") and path.is_file():
+            _refuse_rollback(path, resp.body, url)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(resp.body)
+        _write_atomically(path, resp.body)  # a Steward reloading mid-fetch reads the old file or the new
         index[url] = {"file": filename, "kind": kind, "fetched": now.isoformat(),
                       "next_update": horizon_dt.isoformat() if horizon_dt else None}
         if chain_header:
@@ -225,7 +229,13 @@ def read_bundle(bundle: str | Path) -> dict[str, bytes]:
     the bundle and files not in the manifest are refused."""
     try:
         with tarfile.open(bundle, "r:gz") as tar:
-            members = {m.name: m for m in tar.getmembers()}
+            members: dict[str, tarfile.TarInfo] = {}
+            for member in tar:  # lazily: a hostile bundle may hold millions of entries
+                if len(members) >= MAX_BUNDLE_FILES:
+                    raise CacheError(f"{bundle}: more than {MAX_BUNDLE_FILES} files")
+                members[member.name] = member
+            if sum(m.size for m in members.values() if m.isfile()) > MAX_BUNDLE_BYTES:
+                raise CacheError(f"{bundle}: more than {MAX_BUNDLE_BYTES >> 20} MiB of files")
             if MANIFEST not in members:
                 raise CacheError(f"{bundle}: no {MANIFEST}")
             manifest = json.loads(tar.extractfile(members[MANIFEST]).read())  # type: ignore[union-attr]
@@ -252,6 +262,37 @@ def read_bundle(bundle: str | Path) -> dict[str, bytes]:
     except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
         raise CacheError(f"{bundle}: not a collateral bundle: {exc}") from None
     return contents
+
+
+def _refuse_rollback(path: Path, body: bytes, url: str) -> None:
+    """A CRL or Intel document older than the cached copy it would replace — a replayed answer or a stale
+    mirror, still inside its validity window but predating a revocation — is refused."""
+    from enarx.attestation.store import CollateralStore
+
+    try:
+        held = CollateralStore.load([path])
+        fetched = CollateralStore.from_set(_collateral_of(body, url))
+    except AttestationError:
+        return  # the cached copy is unreadable (or the answer is, which freshness_horizon reported): replace it
+    rollbacks = held.rollbacks(fetched)
+    if rollbacks:
+        raise CacheError(f"GET {url}: refusing to replace the cached copy with an older one ({rollbacks[0]}); "
+                         "a replayed answer or a stale mirror")
+
+
+def _collateral_of(body: bytes, source: str) -> CollateralSet:
+    from enarx.attestation.collateral import CollateralError, add_bytes
+
+    out = CollateralSet()
+    if not add_bytes(out, body, source):
+        raise CollateralError(f"{source}: not collateral")
+    return out
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def freshness_horizon(body: bytes, kind: str) -> datetime | None:

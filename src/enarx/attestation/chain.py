@@ -189,22 +189,27 @@ def _revocation(ctx: Context, path: Sequence[Cert], crls: Sequence[CrlItem], sco
     for cert, issuer in itertools.pairwise(path):
         covered = scope is _ALL or (scope is _BELOW_ANCHOR and issuer is path[-1])
         in_scope += covered
-        crl = _freshest(ctx, issuer, crls, name)
-        if crl is None:
+        found = _issuer_crls(ctx, issuer, crls, name)
+        if found is None:
             if covered:
                 unchecked.append(f"{cert.name} (no CRL from {issuer.name})")
             continue
+        freshest, signed = found
         checked += covered
-        expiries.append(_current(ctx, crl, name))
-        try:
-            when = crl.revoked_on(cert.serial)
-        except CertificateFormatError as exc:
-            raise trail.fail(f"{name}.revocation[{cert.name}]", str(exc), "collateral") from None
-        if when is not None and when <= ctx.at:
-            raise trail.fail(f"{name}.revocation[{cert.name}]",
-                             f"certificate {cert.name!r} (serial {cert.serial:#x}) was revoked by the CRL of "
-                             f"{crl.name!r} on {when.isoformat()}", "revoked",
-                             expected="not listed", actual=f"serial {cert.serial:#x} listed")
+        expiries.append(_current(ctx, freshest, name))
+        # every CRL the issuer signed counts, not only the newest: one issuer may publish CRLs of different
+        # scopes (AMD's ARK: one for ASKs, one for ASVKs), and a newer list of another scope must not hide
+        # the revocation in this one
+        for crl in signed:
+            try:
+                when = crl.revoked_on(cert.serial)
+            except CertificateFormatError as exc:
+                raise trail.fail(f"{name}.revocation[{cert.name}]", str(exc), "collateral") from None
+            if when is not None and when <= ctx.at:
+                raise trail.fail(f"{name}.revocation[{cert.name}]",
+                                 f"certificate {cert.name!r} (serial {cert.serial:#x}) was revoked by the CRL of "
+                                 f"{crl.name!r} on {when.isoformat()}", "revoked",
+                                 expected="not listed", actual=f"serial {cert.serial:#x} listed")
     if scope is _NONE:
         return Revocation.NOT_AVAILABLE, (), expiries
     if checked == in_scope:
@@ -214,8 +219,9 @@ def _revocation(ctx: Context, path: Sequence[Cert], crls: Sequence[CrlItem], sco
     return (Revocation.NOT_CHECKED if checked == 0 else Revocation.PARTIAL), tuple(unchecked), expiries
 
 
-def _freshest(ctx: Context, issuer: Cert, crls: Sequence[CrlItem], name: str) -> Crl | None:
-    """The freshest CRL ``issuer`` signed; refuses a supplied CRL older than the store's freshest."""
+def _issuer_crls(ctx: Context, issuer: Cert, crls: Sequence[CrlItem], name: str) -> tuple[Crl, list[Crl]] | None:
+    """The freshest CRL ``issuer`` signed and all of them; refuses a supplied CRL older than the store's
+    freshest."""
     mine = []
     for item in crls:
         crl = item.crl
@@ -248,7 +254,7 @@ def _freshest(ctx: Context, issuer: Cert, crls: Sequence[CrlItem], name: str) ->
                                  f"(thisUpdate {best.this_update.isoformat()})", "stale-collateral",
                                  expected=f">= {best.this_update.isoformat()}",
                                  actual=stale[0].this_update.isoformat())
-    return freshest
+    return freshest, [item.crl for item in mine]
 
 
 def _current(ctx: Context, crl: Crl, name: str) -> datetime:

@@ -356,8 +356,12 @@ def tees_with_fact(name: str) -> list[Tee]:
 def claims_from_json(doc: dict[str, Any]) -> Claims:
     """Typed claims back from :meth:`Claims.to_json` (e.g. out of a token a broker signed), with every fact
     policy can read: measurements, signers, SVNs, debug, TCB status, provenance and the SEV-SNP guest policy.
-    Raises ``KeyError``/``ValueError``/``TypeError`` for a document that is not such JSON."""
+    Raises ``KeyError``/``ValueError``/``TypeError`` for a document that is not such JSON, or that lacks a
+    fact a rule reads as a plain value (``debug``; SEV-SNP's ``platform.vmpl`` and ``platform.policy``): read
+    as a default, a fact nobody stated would pass its rule."""
     tee = Tee(doc["tee"])
+    if not isinstance(doc.get("debug"), bool):
+        raise ValueError("the claims document states no debug flag")
     cls = CLAIM_TYPES[tee]
     digests = {**doc.get("measurements", {}), **doc.get("signer", {})}
     svns = dict(doc.get("svns", {}))
@@ -372,7 +376,7 @@ def claims_from_json(doc: dict[str, Any]) -> Claims:
         collateral_expiry=datetime.fromisoformat(expiry) if expiry else None,
         tcb_info=trust.get("tcb_info"), qe_identity=trust.get("qe_identity"))
     kw: dict[str, Any] = {
-        "report_data": bytes.fromhex(doc.get("report_data", "")), "debug": bool(doc.get("debug", False)),
+        "report_data": bytes.fromhex(doc.get("report_data", "")), "debug": doc["debug"],
         "provenance": provenance, "tcb_status": TcbStatus(doc.get("tcb_status", TcbStatus.UNKNOWN.value)),
         "advisory_ids": tuple(doc.get("advisory_ids", ())),
     }
@@ -384,6 +388,9 @@ def claims_from_json(doc: dict[str, Any]) -> Claims:
         if name in names:
             kw[name] = int(value)
     if cls is SnpClaims:
+        if not all(isinstance(platform.get(k), int) and not isinstance(platform.get(k), bool)
+                   for k in ("vmpl", "policy")):
+            raise ValueError("the SEV-SNP claims document states no VMPL or guest policy (platform.vmpl, .policy)")
         tcb = {k: int(svns[k]) for k in ("bootloader", "tee", "snp", "microcode", "fmc") if k in svns}
         kw["reported_tcb"] = TcbVersion(**tcb)
         for key in ("vmpl", "policy", "product", "signing_key", "csp_id"):

@@ -37,6 +37,11 @@ class CollateralError(AttestationError):
     reason = "collateral-format"
 
 
+#: Names of files a directory holds as collateral; another file there that is not collateral (the evidence
+#: itself, a README) is skipped without a warning.
+COLLATERAL_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".der", ".crl", ".json"})
+
+
 def load_collateral(paths: Iterable[str | Path]) -> CollateralSet:
     """Load every path (file, directory or ``file#field``) into one :class:`CollateralSet`."""
     out = CollateralSet()
@@ -87,7 +92,8 @@ def _load_file(path: Path, out: CollateralSet, *, strict: bool) -> None:
     if not recognised:
         if strict:
             raise CollateralError(f"{path}: not a certificate, CRL or JSON collateral document")
-        out.warnings.append(f"skipped {path}: not a certificate, CRL or JSON collateral document")
+        if path.suffix.lower() in COLLATERAL_SUFFIXES:  # a broken download, not the evidence lying beside it
+            out.warnings.append(f"skipped {path}: not a certificate, CRL or JSON collateral document")
 
 
 def _load_field(path: Path, fieldname: str, out: CollateralSet) -> None:

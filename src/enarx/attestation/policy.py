@@ -320,9 +320,10 @@ class SnpGuestPolicy(Rule):
 
     max_vmpl: int = 0
     allow_smt: bool = True
-    allow_migration_agent: bool = False
+    allow_migration_agent: Allowance | None = None  # a relaxation, optionally until a date
     require_single_socket: bool = False
     min_abi: tuple[int, int] | None = None
+    max_vmpl_until: date | None = None  # a VMPL above 0 is accepted only until this date (inclusive)
 
     def evaluate(self, claims: Claims, at: datetime) -> list[Check]:
         if not isinstance(claims, SnpClaims):
@@ -333,11 +334,16 @@ class SnpGuestPolicy(Rule):
             check = Check(f"policy.snp.{name}", ok, detail, expected=expected, actual=actual)
             out.append(check if ok else replace(check, reason="policy"))
 
-        add("vmpl", claims.vmpl <= self.max_vmpl, f"VMPL <= {self.max_vmpl}", f"<= {self.max_vmpl}",
-            str(claims.vmpl))
+        vmpl_expired = self.max_vmpl_until is not None and at.astimezone(UTC).date() > self.max_vmpl_until
+        max_vmpl = 0 if vmpl_expired else self.max_vmpl
+        expired_note = f" (max_vmpl = {self.max_vmpl} expired on {self.max_vmpl_until})" if vmpl_expired else ""
+        add("vmpl", claims.vmpl <= max_vmpl, f"VMPL <= {max_vmpl}{expired_note}", f"<= {max_vmpl}", str(claims.vmpl))
         ma = claims.policy_flag("migrate_ma")
-        add("migration_agent", self.allow_migration_agent or not ma, "guest policy MIGRATE_MA",
-            "allowed" if self.allow_migration_agent else "not set", "set" if ma else "not set")
+        relaxed = self.allow_migration_agent
+        allowed = relaxed is not None and relaxed.active(at)
+        expired_ma = f" (allowed until {relaxed.until}, expired)" if relaxed is not None and not allowed else ""
+        add("migration_agent", allowed or not ma, f"guest policy MIGRATE_MA{expired_ma}",
+            "allowed" if allowed else "not set", "set" if ma else "not set")
         smt = claims.policy_flag("smt")
         add("smt", self.allow_smt or not smt, "guest policy SMT", "allowed" if self.allow_smt else "not set",
             "set" if smt else "not set")
@@ -420,19 +426,26 @@ class Policy:
 
     # -- appraisal ------------------------------------------------------------------------------------
     def evaluate_tcb(self, claims: Claims) -> Claims:
-        """SEV-SNP: the status against this policy's ``min_tcb`` for the product, when it has one."""
-        if not isinstance(claims, SnpClaims) or claims.tcb_status is not TcbStatus.NOT_EVALUATED:
+        """SEV-SNP: the status against this policy's ``min_tcb`` for the product, when it has one — also when
+        another policy (the verifier's) already judged it: each policy applies its own minimum."""
+        if not isinstance(claims, SnpClaims):
             return claims
         minimum = self.min_tcb.get(claims.product or "")
-        if minimum is None:
+        if minimum is None or claims.tcb_status not in _SNP_TCB_EVALUABLE:
             return claims
         have, need = claims.reported_tcb.components(), minimum.components()
         ok = all(have.get(k, -1) >= v for k, v in need.items())
         return replace(claims, tcb_status=TcbStatus.UP_TO_DATE if ok else TcbStatus.OUT_OF_DATE)
 
     def appraise(self, claims: Claims, at: datetime | None = None) -> list[Check]:
-        """Evaluate every rule; a failed :class:`Check` per violated rule (``passed=False``)."""
-        return self.rule.evaluate(claims, at or datetime.now(UTC))
+        """Evaluate every rule (after this policy's own ``min_tcb``); a failed :class:`Check` per violated rule
+        (``passed=False``). A second policy — a package's, a repository's — appraising claims another verifier
+        produced thus still enforces its minimum TCB."""
+        return self.rule.evaluate(self.evaluate_tcb(claims), at or datetime.now(UTC))
+
+
+#: SEV-SNP statuses a ``min_tcb`` decides (AMD publishes none): never one a vendor's own service gave.
+_SNP_TCB_EVALUABLE = (TcbStatus.NOT_EVALUATED, TcbStatus.UP_TO_DATE, TcbStatus.OUT_OF_DATE)
 
 
 def rejection_reason(failed: list[Check]) -> str:
@@ -559,11 +572,21 @@ def _settings(table: dict[str, Any], base: Settings, where: str, tee: Tee | None
 
 def _snp_rules(table: dict[str, Any], where: str) -> SnpGuestPolicy:
     kw: dict[str, Any] = {}
-    for key in ("allow_smt", "allow_migration_agent", "require_single_socket"):
+    for key in ("allow_smt", "require_single_socket"):
         if key in table:
             kw[key] = _bool(table[key], f"{where} {key}")
+    if "allow_migration_agent" in table:
+        kw["allow_migration_agent"] = _relaxation(table["allow_migration_agent"], "migration agent",
+                                                  f"{where} allow_migration_agent")
     if "max_vmpl" in table:
-        vmpl = _int(table["max_vmpl"], f"{where} max_vmpl")
+        value, where_vmpl = table["max_vmpl"], f"{where} max_vmpl"
+        if isinstance(value, dict):  # { value = N, until = DATE }: a relaxation that expires
+            _no_unknown(value, {"value", "until"}, where_vmpl)
+            if "value" not in value or "until" not in value:
+                raise PolicyError(f"{where_vmpl}: a table needs value = 0..3 and until = DATE")
+            kw["max_vmpl_until"] = _date(value["until"], where_vmpl)
+            value = value["value"]
+        vmpl = _int(value, where_vmpl)
         if not 0 <= vmpl <= 3:
             raise PolicyError(f"{where} max_vmpl must be 0..3")
         kw["max_vmpl"] = vmpl

@@ -14,6 +14,7 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from enarx.attestation.collateral import CollateralError, add_bytes, der_of, load_collateral
 from enarx.attestation.model import AttestationError, CollateralSet
@@ -81,6 +82,25 @@ class CollateralStore:
                                [*self.crls, *(c for c in more.crls if c.der not in seen)],
                                [*self.json_documents, *more.json_documents], list(self.sources))
 
+    def rollbacks(self, replacement: CollateralStore) -> list[str]:
+        """What ``replacement`` holds that is older than what this store holds: a CRL of the same issuer, or
+        Intel TCB info / QE identity of the same kind and platform, issued earlier. A reload that would
+        lower the verifier's reference for freshness (a replayed download, a restored backup) is refused."""
+        found = []
+        mine = _freshest_crls(self.crls)
+        for key, crl in _freshest_crls(replacement.crls).items():
+            held = mine.get(key)
+            if held is not None and held.newer_than(crl):
+                found.append(f"the CRL of {crl.name} (thisUpdate {crl.this_update.isoformat()}) is older than the "
+                             f"one held (thisUpdate {held.this_update.isoformat()})")
+        docs = _freshest_documents(self.json_documents)
+        for key, (number, issued) in _freshest_documents(replacement.json_documents).items():
+            held_doc = docs.get(key)
+            if held_doc is not None and held_doc > (number, issued):
+                found.append(f"{key[0]} {key[1]} (evaluation data number {number}, issued {issued.isoformat()}) is "
+                             f"older than the one held ({held_doc[0]}, {held_doc[1].isoformat()})")
+        return found
+
     def __len__(self) -> int:
         return len(self.certificates) + len(self.crls) + len(self.json_documents)
 
@@ -102,4 +122,30 @@ def _bundle(path: Path) -> CollateralSet:
             add_bytes(out, data, f"{path}!{name}")
         except CertificateFormatError:
             out.warnings.append(f"skipped {path}!{name}: not collateral")
+    return out
+
+
+def _freshest_crls(crls: list[Crl]) -> dict[tuple[bytes, bytes | None], Crl]:
+    out: dict[tuple[bytes, bytes | None], Crl] = {}
+    for crl in crls:
+        key = (crl.issuer_der, crl.authority_key_id)
+        if key not in out or crl.newer_than(out[key]):
+            out[key] = crl
+    return out
+
+
+def _freshest_documents(documents: list[tuple[str, bytes]]) -> dict[tuple[str, str], tuple[int, Any]]:
+    """(kind, platform) → the newest (evaluation data number, issue date) among Intel TCB infos and QE
+    identities (the documents were parsed and checked when the store was made)."""
+    from enarx.attestation.intel.collateral import parse_document
+
+    out: dict[tuple[str, str], tuple[int, Any]] = {}
+    for name, raw in documents:
+        parsed = parse_document(raw, name)
+        items = [(("TCB info", f"{t.id} FMSPC {t.fmspc.hex()}"), t) for t in parsed.tcb_infos]
+        items += [(("identity", q.id), q) for q in parsed.qe_identities]
+        for key, item in items:
+            rank = (item.tcb_evaluation_data_number or 0, item.issue_date)
+            if key not in out or rank > out[key]:
+                out[key] = rank
     return out

@@ -117,6 +117,8 @@ def verify(evidence: str, collateral_paths: tuple[str, ...], at: str | None, pol
         store = CollateralStore.load(collateral_paths)
     except CollateralError as exc:
         _fail(str(exc))
+    for warning in store.warnings:  # e.g. a truncated download in DIR: say so, as the Steward does
+        click.echo(f"warning: --collateral: {warning}", err=True)
     verifier = Verifier(anchors=roots.builtin_anchors(extra), policy=policy, collateral=store)
     verdict = verifier.verify(data, at=when)
     if as_json:

@@ -320,3 +320,15 @@ def info(session: Session, spec: str) -> None:
     with session.client(slug.host) as client:
         body, _root = client.tag_entry(slug)
     _print_json(json.loads(body))
+
+
+@package.command()
+@with_session
+@click.argument("spec")
+def delete(session: Session, spec: str) -> None:
+    """Delete HOST/USER/REPO:TAG while it is still pending (a publish that never completed), so that it can be
+    published again with other content. A completely published tag cannot be deleted."""
+    slug = _slug(spec, repo=True, tag=True)
+    with session.client(slug.host, token_required=True) as client:
+        client.delete_pending_tag(slug)
+    click.echo(f"Deleted the pending tag {slug}", err=True)

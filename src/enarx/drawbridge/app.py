@@ -8,12 +8,14 @@ path                                   methods           who
 ``{user}``                             HEAD GET PUT      the owner's token (read/write:drawbridge_users)
 ``{user}/{repo}``                      HEAD GET PUT      the owner's token (…:drawbridge_repositories)
 ``{user}/{repo}/_tag``                 GET               anyone if public, else the owner's token
-``{user}/{repo}/_tag/{tag}``           HEAD GET PUT      read: public / owner / a keep by rule;
+``{user}/{repo}/_tag/{tag}``           HEAD GET PUT DEL  read: public / owner / a keep by rule;
 ``{user}/{repo}/_tag/{tag}/tree[/…]``  HEAD GET PUT      write: the owner's token (write:drawbridge_tags)
 =====================================  ================  ===============================================
 
-plus ``/health`` (any method, 200) and ``/metrics`` (Prometheus). Every refusal is an RFC 9457 problem
-body (:mod:`enarx.web.problem`) with a stable ``reason``.
+DELETE of a tag (beyond Enarx: the owner's token, write:drawbridge_tags) forgets a *pending* tag, one whose tree
+never completed, so that a broken publish can be redone; a complete tag is write-once (409). Plus ``/health`` (any
+method, 200) and ``/metrics`` (Prometheus). Every refusal is an RFC 9457 problem body (:mod:`enarx.web.problem`)
+with a stable ``reason``.
 """
 
 from __future__ import annotations
@@ -251,6 +253,11 @@ class Registry:
         if request.method == "PUT":
             self.owner(who, target, "write", "drawbridge_tags")
             return await self.put_tag(request, target)
+        if request.method == "DELETE":
+            self.owner(who, target, "write", "drawbridge_tags")
+            if not await run_in_threadpool(self.store.delete_pending_tag, target.user, target.repo, target.tag):
+                raise HttpProblem(404, "no-tag", f"tag {target.user}/{target.repo}:{target.tag} does not exist")
+            return Response(b"", status_code=204)
         state = target.facts.tag
         root = Entry.from_json(parse_json(state.entry, "tag entry")) if state is not None else None
         self.reader(who, target, config, root)
@@ -508,7 +515,7 @@ def _json_response(request: Request, body: bytes, media_type: str) -> Response:
 
 
 ROUTE_METHODS = {"user": ("HEAD", "GET", "PUT"), "repo": ("HEAD", "GET", "PUT"), "tags": ("GET",),
-                 "tag": ("HEAD", "GET", "PUT"), "node": ("HEAD", "GET", "PUT")}
+                 "tag": ("HEAD", "GET", "PUT", "DELETE"), "node": ("HEAD", "GET", "PUT")}
 
 
 def create_app(store: Store, oidc: OidcVerifier | None = None) -> Starlette:

@@ -158,6 +158,12 @@ class RegistryClient:
                 bar.render_finish()
         return "resumed" if resuming else "published"
 
+    def delete_pending_tag(self, slug: Slug) -> None:
+        """Forget ``slug``'s tag while it is still pending (its tree incomplete); the server refuses (409) for a
+        complete tag, which stays write-once."""
+        self.request("DELETE", f"/{slug.user}/{slug.repo}/_tag/{slug.tag}", f"deleting the pending tag {slug}",
+                     ok=(204,))
+
     def _published_identical(self, slug: Slug, body: bytes) -> bool:
         try:
             stored, _root = self.tag_entry(slug)

@@ -130,6 +130,7 @@ class Steward:
         store = config.collateral if isinstance(config.collateral, CollateralStore) else \
             CollateralStore.load(config.collateral)
         self.verifier = self._verifier(store)
+        self._store = store  # the operator's collateral as loaded (without the built-in intermediates)
         self._reload_lock = threading.Lock()
 
     def _verifier(self, store: CollateralStore) -> Verifier:
@@ -147,11 +148,14 @@ class Steward:
                 store = CollateralStore.load(self._collateral_sources())
                 if store.warnings:  # e.g. a truncated download: do not drop what it replaces
                     raise AttestationError("; ".join(store.warnings))
+                rollbacks = self._store.rollbacks(store)
+                if rollbacks:  # a replayed download or a restored backup: never lower the freshness reference
+                    raise AttestationError("; ".join(rollbacks))
                 verifier = self._verifier(store)
             except (AttestationError, OSError) as exc:
                 log.error("collateral reload failed, keeping the current collateral: %s", exc)
                 return False
-            self.verifier = verifier
+            self.verifier, self._store = verifier, store
             log.info("collateral reloaded: %s", store.describe())
             return True
 

@@ -120,7 +120,7 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
     """Common fields: ``at`` (issue instant), ``qe_svn``, ``pce_svn`` (quote header), ``tcb_components``
     (16 PCK SVNs), ``pcesvn`` (PCK), ``cpusvn``, ``fmspc``, ``pce_id``, ``ppid``, ``tcb_status``,
     ``advisory_ids``, ``tcb_levels`` (list of dicts ``sgx``/``pcesvn``/``tdx``/``status``/``advisories``),
-    ``tcb_info_fmspc``, ``include_tcb_info``, ``include_qe_identity``, ``include_crls``, ``qe_isvsvn``,
+    ``tcb_info_fmspc``, ``tcb_type`` (TCB info's ``tcbType``; Intel defines only 0), ``include_tcb_info``, ``include_qe_identity``, ``include_crls``, ``qe_isvsvn``,
     ``qe_tcb_status``, ``qe_mrsigner`` (QE report), ``qe_identity_mrsigner`` (QE identity), ``revoke_pck``, ``revoked_serials``, ``revoke_platform_ca``,
     ``tcb_info_signer`` (which simulated key signs the TCB info: ``tcb``, or ``pck``/``platform``/``root`` for
     negative tests), ``cert_data_type`` (5 = PEM chain in the quote, 1 = PPID: PCK in the collateral), ``combined``
@@ -334,7 +334,7 @@ def _simulate(tee: Tee, out_dir: str | Path | None, f: dict[str, Any]) -> Simula
 _COMMON = {
     "at", "qe_svn", "pce_svn", "tcb_components", "pcesvn", "cpusvn", "fmspc", "pce_id", "ppid", "tcb_status",
     "advisory_ids", "tcb_levels", "tcb_info_fmspc", "include_tcb_info", "include_qe_identity", "include_crls",
-    "qe_isvsvn", "qe_tcb_status", "qe_mrsigner", "qe_identity_mrsigner", "tcb_info_signer", "tcb_info_pce_id",
+    "qe_isvsvn", "qe_tcb_status", "qe_mrsigner", "qe_identity_mrsigner", "tcb_info_signer", "tcb_info_pce_id", "tcb_type",
     "revoke_pck", "revoked_serials", "revoke_platform_ca",
     "cert_data_type", "combined", "tcb_validity_days", "cert_validity_days", "report_data", "debug",
     "quote_version", "pki", "qe_report_data_tail", "pck_chain", "quote_pce_id", "collateral_pki",
@@ -403,7 +403,7 @@ def _tcb_info_body(tee: Tee, f: dict[str, Any], comps: tuple[int, ...], pcesvn: 
         "nextUpdate": _iso(next_update),
         "fmspc": fmspc.hex().upper(),
         "pceId": pce_id.hex().upper(),
-        "tcbType": 0,
+        "tcbType": f.get("tcb_type", 0),
         "tcbEvaluationDataNumber": 17,
     }
     if is_tdx:

@@ -30,6 +30,10 @@ class Conflict(Exception):
     """A write-once object already exists (or is being published with other content)."""
 
 
+PENDING_CONFLICT = ("tag already exists, still being published with another tree (if that publish broke off, delete "
+                    "the pending tag with `enarx package delete` and publish again)")
+
+
 class TagState(NamedTuple):
     entry: bytes  # the canonical tag entry as uploaded
     complete: bool
@@ -183,9 +187,30 @@ class Store(abc.ABC):
             cur.execute("SELECT entry, complete FROM tags WHERE owner = ? AND repo = ? AND name = ?",
                         (user, repo, tag))
             row = cur.fetchone()
-        if row is not None and not row[1] and hmac.compare_digest(bytes(row[0]), entry_bytes):
-            return False
+        if row is not None and not row[1]:
+            if hmac.compare_digest(bytes(row[0]), entry_bytes):
+                return False
+            raise Conflict(PENDING_CONFLICT)
         raise Conflict("tag already exists")
+
+    def delete_pending_tag(self, user: str, repo: str, tag: str) -> bool:
+        """Forget a tag whose tree never completed (its entry, stored nodes and missing list), so that a broken
+        publish can be redone; False when there is no such tag. A complete tag is write-once: :class:`Conflict`.
+        The objects its nodes named stay stored (content-addressed, possibly shared with other tags; a later
+        upload of the same bytes reuses them)."""
+        key = (user, repo, tag)
+        with self.transaction() as cur:
+            self._lock_tag(cur, user, repo, tag)  # no node of it is being stored meanwhile
+            cur.execute("SELECT complete FROM tags WHERE owner = ? AND repo = ? AND name = ?", key)
+            row = cur.fetchone()
+            if row is None:
+                return False
+            if row[0]:
+                raise Conflict(f"tag {tag} is published completely: it is immutable and cannot be deleted")
+            cur.execute("DELETE FROM nodes WHERE owner = ? AND repo = ? AND tag = ?", key)
+            cur.execute("DELETE FROM missing WHERE owner = ? AND repo = ? AND tag = ?", key)
+            cur.execute("DELETE FROM tags WHERE owner = ? AND repo = ? AND name = ?", key)
+        return True
 
     # -- tree nodes ---------------------------------------------------------------------------------
     def put_node(self, user: str, repo: str, tag: str, path: str, entry: Entry, spool: Spool,
