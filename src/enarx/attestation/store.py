@@ -137,7 +137,7 @@ def _freshest_crls(crls: list[Crl]) -> dict[tuple[bytes, bytes | None], Crl]:
 def _freshest_documents(documents: list[tuple[str, bytes]]) -> dict[tuple[str, str], tuple[int, Any]]:
     """(kind, platform) → the newest (evaluation data number, issue date) among Intel TCB infos and QE
     identities (the documents were parsed and checked when the store was made)."""
-    from enarx.attestation.intel.collateral import parse_document
+    from enarx.attestation.intel.collateral import parse_document, recency
 
     out: dict[tuple[str, str], tuple[int, Any]] = {}
     for name, raw in documents:
@@ -145,7 +145,7 @@ def _freshest_documents(documents: list[tuple[str, bytes]]) -> dict[tuple[str, s
         items = [(("TCB info", f"{t.id} FMSPC {t.fmspc.hex()}"), t) for t in parsed.tcb_infos]
         items += [(("identity", q.id), q) for q in parsed.qe_identities]
         for key, item in items:
-            rank = (item.tcb_evaluation_data_number or 0, item.issue_date)
+            rank = recency(item)
             if key not in out or rank > out[key]:
                 out[key] = rank
     return out

@@ -120,6 +120,12 @@ class EnclaveIdentity:
         return f"QE identity ({self.id}, {self.signed.source})"
 
 
+def recency(item: TcbInfo | EnclaveIdentity) -> tuple[int, datetime]:
+    """How new a TCB info or QE identity is: its evaluation data number, then its issue date. The one order
+    both the verifier (a supplied item older than the store's is stale) and a store reload (no rollback) use."""
+    return (item.tcb_evaluation_data_number or 0, item.issue_date)
+
+
 @dataclass
 class IntelCollateral:
     """What one Intel JSON document holds: TCB infos, QE identities, and embedded chains and CRLs (DER)."""

@@ -34,6 +34,7 @@ from enarx.attestation.intel.collateral import (
     TcbLevel,
     is_intel_document,
     parse_document,
+    recency,
 )
 from enarx.attestation.intel.pck import PckExtensions, has_sgx_extensions, pck_extensions
 from enarx.attestation.model import Check, MalformedEvidence, TcbStatus
@@ -230,14 +231,11 @@ def _pck_certificate(q: abi.Quote, ctx: Context, docs: _Documents) -> tuple[list
 def _freshest(items: list[tuple[Any, bool]], what: str, ctx: Context) -> Any:
     """The newest item (evaluation data number, then issue date); a supplied one older than the newest the
     store holds is refused."""
-    def key(item: Any) -> tuple[int, Any]:
-        return (item.tcb_evaluation_data_number or 0, item.issue_date)
-
-    best = max((i for i, _ in items), key=key)
+    best = max((i for i, _ in items), key=recency)
     held = [i for i, from_store in items if from_store]
     if held:
-        newest_held = max(held, key=key)
-        stale = [i for i, from_store in items if not from_store and key(i) < key(newest_held)]
+        newest_held = max(held, key=recency)
+        stale = [i for i, from_store in items if not from_store and recency(i) < recency(newest_held)]
         if stale:
             raise ctx.trail.fail(f"{what}-freshness", f"{stale[0].name} (evaluation data number "
                                  f"{stale[0].tcb_evaluation_data_number}, issued {stale[0].issue_date.isoformat()}) "
