@@ -154,7 +154,10 @@ def test_steward_attestation_with_simulated_evidence(backend, tmp_path, simulato
 
     claims = read_claims(leaf)
     assert claims["tee"] == "sev-snp" and claims["measurements"]["measurement"] == measurement.hex()
-    assert claims["test_anchor"] is True
+    assert claims["test_anchor"] is True and claims["insecure"] is True
+    # the certificate itself says the keep was not isolated, however genuine its (simulated) evidence looked
+    expected = {"nil": "process, no isolation", "kvm": "emulated, no isolation"}[backend[0]]
+    assert claims["isolation"] == expected
 
 
 

@@ -234,6 +234,7 @@ def _launch(backend, request: LaunchRequest, module: bytes, relay_stdin: bool, s
         stdin = stdin.encode()
     out, flush_out = _sink(stdout, text)
     err, flush_err = _sink(stderr, text)
+    request = request._replace(isolation=backend.isolation)  # declared in the keep's CSR: a downgrade only
     keep = backend.launch(request, module)
     supervisor = Supervisor(keep, Stdio(stdin=stdin if relay_stdin else None, stdout=out, stderr=err),
                             on_started=note_started, push_listener=push_listener)

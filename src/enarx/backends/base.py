@@ -74,6 +74,11 @@ class Backend(abc.ABC):
     #: Whether ``enarx run`` may pick this backend by itself when it is available.
     auto_select: bool = True
 
+    #: For a keep that is not isolated at all (nil: a process; kvm under TCG: emulated), the label its host
+    #: declares in the keep's CSR, so that the certificate the Steward issues says so (see
+    #: :mod:`enarx.attestation.isolation`); ``None`` for a keep the hardware isolates.
+    isolation: str | None = None
+
     @abc.abstractmethod
     def launch(self, request: LaunchRequest, module: bytes) -> KeepProcess:
         """Start a keep for ``request`` whose runtime waits for its LAUNCH frame on ``channel``.

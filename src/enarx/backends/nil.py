@@ -6,6 +6,7 @@ It speaks to the host only through the protocol channel: its stdin and stdout ar
 
 from __future__ import annotations
 
+from enarx.attestation.isolation import PROCESS
 from enarx.backends.base import Backend, KeepProcess, Probe
 from enarx.runtime.process import ForkedKeep, fork_keep, take_preforked
 
@@ -16,6 +17,7 @@ class NilBackend(Backend):
     name = "nil"
     description = "a child process (development only)"
     protects = "nothing: the host can read and change the workload, its data and its memory"
+    isolation = PROCESS
 
     def data_probes(self) -> list[Probe]:
         return []

@@ -42,6 +42,7 @@ class LaunchRequest(NamedTuple):
     await_push: bool = False  # start empty and wait for an encrypted package pushed through PUSH frames
     publisher_key_pem: str | None = None  # run only packages this key signed (pushed: also bound in host data)
     kbs_url: str | None = None  # the key broker holding a deployed encrypted package's key
+    isolation: str | None = None  # nil/emulated keeps: the label the keep declares in its CSR (no isolation)
     protocol: int = PROTOCOL_VERSION
 
     def encode(self, module: bytes) -> bytes:
@@ -90,6 +91,7 @@ class LaunchRequest(NamedTuple):
                 await_push=_flag(doc.get("await_push", False)),
                 publisher_key_pem=_typed(doc, "publisher_key_pem", str, optional=True),
                 kbs_url=_typed(doc, "kbs_url", str, optional=True),
+                isolation=_isolation(doc.get("isolation")),
             )
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed LAUNCH header: {exc}") from None
@@ -260,3 +262,11 @@ def _dir(value: Any) -> tuple[str, str, bool]:
     if not isinstance(items[2], bool):
         raise TypeError("dirs writable must be a boolean")
     return items[0], items[1], items[2]
+
+
+def _isolation(value: Any) -> str | None:
+    from enarx.attestation.isolation import ISOLATION_LABELS
+
+    if value is not None and value not in ISOLATION_LABELS:
+        raise ValueError(f"isolation {str(value)[:80]!r} is not one of {', '.join(ISOLATION_LABELS)}")
+    return value

@@ -29,6 +29,7 @@ from enarx.attestation.envelope import (
     TdxEvidence,
 )
 from enarx.attestation.freshness import NONCE_SIZE, OID_NONCE
+from enarx.attestation.isolation import ISOLATION_LABELS, OID_ISOLATION
 from enarx.attestation.model import AttestationError, CollateralSet, Tee
 from enarx.attestation.pki import _sig_alg, verify_signed
 
@@ -80,6 +81,7 @@ class DecodedCsr:
     signature_algorithm: str
     evidence: list[Evidence]
     nonce: bytes | None = None  # a challenge nonce (OID_NONCE extension) bound into the evidence with the key
+    isolation: str | None = None  # the keep's declaration that it is not isolated (OID_ISOLATION): a downgrade
 
     @property
     def spki_sha256(self) -> str:
@@ -262,6 +264,19 @@ def _decode_nonce(value: bytes, critical: bool) -> bytes:
     return nonce
 
 
+def _decode_isolation(value: bytes, critical: bool) -> str:
+    if critical:
+        raise CsrError(f"isolation label extension {OID_ISOLATION} must not be critical", reason="malformed-csr")
+    try:
+        label = core.UTF8String.load(value, strict=True).native
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises several types
+        raise CsrError(f"isolation label extension is not a UTF8String: {_short(exc)}", reason="malformed-csr") from None
+    if label not in ISOLATION_LABELS:
+        raise CsrError(f"isolation label {label[:80]!r} is not one of: {'; '.join(ISOLATION_LABELS)}",
+                       reason="malformed-csr")
+    return label
+
+
 def decode_csr(body: bytes) -> DecodedCsr:
     """Parse a DER PKCS#10 request, verify its self-signature, and decode every evidence extension."""
     try:  # lazily: the evidence (up to the body limit) is cut out as bytes, never parsed whole here
@@ -287,6 +302,7 @@ def decode_request(req: Any) -> DecodedCsr:
             raise CsrError("CSR signature does not verify with its own public key", reason="csr-signature")
         evidence: list[Evidence] = []
         nonces: list[bytes] = []
+        labels: list[str] = []
         for attr in info["attributes"]:
             oid = attr["type"].dotted
             if oid != OID_EXTENSION_REQUEST:
@@ -298,12 +314,18 @@ def decode_request(req: Any) -> DecodedCsr:
                     if ext_oid == OID_NONCE:
                         nonces.append(_decode_nonce(value, critical))
                         continue
+                    if ext_oid == OID_ISOLATION:
+                        labels.append(_decode_isolation(value, critical))
+                        continue
                     item = decode_evidence(ext_oid, value, critical)
                     item.extension_der = ext.dump()
                     evidence.append(item)
         if len(nonces) > 1:
             raise CsrError("the CSR carries more than one challenge nonce", reason="malformed-csr")
-        return DecodedCsr(public_key, spki, algorithm.oid, evidence, nonces[0] if nonces else None)
+        if len(labels) > 1:
+            raise CsrError("the CSR carries more than one isolation label", reason="malformed-csr")
+        return DecodedCsr(public_key, spki, algorithm.oid, evidence, nonces[0] if nonces else None,
+                          labels[0] if labels else None)
     except CsrError:
         raise
     except Exception as exc:  # noqa: BLE001 - lazy asn1crypto parsing errors surface here

@@ -231,7 +231,7 @@ class Steward:
         if not_after <= at:
             raise Refusal(403, "collateral-expired", "collateral expires before a certificate could be valid",
                           tee=ev.tee.value)
-        document = self._claims(claims, at, claims.provenance.test_anchor)
+        document = _declared(self._claims(claims, at, claims.provenance.test_anchor), csr)
         cert = self.config.ca.issue(csr.public_key, at=at, not_after=not_after, claims=document,
                                     sans=self.config.sans)
         return Issued(cert, document, csr.spki_sha256, verdict.warnings)
@@ -251,7 +251,7 @@ class Steward:
                           "started with --insecure-accept-kvm",
                           [Check("steward.insecure-accept-kvm", False, "KVM/nil evidence refused", "set", "unset")],
                           tee=Tee.KVM.value)
-        document = self._document(Tee.KVM, at, insecure=True, test_anchor=False)
+        document = _declared(self._document(Tee.KVM, at, insecure=True, test_anchor=False), csr)
         not_after = self.config.ca.not_after_for(at, self.config.validity, None)
         cert = self.config.ca.issue(csr.public_key, at=at, not_after=not_after, claims=document,
                                     sans=self.config.sans, copy_extensions=[(ev.oid, b"")])
@@ -292,3 +292,13 @@ class Steward:
             "test_anchor": test_anchor,
             "insecure": insecure,
         }
+
+
+def _declared(document: dict[str, Any], csr: DecodedCsr) -> dict[str, Any]:
+    """A keep's own statement that it is not isolated (nil: a process; kvm under TCG: emulated) goes into its
+    claims as ``isolation`` and makes the certificate insecure whatever its evidence: nothing can verify it,
+    so it is taken only as the downgrade it is."""
+    if csr.isolation is not None:
+        document["isolation"] = csr.isolation
+        document["insecure"] = True
+    return document

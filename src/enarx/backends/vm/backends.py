@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 
+from enarx.attestation.isolation import EMULATED
 from enarx.backends import probes
 from enarx.backends.base import HOST_VISIBLE, Backend, KeepProcess, Probe, cpu_rows
 from enarx.errors import BackendError
 
-EMULATED = "emulated, no isolation"
 _CONFIDENTIAL_VM = ("the workload's memory and registers from the host (encrypted and integrity-protected by "
                     f"the CPU); {HOST_VISIBLE}")
 
@@ -107,6 +107,10 @@ class KvmBackend(VmBackend):
     @property
     def auto_select(self) -> bool:  # type: ignore[override]
         return kvm_accel() == "kvm"
+
+    @property
+    def isolation(self) -> str | None:  # type: ignore[override]
+        return EMULATED if kvm_accel() == "tcg" else None
 
     def hardware_probes(self) -> list[Probe]:
         if kvm_accel() == "tcg":

@@ -1,4 +1,6 @@
-"""The CSR a keep sends to its Steward (Enarx §6.2): empty subject, the keep key, one evidence extension.
+"""The CSR a keep sends to its Steward (Enarx §6.2): empty subject, the keep key, one evidence extension
+(plus, when the Steward offered one, its challenge nonce, and for a keep without isolation the label its host
+declares: :mod:`enarx.attestation.isolation`).
 
 The report_data that binds the key into the evidence is :func:`enarx.attestation.binding.report_data_for`.
 """
@@ -10,9 +12,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 
-def build_csr(key: ec.EllipticCurvePrivateKey, oid: str, value: bytes, *, nonce: bytes | None = None) -> bytes:
+def build_csr(key: ec.EllipticCurvePrivateKey, oid: str, value: bytes, *, nonce: bytes | None = None,
+              isolation: str | None = None) -> bytes:
     """DER PKCS#10 with the evidence as a non-critical extension in an extensionRequest attribute, and the
-    Steward's challenge nonce (when one was bound) as a second non-critical extension."""
+    Steward's challenge nonce (when one was bound) and the isolation label (when declared) as further
+    non-critical extensions."""
+    from enarx.attestation import isolation as labels
     from enarx.attestation.der import octet_string
     from enarx.attestation.freshness import OID_NONCE
 
@@ -25,4 +30,7 @@ def build_csr(key: ec.EllipticCurvePrivateKey, oid: str, value: bytes, *, nonce:
     if nonce is not None:
         builder = builder.add_extension(
             x509.UnrecognizedExtension(x509.ObjectIdentifier(OID_NONCE), octet_string(nonce)), critical=False)
+    if isolation is not None:
+        builder = builder.add_extension(x509.UnrecognizedExtension(
+            x509.ObjectIdentifier(labels.OID_ISOLATION), labels.encode(isolation)), critical=False)
     return builder.sign(key, algorithm).public_bytes(serialization.Encoding.DER)

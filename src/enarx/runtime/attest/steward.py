@@ -104,10 +104,11 @@ def request_certificate(url: str, csr_der: bytes, *, context: ssl.SSLContext | N
     return list(reversed(chain))
 
 
-def certify(url: str, source: Any, *, ca_pem: str | None = None) -> tuple[ec.EllipticCurvePrivateKey,
-                                                                           list[x509.Certificate]]:
+def certify(url: str, source: Any, *, ca_pem: str | None = None,
+            isolation: str | None = None) -> tuple[ec.EllipticCurvePrivateKey, list[x509.Certificate]]:
     """The whole keep side of attestation: a fresh key, evidence binding it (and the Steward's nonce, when it
-    offers one), the CSR, and the Steward's chain for that key (leaf first)."""
+    offers one), the CSR (declaring ``isolation``, a keep without any), and the Steward's chain for that key
+    (leaf first)."""
     from enarx.attestation.binding import report_data_for
     from enarx.runtime.attest.csr import build_csr
 
@@ -115,7 +116,8 @@ def certify(url: str, source: Any, *, ca_pem: str | None = None) -> tuple[ec.Ell
     nonce = fetch_challenge(url, context)
     key = ec.generate_private_key(source.curve())
     oid, value = source.extension(report_data_for(key, source.tee, nonce))
-    return key, request_certificate(url, build_csr(key, oid, value, nonce=nonce), context=context)
+    csr = build_csr(key, oid, value, nonce=nonce, isolation=isolation)
+    return key, request_certificate(url, csr, context=context)
 
 
 def _reasons(body: bytes) -> str:

@@ -34,7 +34,7 @@ def certify(launch: Launch, steward_url: str):
     ca_pem = launch.request.ca_bundle_pem
     tls_context(steward_url, ca_pem)  # the URL rule and the bundle, before any evidence is made
     source = evidence_source(launch)
-    key, chain = request_certified_key(steward_url, source, ca_pem=ca_pem)
+    key, chain = request_certified_key(steward_url, source, ca_pem=ca_pem, isolation=launch.request.isolation)
     _log_info("certified by %s as %s", steward_url, chain[0].subject.rfc4514_string() or "(empty subject)")
     return KeepIdentity(key, chain)
 
