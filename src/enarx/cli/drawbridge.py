@@ -1,4 +1,4 @@
-"""``enarx drawbridge serve``: the package registry server."""
+"""``enarx drawbridge serve``: the package registry server; ``enarx drawbridge gc``: its store's upkeep."""
 
 from __future__ import annotations
 
@@ -41,12 +41,9 @@ def serve(addr: str, port: int, store_dir: str | None, database: str | None, tls
     from enarx.drawbridge.store import StoreError, open_store
     from enarx.steward.server import configure_logging
 
-    if bool(store_dir) == bool(database):
-        raise click.UsageError("give either --store DIR or --database postgresql://…")
+    _check_store_options(store_dir, database)
     if bool(oidc_issuer) != bool(oidc_audience):
         raise click.UsageError("--oidc-issuer and --oidc-audience go together")
-    if database and not database.startswith(("postgresql://", "postgres://")):
-        raise click.BadParameter("expected a postgresql:// URL", param_hint="--database")
     try:
         context = server_context(tls_crt, tls_key, keep_ca)
     except (ssl.SSLError, OSError) as exc:
@@ -78,3 +75,32 @@ def serve(addr: str, port: int, store_dir: str | None, database: str | None, tls
         raise click.ClickException(f"cannot listen on {addr} port {port}: {exc.strerror or exc}") from None
     finally:
         store.close()
+
+
+def _check_store_options(store_dir: str | None, database: str | None) -> None:
+    if bool(store_dir) == bool(database):
+        raise click.UsageError("give either --store DIR or --database postgresql://…")
+    if database and not database.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter("expected a postgresql:// URL", param_hint="--database")
+
+
+@drawbridge.command()
+@click.option("--store", "store_dir", type=click.Path(file_okay=False), help="Directory of the embedded store.")
+@click.option("--database", metavar="URL", envvar="ENARX_DRAWBRIDGE_DATABASE", help="postgresql://… store.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+def gc(store_dir: str | None, database: str | None, dry_run: bool) -> None:
+    """Remove stored objects that no tag names (a deleted pending tag removes its own; this collects what a
+    crash between storing an object and committing it left). Safe while servers use the store."""
+    from enarx.drawbridge.store import StoreError, open_store
+
+    _check_store_options(store_dir, database)
+    try:
+        store = open_store(store_dir, database)
+        try:
+            count, size = store.collect_garbage(dry_run=dry_run)
+        finally:
+            store.close()
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{'would remove' if dry_run else 'removed'} {count} unreferenced object{'s' * (count != 1)} "
+               f"({size} bytes)")

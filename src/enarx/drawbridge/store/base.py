@@ -119,6 +119,20 @@ class Store(abc.ABC):
     def _blob_chunks(self, key: str) -> Iterator[bytes]:
         """The stored bytes of ``key``, in chunks (no checking: :meth:`read` checks)."""
 
+    @abc.abstractmethod
+    def _blob_lengths(self, cur: Any) -> dict[str, int]:
+        """Every stored object's key and length, read within ``cur`` (for garbage collection)."""
+
+    @abc.abstractmethod
+    def _drop_blobs(self, cur: Any, keys: list[str]) -> None:
+        """Remove the objects ``keys``, which no node names, while ``cur`` holds :meth:`_lock_blobs` (files are
+        gone at once: a rollback cannot bring them back, so only objects nothing names are dropped)."""
+
+    def _lock_blobs(self, cur: Any) -> None:
+        """Keep every object's references still until ``cur`` ends: no node is stored meanwhile that could
+        name an object about to be removed. Nothing to do where write transactions are serial (SQLite).
+        Never held with a tag lock, except by :meth:`put_node`, which takes its share first: locks never cross."""
+
     def _lock_tag(self, cur: Any, user: str, repo: str, tag: str) -> None:
         """Serialize the node writes of one tag, so that exactly one of them sees the last missing node go and
         completes the tag. Nothing to do where write transactions are serial already (SQLite)."""
@@ -196,8 +210,8 @@ class Store(abc.ABC):
     def delete_pending_tag(self, user: str, repo: str, tag: str) -> bool:
         """Forget a tag whose tree never completed (its entry, stored nodes and missing list), so that a broken
         publish can be redone; False when there is no such tag. A complete tag is write-once: :class:`Conflict`.
-        The objects its nodes named stay stored (content-addressed, possibly shared with other tags; a later
-        upload of the same bytes reuses them)."""
+        The objects only its nodes named are removed after it (objects are shared by content: one that
+        another tag names, or came to name meanwhile, stays; a crash in between leaves them to :meth:`collect_garbage`)."""
         key = (user, repo, tag)
         with self.transaction() as cur:
             self._lock_tag(cur, user, repo, tag)  # no node of it is being stored meanwhile
@@ -207,10 +221,34 @@ class Store(abc.ABC):
                 return False
             if row[0]:
                 raise Conflict(f"tag {tag} is published completely: it is immutable and cannot be deleted")
+            cur.execute("SELECT DISTINCT blob FROM nodes WHERE owner = ? AND repo = ? AND tag = ?", key)
+            blobs = [row[0] for row in cur.fetchall()]
             cur.execute("DELETE FROM nodes WHERE owner = ? AND repo = ? AND tag = ?", key)
             cur.execute("DELETE FROM missing WHERE owner = ? AND repo = ? AND tag = ?", key)
             cur.execute("DELETE FROM tags WHERE owner = ? AND repo = ? AND name = ?", key)
+        if blobs:
+            with self.transaction() as cur:
+                self._lock_blobs(cur)
+                self._drop_blobs(cur, [blob for blob in blobs if not self._named(cur, blob)])
         return True
+
+    def collect_garbage(self, *, dry_run: bool = False) -> tuple[int, int]:
+        """Remove every object no node names (left by a crash between storing an object and committing the
+        node, or by an older release that kept a deleted tag's objects); ``(objects, bytes)`` removed, or
+        that would be with ``dry_run``. Safe while servers run: uploads wait for it, and it for them."""
+        with self.transaction() as cur:
+            self._lock_blobs(cur)
+            lengths = self._blob_lengths(cur)
+            cur.execute("SELECT DISTINCT blob FROM nodes")
+            orphans = sorted(set(lengths) - {row[0] for row in cur.fetchall()})
+            if not dry_run:
+                self._drop_blobs(cur, orphans)
+        return len(orphans), sum(lengths[key] for key in orphans)
+
+    @staticmethod
+    def _named(cur: Any, blob: str) -> bool:
+        cur.execute("SELECT 1 FROM nodes WHERE blob = ? LIMIT 1", (blob,))
+        return cur.fetchone() is not None
 
     # -- tree nodes ---------------------------------------------------------------------------------
     def put_node(self, user: str, repo: str, tag: str, path: str, entry: Entry, spool: Spool,

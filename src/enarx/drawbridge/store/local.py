@@ -96,6 +96,28 @@ class LocalStore(Store):
         finally:
             os.close(fd)
 
+    def _blob_lengths(self, cur: Any) -> dict[str, int]:
+        lengths = {}
+        for shard in self.objects.iterdir():
+            if shard.is_dir() and len(shard.name) == 2:
+                for path in shard.iterdir():
+                    if path.name.startswith(shard.name):
+                        lengths[path.name] = path.stat().st_size
+        return lengths
+
+    def _drop_blobs(self, cur: Any, keys: list[str]) -> None:
+        shards = set()
+        for key in keys:
+            path = self._path(key)
+            path.unlink(missing_ok=True)
+            shards.add(path.parent)
+        for shard in shards:  # the removals are durable before the lock is given up
+            fd = os.open(shard, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def _blob_chunks(self, key: str) -> Iterator[bytes]:
         try:
             fh = open(self._path(key), "rb")  # noqa: SIM115 - closed below, after the last chunk

@@ -12,6 +12,7 @@ from typing import Any
 from enarx.drawbridge.store.base import CHUNK, SCHEMA, Spool, Store, StoreError
 
 READ_BATCH = 8  # chunks of 1 MiB per query when reading
+BLOB_LOCK = 7263515  # advisory lock: shared while a node is stored, exclusive while objects are removed
 
 BLOB_SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, length BIGINT NOT NULL);
@@ -80,6 +81,7 @@ class PostgresStore(Store):
 
     def _store_blob(self, cur: Any, key: str, spool: Spool, length: int) -> None:
         try:
+            cur.execute("SELECT pg_advisory_xact_lock_shared(?)", (BLOB_LOCK,))  # see _lock_blobs
             cur.execute("INSERT INTO blobs (key, length) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, length))
             if cur.rowcount != 1:
                 return  # the same bytes are stored already
@@ -90,6 +92,18 @@ class PostgresStore(Store):
                     seq += 1
         finally:
             spool.discard()
+
+    def _lock_blobs(self, cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(?)", (BLOB_LOCK,))
+
+    def _blob_lengths(self, cur: Any) -> dict[str, int]:
+        cur.execute("SELECT key, length FROM blobs")
+        return {row[0]: int(row[1]) for row in cur.fetchall()}
+
+    def _drop_blobs(self, cur: Any, keys: list[str]) -> None:
+        for key in keys:
+            cur.execute("DELETE FROM chunks WHERE key = ?", (key,))
+            cur.execute("DELETE FROM blobs WHERE key = ?", (key,))
 
     def _lock_tag(self, cur: Any, user: str, repo: str, tag: str) -> None:
         cur.execute("SELECT 1 FROM tags WHERE owner = ? AND repo = ? AND name = ? FOR UPDATE", (user, repo, tag))
