@@ -69,12 +69,17 @@ class World:
 
     def deploy(self, tag: str, tee: str, *, strace: Path | None = None, tmpdir: Path | None = None,
                publisher: Path | None = None, debug: bool = False, cache: Path | None = None,
-               encrypted: bool = True) -> subprocess.CompletedProcess[bytes]:
-        """``enarx deploy`` of alice/app:TAG (``cache``: its module cache directory)."""
+               encrypted: bool = True, backend: tuple[str, dict[str, str]] | None = None,
+               ) -> subprocess.CompletedProcess[bytes]:
+        """``enarx deploy`` of alice/app:TAG (``cache``: its module cache directory; ``backend``: a name and
+        its environment, e.g. a kvm keep under TCG)."""
         pulled = ["--kbs", self.broker.url, "--publisher-key", publisher or self.publisher.pub_path] if encrypted else []
-        args = [*(["--log-filter", "debug"] if debug else []), "deploy", *pulled, "--simulate-tee", TEES[tee],
-                "--simulator-pki", self.simulator, f"{self.host}/alice/app:{tag}"]
+        on = ["--backend", backend[0]] if backend else []
+        args = [*(["--log-filter", "debug"] if debug else []), "deploy", *on, *pulled, "--simulate-tee",
+                TEES[tee], "--simulator-pki", self.simulator, f"{self.host}/alice/app:{tag}"]
         env = {"TMPDIR": str(tmpdir)} if tmpdir else {}
+        if backend:
+            env.update(backend[1])
         if cache is not None:
             env["ENARX_CACHE_DIR"] = str(cache)
         if strace is None:
@@ -144,6 +149,18 @@ def test_publish_encrypted_and_deploy_pulls_decrypts_and_runs(world, tmp_path, t
         host = captured_bytes(trace)
         assert len(host) > 20_000  # TLS to the registry and the broker, the LAUNCH and stdout frames, …
         assert MARKER not in host and MARKER[:12] not in host
+
+
+def test_an_encrypted_package_deploys_into_a_kvm_keep(world, tmp_path, vm_env):
+    """A VM keep reaches the registry and the key broker (and nothing else of the host), decrypts inside the
+    guest, and its workload gets its secret."""
+    source = package_dir(tmp_path / "src", example("c", "args_env"), config=CONFIG,
+                         files={"data/notes.txt": b"notes", "secrets/token": MARKER})
+    assert world.publish("4.0.0", source, keep_policy("snp")).returncode == 0
+    deployed = world.deploy("4.0.0", "snp", backend=("kvm", vm_env))
+    assert deployed.returncode == 0, deployed.stderr
+    assert b"env:TOKEN=" + MARKER + b"\n" in deployed.stdout
+    assert MARKER not in deployed.stderr
 
 
 def test_the_cpython_package_deploys_encrypted(world, tmp_path):

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from enarx.attestation import der
 from enarx.attestation.binding import report_data_for
-from enarx.attestation.isolation import EMULATED, OID_ISOLATION, PROCESS
 from enarx.attestation.model import Tee
 from enarx.attestation.simulate.snp import simulate_snp
+from enarx.isolation import EMULATED, OID_ISOLATION, PROCESS
 from enarx.protocol.frames import ProtocolError
 from enarx.protocol.messages import LaunchRequest
 from enarx.runtime.attest.csr import build_csr

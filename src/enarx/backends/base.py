@@ -76,7 +76,7 @@ class Backend(abc.ABC):
 
     #: For a keep that is not isolated at all (nil: a process; kvm under TCG: emulated), the label its host
     #: declares in the keep's CSR, so that the certificate the Steward issues says so (see
-    #: :mod:`enarx.attestation.isolation`); ``None`` for a keep the hardware isolates.
+    #: :mod:`enarx.isolation`); ``None`` for a keep the hardware isolates.
     isolation: str | None = None
 
     @abc.abstractmethod

@@ -6,8 +6,8 @@ It speaks to the host only through the protocol channel: its stdin and stdout ar
 
 from __future__ import annotations
 
-from enarx.attestation.isolation import PROCESS
 from enarx.backends.base import Backend, KeepProcess, Probe
+from enarx.isolation import PROCESS
 from enarx.runtime.process import ForkedKeep, fork_keep, take_preforked
 
 KeepProcess.register(ForkedKeep)  # ForkedKeep stays free of imports: it is forked before anything loads

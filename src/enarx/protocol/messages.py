@@ -265,7 +265,7 @@ def _dir(value: Any) -> tuple[str, str, bool]:
 
 
 def _isolation(value: Any) -> str | None:
-    from enarx.attestation.isolation import ISOLATION_LABELS
+    from enarx.isolation import ISOLATION_LABELS
 
     if value is not None and value not in ISOLATION_LABELS:
         raise ValueError(f"isolation {str(value)[:80]!r} is not one of {', '.join(ISOLATION_LABELS)}")

@@ -29,9 +29,9 @@ from enarx.attestation.envelope import (
     TdxEvidence,
 )
 from enarx.attestation.freshness import NONCE_SIZE, OID_NONCE
-from enarx.attestation.isolation import ISOLATION_LABELS, OID_ISOLATION
 from enarx.attestation.model import AttestationError, CollateralSet, Tee
 from enarx.attestation.pki import _sig_alg, verify_signed
+from enarx.isolation import ISOLATION_LABELS, OID_ISOLATION
 
 OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
 EVIDENCE_OIDS = {OID_KVM: Tee.KVM, OID_SGX: Tee.SGX, OID_SNP: Tee.SNP, OID_TDX: Tee.TDX}

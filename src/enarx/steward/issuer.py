@@ -9,7 +9,7 @@ Claims extension (non-critical), OID ``1.3.6.1.4.1.58270.2.1``; its ``extnValue`
      "test_anchor": false, "insecure": false}
 
 ``insecure`` is true for KVM/nil keeps and for evidence that chained to an ``--insecure-trust-anchor``.
-A keep that declared itself not isolated (:mod:`enarx.attestation.isolation`) also gets
+A keep that declared itself not isolated (:mod:`enarx.isolation`) also gets
 ``"isolation": "process, no isolation"`` or ``"emulated, no isolation"``, and ``insecure`` true.
 Issued certificates: random UUIDv4 serial, empty subject (the CSR subject is not attested and is
 ignored), the CSR key, SubjectAltName DNS = ``--san`` values, EKU serverAuth+clientAuth,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 
-from enarx.attestation.isolation import EMULATED
 from enarx.backends import probes
 from enarx.backends.base import HOST_VISIBLE, Backend, KeepProcess, Probe, cpu_rows
 from enarx.errors import BackendError
+from enarx.isolation import EMULATED
 
 _CONFIDENTIAL_VM = ("the workload's memory and registers from the host (encrypted and integrity-protected by "
                     f"the CPU); {HOST_VISIBLE}")

@@ -44,7 +44,7 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 #: Never needed inside a keep, and large or pulling in much more (modulefinder follows every import).
 EXCLUDED_MODULES = ["tkinter", "test", "unittest", "pydoc", "doctest", "pdb", "idlelib", "lib2to3", "distutils",
                     "setuptools", "pip", "_pytest", "pytest", "hypothesis", "IPython", "numpy", "click",
-                    "uvicorn", "starlette", "httpx", "anyio", "psycopg", "enarx.cli", "enarx.steward",
+                    "uvicorn", "starlette", "anyio", "psycopg", "enarx.cli", "enarx.steward",
                     "enarx.backends", "xdist", "ziglang", "go"]
 ALWAYS_STDLIB = ["encodings"]  # imported by the interpreter itself, by name
 ALWAYS_SITE = ["_cffi_backend"]  # imported by cryptography's Rust extension, invisible to modulefinder
@@ -52,7 +52,8 @@ ALWAYS_SITE = ["_cffi_backend"]  # imported by cryptography's Rust extension, in
 #: TLS): a quarter smaller, so it unpacks and boots faster. The host picks it only for keeps that need none of that.
 LITE_EXCLUDED = ["cryptography", "_cffi_backend", "urllib.request", "urllib.error", "urllib.response", "http",
                  "email", "asn1crypto", "enarx.attestation", "enarx.runtime.attest", "enarx.runtime.identity",
-                 "enarx.runtime.net", "enarx.runtime.guest.network", "enarx.cabundle"]
+                 "enarx.runtime.net", "enarx.runtime.guest.network", "enarx.cabundle", "httpx", "httpcore", "h11",
+                 "certifi", "idna", "sniffio", "enarx.drawbridge", "enarx.kbs"]
 VARIANTS = ("full", "lite")
 
 

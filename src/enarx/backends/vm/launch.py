@@ -56,7 +56,8 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
                                "image build --help`)")
         sources = images.default_sources(vm_cache, Path(kernel_input) if kernel_input else None)
         image = images.load_or_build(vm_cache, sources._replace(variant=image_variant(kind, request, config)))
-    services = [url_target(u) for u in (request.package_url, request.steward_url) if u]  # `enarx deploy`
+    # `enarx deploy`: the registry, the Steward and the key broker of an encrypted package
+    services = [url_target(u) for u in (request.package_url, request.steward_url, request.kbs_url) if u]
     forwards = plan_forwards(config, services)
     extra: list[str] = []
     if request.simulate_tee:  # the simulator's test PKI lives on the host; the guest gets a copy

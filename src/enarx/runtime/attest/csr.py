@@ -1,6 +1,6 @@
 """The CSR a keep sends to its Steward (Enarx §6.2): empty subject, the keep key, one evidence extension
 (plus, when the Steward offered one, its challenge nonce, and for a keep without isolation the label its host
-declares: :mod:`enarx.attestation.isolation`).
+declares: :mod:`enarx.isolation`).
 
 The report_data that binds the key into the evidence is :func:`enarx.attestation.binding.report_data_for`.
 """
@@ -17,7 +17,7 @@ def build_csr(key: ec.EllipticCurvePrivateKey, oid: str, value: bytes, *, nonce:
     """DER PKCS#10 with the evidence as a non-critical extension in an extensionRequest attribute, and the
     Steward's challenge nonce (when one was bound) and the isolation label (when declared) as further
     non-critical extensions."""
-    from enarx.attestation import isolation as labels
+    from enarx import isolation as labels
     from enarx.attestation.der import octet_string
     from enarx.attestation.freshness import OID_NONCE
 

@@ -7,7 +7,8 @@ such a statement, so it is only ever a downgrade: the Steward copies it into the
 (``"isolation"``) and marks the certificate insecure, so that nobody mistakes such a keep's certificate —
 even one issued on simulated evidence — for a hardware keep's. A host that leaves it out gains nothing: the
 evidence of a keep without hardware is empty (kvm) or chains to a test anchor (simulated), and is insecure
-anyway. Kept free of heavy imports: the nil backend reads the labels on every ``enarx run``.
+anyway. Kept free of heavy imports (and outside ``enarx.attestation``): the nil backend reads the labels on
+every ``enarx run``, and the protocol decoder in every guest image, the smallest one included.
 """
 
 from __future__ import annotations
