@@ -1,16 +1,17 @@
 """Attacks on the embedded store's garbage collection: whoever can write into ``objects/`` (the service account a
 registry runs as) must not make an operator's `enarx drawbridge gc` remove files outside the store, or stop it
-with an internal error."""
+with an internal error; and no object goes before the removal of the nodes that named it is durable."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import ENARX
-from enarx.drawbridge.content import CT_OCTETS, Entry
+from enarx.drawbridge.content import CT_DIRECTORY, CT_OCTETS, Entry, encode_directory
 from enarx.drawbridge.store.local import LocalStore
 
 
@@ -62,3 +63,42 @@ def test_a_real_orphan_is_still_collected(store_dir: Path) -> None:
     done = _gc(store_dir)
     assert done.stdout.strip() == f"removed 1 unreferenced object ({len(data)} bytes)", done.stderr
     assert not (store_dir / "objects" / key[:2] / key).exists()
+
+
+def test_a_pending_tags_objects_go_only_after_its_deletion_is_durable(store_dir: Path, monkeypatch) -> None:
+    """SQLite runs with synchronous=NORMAL: a commit reaches the disk at the next checkpoint. If the objects
+    were unlinked (durably) before the deletion of the nodes naming them was, a power loss would bring the
+    pending tag back with nodes whose objects are gone; a resumed publish HEADs those nodes, skips them and
+    completes an immutable tag that can never be read."""
+    store = LocalStore(store_dir)
+    store.put_user("alice", b'{"subject":"alice"}')
+    store.put_repo("alice", "app", b'{"public":true}')
+    missing = {"g": Entry.of(b"never uploaded", CT_OCTETS)}
+    tree = encode_directory(missing)
+    root = Entry.of(tree, CT_DIRECTORY)
+    store.put_tag("alice", "app", "1.0.0", root.encode(), root)
+    spool = store.new_spool()
+    spool.write(tree)
+    spool.finish()
+    store.put_node("alice", "app", "1.0.0", "", root, spool, missing)  # the publish broke off here
+
+    events: list[str] = []
+    wal = os.path.realpath(store_dir / "drawbridge.sqlite-wal")
+    real_fsync, real_unlink = os.fsync, os.unlink
+
+    def fsync(fd: int) -> None:
+        if os.path.realpath(f"/proc/self/fd/{fd}") == wal:
+            events.append("wal synced")
+        real_fsync(fd)
+
+    def unlink(path, *args, **kwargs) -> None:
+        if len(os.path.basename(os.fspath(path))) == 64:
+            events.append("object unlinked")
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert store.delete_pending_tag("alice", "app", "1.0.0")
+    store.close()
+    assert "object unlinked" in events
+    assert events.index("wal synced") < events.index("object unlinked"), events

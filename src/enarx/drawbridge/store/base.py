@@ -130,7 +130,9 @@ class Store(abc.ABC):
 
     def _lock_blobs(self, cur: Any) -> None:
         """Keep every object's references still until ``cur`` ends: no node is stored meanwhile that could
-        name an object about to be removed. Nothing to do where write transactions are serial (SQLite).
+        name an object about to be removed; and every commit so far (the deletion of the nodes that named
+        those objects) durable before an object goes. Where write transactions are serial (SQLite) no lock
+        is needed.
         Never held with a tag lock, except by :meth:`put_node`, which takes its share first: locks never cross."""
 
     def _lock_tag(self, cur: Any, user: str, repo: str, tag: str) -> None:

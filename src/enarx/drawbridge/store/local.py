@@ -99,6 +99,21 @@ class LocalStore(Store):
         finally:
             os.close(fd)
 
+    def _lock_blobs(self, cur: Any) -> None:
+        """Write transactions are serial already; make every commit so far durable before any object goes.
+        With ``synchronous=NORMAL`` a commit reaches the disk only at a checkpoint: were an object's removal
+        durable before the deletion of the nodes that named it, a power loss would bring back nodes without
+        their bytes (and a resumed publish, seeing them stored, would complete a tag that cannot be read)."""
+        for name in ("drawbridge.sqlite-wal", "drawbridge.sqlite"):
+            try:
+                fd = os.open(self.root / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # no WAL: every commit is in the database file, synced by its checkpoint
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def _blob_lengths(self, cur: Any) -> dict[str, int]:
         """Only what this store could have written: ``objects/xy/xy…`` (64 lowercase hex), regular files in
         real directories. Nothing else in ``objects/`` is counted or removed, and no link is followed."""
