@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS tags (owner TEXT NOT NULL, repo TEXT NOT NULL, name T
     entry {blob} NOT NULL, complete BOOLEAN NOT NULL, PRIMARY KEY (owner, repo, name));
 CREATE TABLE IF NOT EXISTS nodes (owner TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL, path TEXT NOT NULL,
     entry {blob} NOT NULL, blob TEXT NOT NULL, PRIMARY KEY (owner, repo, tag, path));
+CREATE INDEX IF NOT EXISTS nodes_blob ON nodes (blob);
 CREATE TABLE IF NOT EXISTS missing (owner TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL, path TEXT NOT NULL,
     entry {blob} NOT NULL, PRIMARY KEY (owner, repo, tag, path));
 """
