@@ -102,3 +102,12 @@ def test_a_pending_tags_objects_go_only_after_its_deletion_is_durable(store_dir:
     store.close()
     assert "object unlinked" in events
     assert events.index("wal synced") < events.index("object unlinked"), events
+
+
+def test_gc_refuses_a_directory_that_is_not_a_store(tmp_path: Path) -> None:
+    """A mistyped --store (a home directory, a git checkout's .git) is not made into an empty store and
+    collected: nothing there is named by a node, so everything that looked like an object would go."""
+    done = _gc(tmp_path)
+    assert done.returncode == 1 and done.stderr.startswith("Error: ") and "not a Drawbridge store" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing created there
