@@ -167,3 +167,21 @@ def test_gc_command_errors_are_one_line(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and missing.stderr.startswith("Error: store directory")
     assert "Traceback" not in missing.stderr
+
+
+def test_deleting_a_pending_tag_finds_other_names_of_its_objects_by_index(store: Store, backend) -> None:
+    """Any user with a pending tag can delete it, and each of its objects is then looked up among every node
+    of every user while the removal holds the store's write lock (PostgreSQL: the lock every upload takes):
+    without an index on nodes(blob) a big pending tree made every publish on the registry wait through a full
+    scan of the nodes per object."""
+    if backend[0] == "sqlite":
+        with store.transaction() as cur:
+            cur.execute("EXPLAIN QUERY PLAN SELECT 1 FROM nodes WHERE blob = ? LIMIT 1", ("00" * 32,))
+            plan = " ".join(str(row[-1]) for row in cur.fetchall())
+        assert "USING COVERING INDEX" in plan, plan
+    else:
+        with store.transaction() as cur:
+            cur.execute("SET LOCAL enable_seqscan = off")
+            cur.execute("EXPLAIN SELECT 1 FROM nodes WHERE blob = ? LIMIT 1", ("00" * 32,))
+            plan = " ".join(row[0] for row in cur.fetchall())
+        assert "Index Only Scan" in plan, plan

@@ -92,3 +92,25 @@ def test_the_host_cannot_hand_the_keep_an_unknown_label() -> None:
     bad = LaunchRequest("m.wasm", isolation="hardware isolated").encode(b"")
     with pytest.raises(ProtocolError, match="isolation"):
         LaunchRequest.decode(bad)
+
+
+def test_the_decision_log_names_the_label(caplog) -> None:
+    """The operator reading the Steward's log sees which certificates went to keeps without isolation (a
+    simulated SEV-SNP nil keep logs as tee sev-snp: only the label tells it apart)."""
+    import json
+    import logging
+
+    from starlette.testclient import TestClient
+
+    from enarx.steward.app import CT_PKCS10, create_app
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    client = TestClient(create_app(steward(kvm=True)))
+    with caplog.at_level(logging.INFO, logger="enarx.steward.decision"):
+        for label in (PROCESS, None):
+            csr = build_csr(key, OID_KVM, b"", isolation=label)
+            assert client.post("/", content=csr, headers={"content-type": CT_PKCS10}).status_code == 200
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "enarx.steward.decision"]
+    labelled, plain = (line["certs"][0] for line in lines)
+    assert labelled["isolation"] == PROCESS and labelled["insecure"] is True
+    assert "isolation" not in plain and plain["insecure"] is True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -94,6 +96,9 @@ def gc(store_dir: str | None, database: str | None, dry_run: bool) -> None:
     from enarx.drawbridge.store import StoreError, open_store
 
     _check_store_options(store_dir, database)
+    if store_dir and os.path.isdir(store_dir) and not os.path.isfile(os.path.join(store_dir, "drawbridge.sqlite")):
+        raise click.ClickException(f"{store_dir} is not a Drawbridge store (it holds no drawbridge.sqlite): name the "
+                                   "directory given to 'enarx drawbridge serve --store'")
     try:
         store = open_store(store_dir, database)
         try:

@@ -90,6 +90,17 @@ class DecisionPool:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
 
+def _logged(issued: Issued) -> dict[str, Any]:
+    """What the decision log says of an issued certificate: which one, until when, and how far to trust it
+    (a keep's own word that it is not isolated among that: the operator sees such keeps in the log)."""
+    entry = {"serial": f"{issued.cert.serial_number:032x}", "spki_sha256": issued.spki_sha256,
+             "not_after": issued.cert.not_valid_after_utc.isoformat(), "tcb_status": issued.claims["tcb_status"],
+             "insecure": issued.claims["insecure"]}
+    if "isolation" in issued.claims:
+        entry["isolation"] = issued.claims["isolation"]
+    return entry
+
+
 def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
     """An RFC 9457 problem response with the Steward's problem type URIs and titles."""
     return web_problem(status, reason, detail, base=PROBLEM_BASE, title=TITLES.get(status), **extra)
@@ -113,9 +124,7 @@ def create_app(steward: Steward, *, max_body: int = MAX_BODY, pool: DecisionPool
             "policy": steward.config.policy_name,
         }
         if issued:
-            line["certs"] = [{"serial": f"{i.cert.serial_number:032x}", "spki_sha256": i.spki_sha256,
-                              "not_after": i.cert.not_valid_after_utc.isoformat(),
-                              "tcb_status": i.claims["tcb_status"]} for i in issued]
+            line["certs"] = [_logged(i) for i in issued]
         if refusal is not None:
             line["detail"] = refusal.detail
             line["failed_checks"] = [c.name for c in refusal.checks]

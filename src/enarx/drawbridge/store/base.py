@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS tags (owner TEXT NOT NULL, repo TEXT NOT NULL, name T
     entry {blob} NOT NULL, complete BOOLEAN NOT NULL, PRIMARY KEY (owner, repo, name));
 CREATE TABLE IF NOT EXISTS nodes (owner TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL, path TEXT NOT NULL,
     entry {blob} NOT NULL, blob TEXT NOT NULL, PRIMARY KEY (owner, repo, tag, path));
+CREATE INDEX IF NOT EXISTS nodes_blob ON nodes (blob);
 CREATE TABLE IF NOT EXISTS missing (owner TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL, path TEXT NOT NULL,
     entry {blob} NOT NULL, PRIMARY KEY (owner, repo, tag, path));
 """
@@ -130,7 +131,9 @@ class Store(abc.ABC):
 
     def _lock_blobs(self, cur: Any) -> None:
         """Keep every object's references still until ``cur`` ends: no node is stored meanwhile that could
-        name an object about to be removed. Nothing to do where write transactions are serial (SQLite).
+        name an object about to be removed; and every commit so far (the deletion of the nodes that named
+        those objects) durable before an object goes. Where write transactions are serial (SQLite) no lock
+        is needed.
         Never held with a tag lock, except by :meth:`put_node`, which takes its share first: locks never cross."""
 
     def _lock_tag(self, cur: Any, user: str, repo: str, tag: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from enarx.drawbridge.store.base import CHUNK, SCHEMA, Spool, Store, StoreError
+
+_OBJECT_NAME = re.compile(r"[0-9a-f]{64}")  # an object's SHA-256, the only file name objects/ holds
 
 
 class LocalStore(Store):
@@ -96,25 +99,56 @@ class LocalStore(Store):
         finally:
             os.close(fd)
 
+    def _lock_blobs(self, cur: Any) -> None:
+        """Write transactions are serial already; make every commit so far durable before any object goes.
+        With ``synchronous=NORMAL`` a commit reaches the disk only at a checkpoint: were an object's removal
+        durable before the deletion of the nodes that named it, a power loss would bring back nodes without
+        their bytes (and a resumed publish, seeing them stored, would complete a tag that cannot be read)."""
+        for name in ("drawbridge.sqlite-wal", "drawbridge.sqlite"):
+            try:
+                fd = os.open(self.root / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # no WAL: every commit is in the database file, synced by its checkpoint
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def _blob_lengths(self, cur: Any) -> dict[str, int]:
+        """Only what this store could have written: ``objects/xy/xy…`` (64 lowercase hex), regular files in
+        real directories. Nothing else in ``objects/`` is counted or removed, and no link is followed."""
         lengths = {}
-        for shard in self.objects.iterdir():
-            if shard.is_dir() and len(shard.name) == 2:
-                for path in shard.iterdir():
-                    if path.name.startswith(shard.name):
-                        lengths[path.name] = path.stat().st_size
+        with os.scandir(self.objects) as shards:
+            for shard in shards:
+                if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(shard.path) as entries:
+                    for entry in entries:
+                        if (entry.name[:2] == shard.name and _OBJECT_NAME.fullmatch(entry.name)
+                                and entry.is_file(follow_symlinks=False)):
+                            lengths[entry.name] = entry.stat(follow_symlinks=False).st_size
         return lengths
 
     def _drop_blobs(self, cur: Any, keys: list[str]) -> None:
-        shards = set()
+        by_shard: dict[str, list[str]] = {}
         for key in keys:
-            path = self._path(key)
-            path.unlink(missing_ok=True)
-            shards.add(path.parent)
-        for shard in shards:  # the removals are durable before the lock is given up
-            fd = os.open(shard, os.O_RDONLY)
+            by_shard.setdefault(key[:2], []).append(key)
+        for shard, names in by_shard.items():
+            try:  # never through a link planted in place of a shard
+                fd = os.open(self.objects / shard, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise StoreError(f"cannot remove objects from {self.objects / shard}: {exc.strerror}") from None
             try:
-                os.fsync(fd)
+                for name in names:
+                    try:
+                        os.unlink(name, dir_fd=fd)
+                    except FileNotFoundError:
+                        pass
+                os.fsync(fd)  # the removals are durable before the lock is given up
+            except OSError as exc:
+                raise StoreError(f"cannot remove object {shard}/…: {exc.strerror}") from None
             finally:
                 os.close(fd)
 
