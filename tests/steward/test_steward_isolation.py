@@ -76,7 +76,12 @@ def test_malformed_labels_are_refused(labels, critical, message) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.binary(max_size=64))
+@given(st.one_of(
+    st.binary(max_size=64),  # anything
+    st.text(max_size=40).map(der.utf8),  # well-formed strings, labels or not
+    st.sampled_from([PROCESS, EMULATED]).map(lambda label: der.utf8(label)[:-1] + b"\xff"),  # a byte off
+    st.binary(max_size=40).map(lambda raw: der.tlv(0x0C, raw)),  # UTF8String tags holding any bytes
+))
 def test_any_label_value_is_a_typed_answer(value: bytes) -> None:
     try:
         csr = decode_csr(_kvm_csr(value))
