@@ -199,7 +199,7 @@ def collect(rounds: int) -> list[dict]:
                 "cost ~0.22 CPU-s per 50 MB on each side, more than half the baseline's whole PUT"),
             row("drawbridge", f"publish {mb} against its digest floor", unit="MB/s",
                 baseline_label="four SHA-2 digests, then PUT or digests again", samples=floor, target=0.5,
-                note="the floor: the client's four digests (two cores), then the longer of the plain PUT and the "
+                note="the client's four digests (two cores), then the longer of the plain PUT and the "
                 "server's four digests, which overlap its receiving; measured in the same round"),
             row("drawbridge", f"deploy-fetch {mb}", unit="MB/s", baseline_label="http.server GET over TLS",
                 samples=fetch, target=0.5, note="the keep's fetch code: the server checks the SHA-256 of what it "
