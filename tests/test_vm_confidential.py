@@ -227,6 +227,31 @@ def test_tdx_command_line(tmp_path, vm_image, fake_qemu, monkeypatch):
     assert argv[argv.index("-bios") + 1] == str(ovmf) and argv[argv.index("-cpu") + 1] == "host"
 
 
+@pytest.mark.parametrize("backend", ["sev", "tdx"])
+def test_a_deploy_binds_the_tag_into_the_launch(backend, tmp_path, vm_image, fake_qemu, monkeypatch):
+    """`enarx deploy` into a confidential keep: HOST_DATA is the tag's tree root SHA-256 and MRCONFIGID its
+    SHA-384 — the values the registry checks before it serves a private tag — not a digest of no package."""
+    from enarx.api import KeepOptions, deploy
+    from enarx.drawbridge.content import CT_DIRECTORY, Entry
+
+    confidential_inputs(tmp_path, monkeypatch)
+    record = fake_qemu("10.1.0")
+    monkeypatch.setenv("ENARX_TDX_QGS", "/run/qgs.sock")  # the tdx-guest object is then JSON
+    monkeypatch.setenv("ENARX_VM_IMAGE", str(vm_image.directory))
+    monkeypatch.setattr("enarx.backends.registry.get_backend", _available(backend))
+    root = Entry.of(b'{"main.wasm":{}}', CT_DIRECTORY)
+    result = deploy("https://registry.test/api/v0.1.0/alice/app/_tag/1.0.0", root.encode().decode(),
+                    KeepOptions(backend=backend), stdout=None, stderr=None)
+    assert result.kind == "crash"
+    argv = json.loads(record.read_text())
+    if backend == "sev":
+        bound = option(argv, "-object", "sev-snp-guest").rsplit("host-data=", 1)[1]
+        assert base64.b64decode(bound) == root.digests["sha-256"]
+    else:
+        assert base64.b64decode(json.loads(option(argv, "-object", "tdx-guest"))["mrconfigid"]) == \
+            root.digests["sha-384"]
+
+
 def test_kvm_command_line_on_hardware(tmp_path, vm_image, fake_qemu, monkeypatch):
     record = fake_qemu("7.2.22")
     monkeypatch.delenv("ENARX_KVM_ACCEL", raising=False)
@@ -401,6 +426,42 @@ def test_confidential_guest_checks_its_launch_binding(tee, tmp_path, monkeypatch
     other = package_digest(wasm + b"\0", None, b"", algorithm)  # the host launched it for something else
     with pytest.raises(StageFailure, match="the host launched this keep for another workload"):
         stages.bind_workload(launch, tsm=report_binding(other))
+
+
+@pytest.mark.parametrize("tee", ["sev-snp", "tdx"])
+def test_a_confidential_guest_that_fetches_its_package_is_bound_to_the_tag(tee, tmp_path, monkeypatch):
+    """`enarx deploy` into a confidential keep: the launch binds the tag's tree root (SHA-256 as HOST_DATA,
+    SHA-384 as MRCONFIGID, what the registry checks), and the guest holds its launch request to that."""
+    from enarx.drawbridge.content import CT_DIRECTORY, Entry
+    from enarx.protocol import LaunchRequest
+    from enarx.runtime.attest.evidence import TsmReport
+    from enarx.runtime.guest import stages
+    from enarx.runtime.hostdata import launch_binding
+    from enarx.runtime.launch import Launch, StageFailure
+    from enarx.workload import package_digest
+
+    monkeypatch.setattr(stages, "confidential_guest", lambda: True)
+    root = Entry.of(b'{"main.wasm":{}}', CT_DIRECTORY)
+    request = LaunchRequest(module_name="main.wasm", package_url="https://registry.test/api/v0.1.0/a/b/_tag/1.0.0",
+                            package_root=root.encode().decode())
+    launch = Launch(request, b"")
+    expected = root.digests["sha-256" if tee == "sev-snp" else "sha-384"]
+    assert launch_binding(request, b"", b"", tee) == expected
+
+    def report_binding(value: bytes) -> TsmReport:
+        folder = tmp_path / value.hex()[:8]
+        if tee == "sev-snp":
+            from enarx.attestation.simulate.snp import simulate_snp
+
+            return TsmReport(tsm_tree(folder, "sev_guest", simulate_snp(host_data=value).report))
+        from enarx.attestation.simulate.intel import simulate_tdx
+
+        return TsmReport(tsm_tree(folder, "tdx_guest", simulate_tdx(mrconfigid=value).quote))
+
+    stages.bind_workload(launch, tsm=report_binding(expected))
+    empty = package_digest(b"", None, b"", "sha256" if tee == "sev-snp" else "sha384")  # bound to no package
+    with pytest.raises(StageFailure, match="the host launched this keep for another workload"):
+        stages.bind_workload(launch, tsm=report_binding(empty))
 
 
 def test_confidential_guest_refuses_host_disks_and_native_code(monkeypatch):

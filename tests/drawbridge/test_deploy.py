@@ -33,11 +33,13 @@ class World:
         self.work = work
         self.pki = pki
         self.simulator = work / "simulator"
-        SimulatorPki(self.simulator).snp()
-        anchors, intermediates = load_insecure_anchors([self.simulator / "snp" / "chain.pem"])
+        simulator = SimulatorPki(self.simulator)
+        simulator.write_collateral()  # SEV-SNP and Intel test PKIs, and the collateral a Steward needs for TDX
+        anchors, intermediates = load_insecure_anchors(simulator.anchor_files())
         self.steward_ca = CertificateAuthority.generate("Deploy Test Steward")
         steward = Steward(StewardConfig(ca=self.steward_ca, policy=Policy.default(), policy_name="deploy-test",
-                                        insecure_anchors=anchors, insecure_intermediates=intermediates))
+                                        insecure_anchors=anchors, insecure_intermediates=intermediates,
+                                        collateral=[self.simulator / "collateral"]))
         crt, key = pki.ca.leaf(work, "steward")  # the Steward over TLS under the private CA: --ca-bundle covers it
         self.steward = BackgroundServer(create_app(steward), tls_crt=str(crt), tls_key=str(key)).start()
         self.steward_url = f"https://127.0.0.1:{self.steward.port}/"
@@ -213,6 +215,17 @@ def _env(world: World) -> dict[str, str]:
     import os
 
     return {**os.environ, "ENARX_CA_BUNDLE": str(world.pki.ca_pem), "ENARX_INSECURE_AUTH_TOKEN": world.token}
+
+
+def test_a_tdx_keep_deploys_a_private_package_bound_by_mrconfigid(world: World, tmp_path: Path) -> None:
+    """A TDX keep's launch binds the tag as MRCONFIGID = the tree root's SHA-384: what the registry checks."""
+    world.private_repo("tdxonly", 'tees = ["tdx"]\nallow_insecure = true  # simulated evidence\n')
+    slug = f"{world.host}/alice/tdxonly:1.0.0"
+    assert world.cli("package", "publish", slug, _private_package(tmp_path / "pkg")).returncode == 0
+    result = world.cli("deploy", "--steward", world.steward_url, "--simulate-tee", "tdx", "--simulator-pki",
+                       world.simulator, slug)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"Hello, world!\n"
 
 
 def test_private_package_refused_to_an_unattested_keep(world: World, tmp_path: Path) -> None:

@@ -156,8 +156,8 @@ def test_an_encrypted_package_deploys_into_a_kvm_keep(world, tmp_path, vm_env):
     guest, and its workload gets its secret."""
     source = package_dir(tmp_path / "src", example("c", "args_env"), config=CONFIG,
                          files={"data/notes.txt": b"notes", "secrets/token": MARKER})
-    assert world.publish("4.0.0", source, keep_policy("snp")).returncode == 0
-    deployed = world.deploy("4.0.0", "snp", backend=("kvm", vm_env))
+    assert world.publish("7.0.0", source, keep_policy("snp")).returncode == 0
+    deployed = world.deploy("7.0.0", "snp", backend=("kvm", vm_env))
     assert deployed.returncode == 0, deployed.stderr
     assert b"env:TOKEN=" + MARKER + b"\n" in deployed.stdout
     assert MARKER not in deployed.stderr

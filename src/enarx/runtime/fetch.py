@@ -136,12 +136,6 @@ def bound_root(req: LaunchRequest) -> Any:
         raise KeepError(f"the launch's package entry is malformed: {exc}") from None
 
 
-def host_data(req: LaunchRequest) -> bytes:
-    """What the keep's evidence binds: the SHA-256 of the package's tree root (zeros without a package)."""
-    root = bound_root(req)
-    return root.digests["sha-256"] if root is not None else bytes(32)
-
-
 def tls_context(ca_bundle_pem: str | None, identity: Any = None) -> ssl.SSLContext:
     """Verifying TLS client context: system roots plus the launch's bundle, and the keep's certificate."""
     from enarx.cabundle import client_context

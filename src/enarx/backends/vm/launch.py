@@ -16,6 +16,7 @@ from enarx.backends.vm import qemu
 from enarx.config import Config
 from enarx.errors import BackendError
 from enarx.protocol import LaunchRequest
+from enarx.runtime.hostdata import launch_binding
 from enarx.workload import package_digest
 
 BASE_MEMORY_MIB = 384  # kernel, Python, wasmtime, the keep runtime and its copies of the attachments
@@ -97,10 +98,10 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
             return qemu.microvm_argv(binary, machine, accel=accel)
         machine = qemu.Machine(image.bzimage, image.initrd, confidential_cmdline(), memory, fd, name, netdev)
         if kind == "sev":
-            return qemu.sev_snp_argv(binary, machine, firmware, host_data=package_digest(module, request.config_toml,
-                                                                                          tree, "sha256"))
+            return qemu.sev_snp_argv(binary, machine, firmware,
+                                     host_data=launch_binding(request, module, tree, "sev-snp"))
         return qemu.tdx_argv(binary, machine, firmware, quote_socket=os.environ.get("ENARX_TDX_QGS"),
-                             mrconfigid=package_digest(module, request.config_toml, tree, "sha384"))
+                             mrconfigid=launch_binding(request, module, tree, "tdx"))
 
     return VmKeep(argv_for, request=sent, module=module, attachments=attachments, boot_timeout=boot_timeout(),
                   started_view=forwards.host_view, label=f"{kind} ({EMULATED})" if accel == "tcg" else kind)

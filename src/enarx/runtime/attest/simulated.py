@@ -40,8 +40,8 @@ def refuse_on_hardware(interfaces: tuple[str, ...] = GUEST_INTERFACES) -> None:
 def simulated_source(tee: str, directory: Path, module_bytes: bytes | memoryview, *, host_data: bytes = b"",
                      interfaces: tuple[str, ...] = GUEST_INTERFACES) -> EvidenceSource:
     """The simulated evidence source for ``tee`` (``sev-snp``/``snp``, ``tdx``, ``sgx``); ``host_data`` is what
-    the host bound at launch (a deployed package's tree digest, a pushed keep's publisher): SEV-SNP HOST_DATA,
-    TDX MRCONFIGID (‖ zeros); SGX has no launch-time host data."""
+    the host bound at launch (:func:`enarx.runtime.hostdata.host_data`): SEV-SNP HOST_DATA, TDX MRCONFIGID;
+    SGX has no launch-time host data."""
     import hashlib
 
     refuse_on_hardware(interfaces)
@@ -95,7 +95,7 @@ class SimulatedIntelEvidence(EvidenceSource):
         self.pki_dir = pki_dir
         self.mrtd = module_digest_384
         self.mrenclave = module_digest_256
-        self.host_data = host_data  # TDX: MRCONFIGID = host data ‖ zeros (SGX has no launch-time host data)
+        self.host_data = host_data  # TDX: MRCONFIGID (48 bytes; shorter is padded); SGX has no launch-time host data
 
     def extension(self, report_data: bytes) -> tuple[str, bytes]:
         from enarx.attestation.simulate.intel import simulate_sgx, simulate_tdx

@@ -25,14 +25,16 @@ HOST_ROOT = "/run/enarx/host"
 
 def bind_workload(launch: Launch, tsm=None, device=None) -> None:
     """A confidential guest refuses to run a workload other than the one its launch was bound to: the
-    package digest of what it received must equal HOST_DATA (SEV-SNP) / MRCONFIGID (TDX) in its own report,
-    which the host set when it launched the machine and the Steward sees in the evidence."""
+    package digest of what it received (or, for a package it fetches or is pushed, the tag or publisher its
+    launch request names, which it then holds the package to) must equal HOST_DATA (SEV-SNP) / MRCONFIGID
+    (TDX) in its own report, which the host set when it launched the machine and the Steward sees in the
+    evidence (:func:`enarx.runtime.hostdata.launch_binding`)."""
     if not confidential_guest():
         return
     import hmac
 
     from enarx.runtime.attest.evidence import SevGuestDevice, TsmReport
-    from enarx.workload import package_digest
+    from enarx.runtime.hostdata import launch_binding
 
     tsm = tsm or TsmReport()
     try:
@@ -43,19 +45,21 @@ def bind_workload(launch: Launch, tsm=None, device=None) -> None:
         if provider == "sev_guest":
             from enarx.attestation.snp.abi import parse_report
 
-            bound, algorithm = parse_report(report).host_data, "sha256"
+            bound, tee = parse_report(report).host_data, "sev-snp"
         elif provider == "tdx_guest":
             from enarx.attestation.intel.abi import parse_quote
 
-            bound, algorithm = parse_quote(report).body.mrconfigid, "sha384"
+            bound, tee = parse_quote(report).body.mrconfigid, "tdx"
         else:
             raise StageFailure(f"unknown confidential computing report provider {provider!r}")
     except StageFailure:
         raise
     except Exception as exc:  # noqa: BLE001 - KeepError, malformed evidence: one reason, the keep stops
         raise StageFailure(f"cannot read this keep's own launch report: {exc}") from None
-    received = package_digest(launch.wasm, launch.request.config_toml, launch.attachments.get("tree", b""),
-                              algorithm)
+    try:
+        received = launch_binding(launch.request, launch.wasm, launch.attachments.get("tree", b""), tee)
+    except Exception as exc:  # noqa: BLE001 - a malformed bound tag entry or publisher key: one reason
+        raise StageFailure(f"cannot tell what this keep's launch should be bound to: {exc}") from None
     if not hmac.compare_digest(bound, received):
         raise StageFailure(f"the host launched this keep for another workload (launch data {bound.hex()}, "
                            f"received package {received.hex()})")

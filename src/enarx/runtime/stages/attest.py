@@ -58,7 +58,8 @@ def evidence_source(launch: Launch):
 
     # a keep that fetches (deploy) or is pushed its package is measured before the package exists (the launch
     # has no module): the package, or its publisher, is named by the host data bound at launch
-    return simulated_source(req.simulate_tee, directory, launch.wasm, host_data=host_data(req))  # refused in a guest
+    return simulated_source(req.simulate_tee, directory, launch.wasm,  # refused in a guest
+                            host_data=host_data(req, "tdx" if req.simulate_tee == "tdx" else "sev-snp"))
 
 
 def platform_evidence():
