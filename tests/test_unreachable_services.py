@@ -55,3 +55,12 @@ def test_push_names_the_address_where_no_keep_waits(tmp_path, closed_port):
                  "--publisher-key", tmp_path / "publisher.pem.pub", tmp_path / "package")
     assert_one_line_error(proc, f"cannot connect to 127.0.0.1:{closed_port}: Connection refused",
                           "check that a keep waits there", "--await-push")
+
+
+def test_login_names_the_issuer_it_cannot_reach(tmp_path, closed_port):
+    issuer = f"http://127.0.0.1:{closed_port}"
+    proc = enarx("user", "login", "--oidc-issuer", issuer, "--store-host", "registry.test",
+                 env={"XDG_CONFIG_HOME": str(tmp_path)})
+    line = assert_one_line_error(proc, f"cannot reach the OIDC issuer at {issuer}/.well-known/openid-configuration",
+                                 "connection refused", "check that the issuer is running there", "--oidc-issuer")
+    assert "Errno" not in line

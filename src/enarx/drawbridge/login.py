@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from enarx import __version__
-from enarx.cabundle import check_service_url, client_context
+from enarx.cabundle import check_service_url, client_context, refused
 from enarx.drawbridge.client import printable
 from enarx.errors import EnarxError
 
@@ -117,7 +117,9 @@ def _post_or_get(method: str, url: str, ca_bundle: str | None, **kw: Any) -> htt
         return httpx.request(method, url, verify=client_context(ca_bundle), timeout=30,
                              headers={"User-Agent": f"enarx-cli/{__version__}", **kw.pop("headers", {})}, **kw)
     except httpx.HTTPError as exc:
-        raise LoginError(f"cannot reach the OIDC issuer at {url}: {exc}") from None
+        why = ("connection refused; check that the issuer is running there and the --oidc-issuer URL"
+               if refused(exc) else str(exc) or type(exc).__name__)
+        raise LoginError(f"cannot reach the OIDC issuer at {url}: {why}") from None
 
 
 def _json(response: httpx.Response, url: str) -> dict[str, Any]:
