@@ -161,6 +161,39 @@ def test_steward_attestation_with_simulated_evidence(backend, tmp_path, simulato
 
 
 
+def test_writable_dirs_are_the_hosts_own(backend, tmp_path):
+    """A writable `dir` entry and a `--dir` are the host's directories themselves (a kvm keep shares them over
+    virtiofs): what the workload writes is there on the host, and what the host put there is read."""
+    out, extra = tmp_path / "out", tmp_path / "extra"
+    out.mkdir()
+    extra.mkdir()
+    (out / "from-host.txt").write_text("put there by the host\n")
+    cfg = tmp_path / "Enarx.toml"
+    cfg.write_text('args = ["/out"]\n' + STDIO + f'[[files]]\nkind = "dir"\npath = "{out}"\nname = "/out"\n'
+                   "writable = true\n")
+    proc = run(backend, "--wasmcfgfile", cfg, "--dir", f"{extra}::/extra", example("c", "files"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"written by wasm\nentry: from-host.txt\nentry: hello.txt\n"
+    assert (out / "hello.txt").read_text() == "written by wasm\n"  # on the host, after the keep ended
+    proc = run(backend, "--dir", f"{extra}::/extra", example("c", "files"), "/extra")
+    assert proc.returncode == 0, proc.stderr
+    assert (extra / "hello.txt").read_text() == "written by wasm\n"
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_virtiofsd(p)]  # no daemon left
+
+
+def _is_virtiofsd(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"virtiofsd" in fh.read().split(b"\0", 1)[0] and _stat_state(pid) != "Z"
+    except OSError:
+        return False
+
+
+def _stat_state(pid: str) -> str:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_timeout(backend):
     proc = run(backend, "--timeout", "2", example("c", "spin"))
     assert proc.returncode == 124 and b"Error: workload exceeded its time limit of 2 s" in proc.stderr
@@ -201,11 +234,6 @@ def test_cpython_package_in_a_kvm_keep(vm_env):
     doc = json.loads(proc.stdout)
     assert doc["greeting"] == "Hello from Python in a keep!" and doc["argv"] == ["--from-config", "extra"]
     assert doc["stdin_sha256"] == hashlib.sha256(data).hexdigest()
-
-
-def test_writable_directories_are_refused_by_a_kvm_keep(vm_env, tmp_path):
-    proc = enarx("run", "--backend", "kvm", "--dir", str(tmp_path), example("c", "hello"), env=vm_env)
-    assert_one_line_error(proc, "cannot share a host directory read-write")  # refused before the warning
 
 
 # -- guests that hang or crash -----------------------------------------------------------------------------
