@@ -323,6 +323,23 @@ def test_network_is_restricted_to_the_configured_ports_and_hosts(tmp_path):
                                               ["steward.example.com", 8443, "10.0.2.101", 8443]]}
 
 
+def test_ipv6_listeners_are_relayed_and_other_addresses_refused():
+    from enarx.backends.vm.network import plan_forwards
+    from enarx.config import parse_config
+    from enarx.errors import ConfigError
+
+    def listen(addr: str) -> str:
+        return f'[[files]]\nkind = "listen"\nname = "a"\nprot = "tcp"\naddr = "{addr}"\nport = 8080\n'
+
+    both = plan_forwards(parse_config(listen("::"))).listens[0]
+    assert (both.host_addr, both.ipv6_addr) == ("0.0.0.0", "::")  # QEMU's IPv4 forward, the host's IPv6 relay
+    loop = plan_forwards(parse_config(listen("::1"))).listens[0]
+    assert (loop.host_addr, loop.ipv6_addr) == ("127.0.0.1", "::1")
+    assert plan_forwards(parse_config(listen("127.0.0.1"))).listens[0].ipv6_addr is None
+    with pytest.raises(ConfigError, match=r"listen address '2001:db8::1': a VM keep listens on IPv4 addresses, "):
+        plan_forwards(parse_config(listen("2001:db8::1")))
+
+
 # -- measurements -------------------------------------------------------------------------------------------
 FOOTER = uuid.UUID("96b582de-1fb2-45f7-baea-a366c55a082d")
 RESET_BLOCK = uuid.UUID("00f771de-1a7e-4fcb-890e-68c77e2fb44e")

@@ -85,12 +85,12 @@ def serving_keep(backend, tmp_path: Path, module: Path, toml: str, *options: str
                             env={**os.environ, **env})
     try:
         for line in proc.stderr:
-            if match := re.search(rb"listening on ([\d.]+):(\d+)$", line.strip()):
+            if match := re.search(rb"listening on (\[[0-9a-f:]+\]|[\d.]+):(\d+)$", line.strip()):
                 break
             assert b"Error" not in line, line
         else:
             raise AssertionError(f"the keep ended without listening: {proc.wait()}")
-        yield proc, match.group(1).decode(), int(match.group(2))
+        yield proc, match.group(1).decode().strip("[]"), int(match.group(2))
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -106,6 +106,21 @@ def test_listen_tcp_reached_from_the_host(backend, tmp_path):
             sock.shutdown(socket.SHUT_WR)
             received = b"".join(iter(lambda: sock.recv(65536), b""))
         assert received == payload
+
+
+def test_listen_on_every_address_of_both_families(backend, tmp_path):
+    """`addr = "::"` is reached over IPv6 and IPv4 alike, as a nil keep's dual-stack listener is (QEMU forwards
+    IPv4 only: the host relays IPv6 itself)."""
+    toml = STDIO + '[[files]]\nkind = "listen"\nname = "ingest"\nprot = "tcp"\naddr = "::"\nport = 0\n'
+    with serving_keep(backend, tmp_path, example("c", "echo_server"), toml) as (_proc, addr, port):
+        assert addr == "::"
+        for family, host in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(60)
+                sock.connect((host, port))
+                sock.sendall(f"over {host}\n".encode())
+                sock.shutdown(socket.SHUT_WR)
+                assert b"".join(iter(lambda s=sock: s.recv(65536), b"")) == f"over {host}\n".encode()
 
 
 def test_connect_out(backend, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from enarx.backends.base import KeepProcess
 from enarx.backends.vm import qemu
@@ -37,6 +38,7 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
     from enarx.backends.vm import shares as virtiofs
     from enarx.backends.vm.backends import EMULATED, kvm_accel
     from enarx.backends.vm.launcher import VmKeep
+    from enarx.backends.vm.listen6 import Ipv6Listeners
     from enarx.backends.vm.network import plan_forwards, relay_command, url_target
     from enarx.backends.vm.package import (
         compiled_for_guest,
@@ -92,7 +94,13 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
 
     firmware = _firmware(kind)
     timeout = boot_timeout()
-    shares, runtime = virtiofs.start(to_share) if to_share else ([], None)  # last: nothing may fail after it
+    listeners6 = Ipv6Listeners((item.ipv6_addr, item.host_port, item.host_addr) for item in forwards.listens
+                               if item.ipv6_addr is not None)
+    try:
+        shares, runtime = virtiofs.start(to_share) if to_share else ([], None)  # last: nothing may fail after it
+    except BaseException:
+        listeners6.close()
+        raise
     sent = request._replace(
         cache_dir=None, dirs=[(os.path.abspath(h), g, w) for h, g, w in request.dirs] if kind == "kvm" else [],
         config_source=os.path.abspath(request.config_source) if request.config_source else None,
@@ -116,7 +124,16 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
 
     return VmKeep(argv_for, request=sent, module=module, attachments=attachments, boot_timeout=timeout,
                   started_view=forwards.host_view, label=f"{kind} ({EMULATED})" if accel == "tcg" else kind,
-                  on_exit=(lambda: virtiofs.stop(shares, runtime)) if runtime is not None else None)
+                  on_exit=lambda: _stop_helpers(listeners6, shares, runtime))
+
+
+def _stop_helpers(listeners6: Any, shares: list, runtime: Path | None) -> None:
+    """What a keep's QEMU needed beside it ends with the keep: IPv6 listeners, shared-directory daemons."""
+    listeners6.close()
+    if runtime is not None:
+        from enarx.backends.vm import shares as virtiofs
+
+        virtiofs.stop(shares, runtime)
 
 
 def image_variant(kind: str, request: LaunchRequest, config: Config | None) -> str:
