@@ -38,7 +38,9 @@ def host_files(config: Config | None, dirs: list[tuple[str, str, bool]] | tuple[
 def shared_dirs(config: Config | None, dirs: list[tuple[str, str, bool]] | tuple[()] = ()) -> list[tuple[str, bool]]:
     """A kvm keep's directories shared live with the host: the Enarx.toml's writable ``dir`` entries and every
     ``--dir``, as (absolute path, writable)."""
-    shared = {os.path.abspath(host): writable for host, _guest, writable in dirs}
+    shared: dict[str, bool] = {}
+    for host, _guest, writable in dirs:  # one share per directory, writable if any preopen of it is
+        shared[os.path.abspath(host)] = shared.get(os.path.abspath(host), False) or writable
     for entry in config.files if config is not None else ():
         if isinstance(entry, DirFile) and entry.writable:
             shared[os.path.abspath(entry.path)] = True
