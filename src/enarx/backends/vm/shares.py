@@ -10,7 +10,10 @@ the microVM, and the guest mounts it where the plan expects the directory. Confi
 ``virtiofsd`` is Debian's: ``/usr/lib/qemu/virtiofsd`` (Debian 12, in qemu-system-common; options ``-o``)
 or ``/usr/libexec/virtiofsd`` (Debian 13, the Rust daemon; long options), or ``ENARX_VIRTIOFSD``. Its
 namespace sandbox needs privileges: run by a user other than root, it runs in a user namespace of its own
-(``unshare --user --map-root-user``), so files it creates belong to that user.
+(``unshare --user --map-root-user``), so files it creates belong to that user. Each daemon also gets a mount
+namespace of its own: a private ``/run`` (Debian 12's daemon writes a pid file to ``/run/virtiofsd`` and never
+removes it; a user other than root may not write there at all), and a read-only share is a read-only mount
+there (the C daemon has no read-only option; the guest's own read-only mount is only the guest's word).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from enarx.errors import BackendError
 
 VIRTIOFSD_PATHS = ("/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd")
 START_TIMEOUT = 10.0
+SO_ACCEPTCON = 1 << 16  # /proc/net/unix Flags of a listening socket
 
 
 class Share(NamedTuple):
@@ -38,7 +42,12 @@ class Share(NamedTuple):
 
 
 def virtiofsd_binary() -> str:
-    for candidate in (os.environ.get("ENARX_VIRTIOFSD"), shutil.which("virtiofsd"), *VIRTIOFSD_PATHS):
+    explicit = os.environ.get("ENARX_VIRTIOFSD")
+    if explicit:
+        if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+            raise BackendError(f"ENARX_VIRTIOFSD={explicit!r}: not an executable; name virtiofsd or unset it")
+        return explicit
+    for candidate in (shutil.which("virtiofsd"), *VIRTIOFSD_PATHS):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise BackendError("a kvm keep shares writable directories (and --dir) through virtiofsd, which is not "
@@ -81,9 +90,13 @@ def daemon_argv(binary: str, socket_path: Path, directory: str, writable: bool) 
     else:  # QEMU's C daemon: no read-only option (the guest mounts the share read-only)
         argv = [binary, f"--socket-path={socket_path}", "-o", f"source={directory}", "-o", "cache=none",
                 "-o", "sandbox=namespace"]
-    if os.geteuid() != 0:
-        argv = [shutil.which("unshare") or "unshare", "--user", "--map-root-user", *argv]
-    return argv
+    # a mount namespace of its own (private propagation): an empty /run, and a read-only share mounted so
+    setup = 'mount -t tmpfs -o mode=0700 enarx-virtiofsd "$1"'
+    if not writable:
+        setup += ' && mount --bind "$2" "$2" && mount -o remount,bind,ro "$2"'
+    users = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    return [shutil.which("unshare") or "unshare", *users, "--mount", "sh", "-c", f'{setup} && shift 2 && exec "$@"',
+            "enarx-virtiofsd", os.path.realpath("/run"), directory, *argv]
 
 
 def _is_rust_daemon(binary: str) -> bool:
@@ -96,7 +109,7 @@ def _is_rust_daemon(binary: str) -> bool:
 
 def _wait_for(share: Share) -> None:
     deadline = time.monotonic() + START_TIMEOUT
-    while not share.socket.exists():
+    while not _listening(share.socket):
         if share.proc.poll() is not None or time.monotonic() > deadline:
             share.proc.kill()
             share.proc.wait()
@@ -104,6 +117,17 @@ def _wait_for(share: Share) -> None:
             said = (log.read_text(errors="replace").strip().splitlines() if log.exists() else []) or ["no reason given"]
             raise BackendError(f"virtiofsd could not share {share.directory!r} with the keep: {said[-1][:300]}")
         time.sleep(0.01)
+
+
+def _listening(path: Path) -> bool:
+    """Whether a Unix socket listens at ``path`` (bound is not enough: QEMU's connection would be refused).
+    Connecting to find out would take the daemon's one vhost-user connection."""
+    try:
+        with open("/proc/net/unix") as table:
+            rows = [line.split() for line in table]
+    except OSError:
+        return path.exists()
+    return any(len(row) == 8 and row[7] == str(path) and int(row[3], 16) & SO_ACCEPTCON for row in rows[1:])
 
 
 def stop(shares: list[Share], runtime: Path) -> None:
