@@ -3,18 +3,22 @@
 For a ``listen`` entry on ``::`` or ``::1`` the host binds the IPv6 address itself (IPv6-only: QEMU holds
 the IPv4 side of the same port) and relays every connection to QEMU's IPv4 forward on the loopback. The
 relay sees what QEMU's forwarder sees: the TCP stream, which for a ``tls`` listener is ciphertext (TLS ends
-inside the keep). The listeners close when the keep ends.
+inside the keep). The listeners, and every connection they relay, close when the keep ends. At most
+:data:`MAX_CONNECTIONS` are relayed at once (each holds two threads and two sockets in the host); a client
+beyond them, or one that comes while QEMU's forward does not answer, is reset.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from collections.abc import Iterable
 
 from enarx.errors import BackendError
 
 CHUNK = 64 << 10
+MAX_CONNECTIONS = 512  # per keep, as QEMU's forwarder has no limit of its own
 
 
 class Ipv6Listeners:
@@ -24,6 +28,8 @@ class Ipv6Listeners:
         """``forwards``: (IPv6 address, port, IPv4 address QEMU forwards from on that port)."""
         self._servers: list[socket.socket] = []
         self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._clients: dict[socket.socket, list[socket.socket]] = {}  # each client: its sockets, shut at close
         try:
             for ipv6, port, ipv4 in forwards:
                 self._servers.append(self._bind(ipv6, port))
@@ -53,26 +59,55 @@ class Ipv6Listeners:
                 client, _ = server.accept()
             except OSError:
                 return  # closed
-            threading.Thread(target=self._relay, args=(client, target), name="vm-listen6-conn",
-                             daemon=True).start()
+            if not self._track(client, client, first=True):
+                _reset(client)
+                continue
+            try:
+                threading.Thread(target=self._relay, args=(client, target), name="vm-listen6-conn",
+                                 daemon=True).start()
+            except RuntimeError:  # no thread to be had: this client is refused, the listener goes on
+                self._untrack(client)
+                _reset(client)
 
-    @staticmethod
-    def _relay(client: socket.socket, target: tuple[str, int]) -> None:
+    def _track(self, client: socket.socket, sock: socket.socket, *, first: bool = False) -> bool:
+        """Note ``sock`` as part of ``client``'s relay; False when the keep has ended or (for a new client)
+        the relay is full."""
+        with self._lock:
+            if self._closed.is_set() or (first and len(self._clients) >= MAX_CONNECTIONS):
+                return False
+            self._clients.setdefault(client, []).append(sock)
+            return True
+
+    def _untrack(self, client: socket.socket) -> None:
+        with self._lock:
+            self._clients.pop(client, None)
+
+    def _relay(self, client: socket.socket, target: tuple[str, int]) -> None:
         try:
-            upstream = socket.create_connection(target, timeout=30)
-        except OSError:
+            try:
+                upstream = socket.create_connection(target, timeout=30)
+            except OSError:
+                _reset(client)
+                return
+            if not self._track(client, upstream):
+                upstream.close()
+                _reset(client)
+                return
+            upstream.settimeout(None)
+            back = threading.Thread(target=_pump, args=(upstream, client), name="vm-listen6-back", daemon=True)
+            back.start()
+            _pump(client, upstream)
+            back.join()
             client.close()
-            return
-        upstream.settimeout(None)
-        back = threading.Thread(target=_pump, args=(upstream, client), name="vm-listen6-back", daemon=True)
-        back.start()
-        _pump(client, upstream)
-        back.join()
-        client.close()
-        upstream.close()
+            upstream.close()
+        finally:
+            self._untrack(client)
 
     def close(self) -> None:
-        self._closed.set()
+        """Stop listening and end every relayed connection (a client's idle or half-closed connection too)."""
+        with self._lock:
+            self._closed.set()
+            live = [sock for socks in self._clients.values() for sock in socks]
         for server in self._servers:
             try:
                 server.shutdown(socket.SHUT_RDWR)
@@ -80,6 +115,20 @@ class Ipv6Listeners:
                 pass
             server.close()
         self._servers.clear()
+        for sock in live:  # their threads wake, finish and close them
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _reset(client: socket.socket) -> None:
+    """Close with a reset, so that the client does not take the close for an empty answer."""
+    try:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    client.close()
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:
