@@ -24,6 +24,9 @@ pytestmark = pytest.mark.skipif(not any(os.access(p, os.X_OK) for p in shares.VI
                                 reason="virtiofsd is not installed (tests/Makefile installs qemu-system-common)")
 
 
+CAP_MKNOD = 27
+
+
 def connected(share: shares.Share) -> socket.socket:
     """Connect as QEMU would: the C daemon sets up its sandbox once its one vhost-user client has come."""
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -79,6 +82,20 @@ def test_a_read_only_share_is_read_only_on_the_host(tmp_path):
     finally:
         shares.stop(started, runtime)
     assert os.listdir(ro) == []
+
+
+def test_a_guest_cannot_make_device_nodes_on_the_host(tmp_path):
+    """A guest that got past its workload's sandbox speaks FUSE to a daemon running as the host user (root here):
+    it must not be able to plant a device node (say, the host's disk, mode 0666) in the shared directory."""
+    started, runtime = shares.start([(str(tmp_path), True)])
+    try:
+        client = connected(started[0])
+        status = Path(f"/proc/{sandboxed_daemon(started[0])}/status").read_text()
+        effective = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), 16)
+        assert not effective & (1 << CAP_MKNOD)
+        client.close()
+    finally:
+        shares.stop(started, runtime)
 
 
 def test_the_daemons_leave_no_file_behind(tmp_path):

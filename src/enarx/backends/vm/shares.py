@@ -86,10 +86,10 @@ def daemon_argv(binary: str, socket_path: Path, directory: str, writable: bool) 
     """The daemon's command line, in the option syntax of the implementation found."""
     if _is_rust_daemon(binary):
         argv = [binary, f"--socket-path={socket_path}", f"--shared-dir={directory}", "--cache=never",
-                "--sandbox=namespace", *([] if writable else ["--readonly"])]
+                "--sandbox=namespace", "--modcaps=-mknod", *([] if writable else ["--readonly"])]
     else:  # QEMU's C daemon: no read-only option (the guest mounts the share read-only)
         argv = [binary, f"--socket-path={socket_path}", "-o", f"source={directory}", "-o", "cache=none",
-                "-o", "sandbox=namespace"]
+                "-o", "sandbox=namespace", "-o", "modcaps=-mknod"]  # no device node a guest made on the host
     # a mount namespace of its own (private propagation): an empty /run, and a read-only share mounted so
     setup = 'mount -t tmpfs -o mode=0700 enarx-virtiofsd "$1"'
     if not writable:
