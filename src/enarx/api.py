@@ -282,6 +282,10 @@ def await_push(
             raise ConfigError(f"simulate_tee: {options.simulate_tee!r} is not one of {', '.join(SIMULATED_TEES)}")
         _warn(on_warning, f"the keep will offer SIMULATED {options.simulate_tee} evidence to its owner: no hardware "
                           "protects it")
+        if options.simulate_tee == "sgx" and publisher_pem is not None:
+            _warn(on_warning, "an SGX keep's evidence cannot show the publisher pin (SGX has no launch-time host "
+                              "data): the keep runs only that publisher's packages, but `enarx push` will find it "
+                              "unpinned")
     backend = pick_backend(options.backend)
     try:
         listener = listen(address)
