@@ -91,3 +91,24 @@ def test_a_confidential_guest_refuses_a_push_request_bound_to_a_tag(tee, tmp_pat
         report = TsmReport(tsm_tree(tmp_path, "tdx_guest", simulate_tdx(mrconfigid=ROOT.digests["sha-384"]).quote))
     with pytest.raises(StageFailure, match="names a registry tag but no URL"):
         stages.bind_workload(Launch(request, b""), tsm=report)
+
+
+def test_a_pushed_package_gets_no_directory_of_the_hosts(tmp_path):
+    """Attack: the host adds `--dir` to an empty keep; the owner's sealed package would run with a host
+    directory preopened — where its own `/app` is, shadowing its code. Refused by the host CLI and, since the
+    host is not trusted to do that, by the keep when it installs the package."""
+    from conftest import assert_one_line_error, enarx
+    from enarx.runtime.launch import Launch, StageFailure
+    from enarx.runtime.provision import install
+
+    (tmp_path / "evil").mkdir()
+    proc = enarx("run", "--await-push", "127.0.0.1:0", "--simulate-tee", "sev-snp", "--dir",
+                 f"{tmp_path / 'evil'}::/app")
+    assert_one_line_error(proc, "--dir cannot be used with --await-push")
+    request = LaunchRequest(module_name="main.wasm", await_push=True, dirs=[(str(tmp_path / "evil"), "/app", False)])
+    files = {"main.wasm": bytearray(example("c", "hello").read_bytes()), "app/code.py": bytearray(b"print(1)\n"),
+             "Enarx.toml": bytearray(b'[[files]]\nkind = "dir"\npath = "app"\nname = "/app"\n')}
+    launch = Launch(request, b"")
+    with pytest.raises(StageFailure, match="the host may not add directories to a sealed package"):
+        install(launch, files, "the pushed package p")
+    assert launch.staging_dir is None
