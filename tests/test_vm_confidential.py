@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import struct
 import sys
 import uuid
@@ -252,6 +253,44 @@ def test_a_deploy_binds_the_tag_into_the_launch(backend, tmp_path, vm_image, fak
             root.digests["sha-384"]
 
 
+@pytest.mark.parametrize("backend", ["sev", "tdx"])
+def test_a_confidential_keep_shares_no_directory_with_its_host(backend, tmp_path, vm_image, fake_qemu, monkeypatch):
+    """A kvm keep shares writable directories live (its host is trusted); a confidential keep refuses, before
+    anything starts: a shared directory is the host's to read and change."""
+    from enarx.api import KeepOptions, run
+    from enarx.errors import ConfigError
+
+    confidential_inputs(tmp_path, monkeypatch)
+    record = fake_qemu("10.1.0")
+    monkeypatch.setenv("ENARX_VM_IMAGE", str(vm_image.directory))
+    monkeypatch.setattr("enarx.backends.registry.get_backend", _available(backend))
+    with pytest.raises(ConfigError, match="cannot share a host directory"):
+        run(example("c", "hello"), KeepOptions(backend=backend, dirs=[(str(tmp_path), "/d")]))
+    config = tmp_path / "Enarx.toml"
+    config.write_text('[[files]]\nkind = "null"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+                      f'[[files]]\nkind = "dir"\npath = "{tmp_path}"\nname = "/d"\nwritable = true\n')
+    with pytest.raises(ConfigError, match="only gets a copy"):
+        run(example("c", "hello"), KeepOptions(backend=backend, config_path=str(config)))
+    assert not record.exists()  # no QEMU was started
+
+
+def test_kvm_shares_writable_directories_over_virtiofs(tmp_path, vm_image, fake_qemu, monkeypatch):
+    from enarx.api import KeepOptions, run
+
+    record = fake_qemu("7.2.22")
+    monkeypatch.setenv("ENARX_KVM_ACCEL", "tcg")
+    monkeypatch.setenv("ENARX_VM_IMAGE", str(vm_image.directory))
+    result = run(example("c", "hello"), KeepOptions(backend="kvm", dirs=[(str(tmp_path), "/d")]), stdout=None,
+                 stderr=None)
+    assert result.kind == "crash"
+    argv = json.loads(record.read_text())
+    assert option(argv, "-M", "microvm") == "microvm,memory-backend=ram0"
+    assert option(argv, "-object", "memory-backend-memfd").endswith(",share=on")
+    assert option(argv, "-device", "vhost-user-fs") == "vhost-user-fs-device,chardev=fs0,tag=enarx-rw-0"
+    socket_path = option(argv, "-chardev", "id=fs0").split("path=", 1)[1]
+    assert not os.path.exists(os.path.dirname(socket_path))  # the daemon and its socket are gone with the keep
+
+
 def test_kvm_command_line_on_hardware(tmp_path, vm_image, fake_qemu, monkeypatch):
     record = fake_qemu("7.2.22")
     monkeypatch.delenv("ENARX_KVM_ACCEL", raising=False)
@@ -282,6 +321,23 @@ def test_network_is_restricted_to_the_configured_ports_and_hosts(tmp_path):
     assert forwards.message() == {"listen": [[0, 8080], [1, 20001]],
                                   "connect": [["db.example.com", 5432, "10.0.2.100", 5432],
                                               ["steward.example.com", 8443, "10.0.2.101", 8443]]}
+
+
+def test_ipv6_listeners_are_relayed_and_other_addresses_refused():
+    from enarx.backends.vm.network import plan_forwards
+    from enarx.config import parse_config
+    from enarx.errors import ConfigError
+
+    def listen(addr: str) -> str:
+        return f'[[files]]\nkind = "listen"\nname = "a"\nprot = "tcp"\naddr = "{addr}"\nport = 8080\n'
+
+    both = plan_forwards(parse_config(listen("::"))).listens[0]
+    assert (both.host_addr, both.ipv6_addr) == ("0.0.0.0", "::")  # QEMU's IPv4 forward, the host's IPv6 relay
+    loop = plan_forwards(parse_config(listen("::1"))).listens[0]
+    assert (loop.host_addr, loop.ipv6_addr) == ("127.0.0.1", "::1")
+    assert plan_forwards(parse_config(listen("127.0.0.1"))).listens[0].ipv6_addr is None
+    with pytest.raises(ConfigError, match=r"listen address '2001:db8::1': a VM keep listens on IPv4 addresses, "):
+        plan_forwards(parse_config(listen("2001:db8::1")))
 
 
 # -- measurements -------------------------------------------------------------------------------------------

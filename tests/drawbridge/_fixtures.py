@@ -42,7 +42,7 @@ class Drawbridge:
     """A real `enarx drawbridge serve` process."""
 
     def __init__(self, pki: Pki, issuer: LoopbackIssuer | None, *, store: Path | None = None, database: str | None = None,
-                 keep_ca: Path | None = None, log: Path | None = None):
+                 keep_ca: Path | None = None, log: Path | None = None, extra: tuple[str, ...] = ()):
         args = [*ENARX, "drawbridge", "serve", "--addr", "127.0.0.1", "--port", "0", "--tls-crt", pki.crt,
                 "--tls-key", pki.key]
         if store is not None:
@@ -53,6 +53,7 @@ class Drawbridge:
             args += ["--oidc-issuer", issuer.url, "--oidc-audience", issuer.audience]
         if keep_ca is not None:
             args += ["--ca", keep_ca]
+        args += list(extra)
         self.log = log
         self.proc = subprocess.Popen([str(a) for a in args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)

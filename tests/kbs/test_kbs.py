@@ -87,6 +87,25 @@ def test_attested_keep_gets_the_key_and_opens_the_package(tmp_path, broker, issu
     assert jwt.decode(token, jwks, algorithms=["ES256"]).claims["tee-pubkey"]["kty"] == "EC"
 
 
+def test_a_keep_without_isolation_says_so_in_its_token(tmp_path, broker, issuer):
+    """A nil (or emulated) keep's label is bound with its runtime-data; the token repeats it, and is never
+    "affirming" for it. An unknown label is refused."""
+    from enarx.isolation import PROCESS
+    from enarx.kbs.client import KbsError
+
+    pkg, _pub = sealed_package(tmp_path, "snp", "alice/snp/isolation")
+    assert register(broker, issuer, pkg).status_code == 201
+    keep = SimulatedKeep("snp")
+    token = KbsClient(broker.url).attest("snp", keep.evidence_for, package=pkg.manifest.digest, isolation=PROCESS)
+    submod = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["submods"]["snp"]
+    assert submod["enarx.isolation"] == PROCESS and submod["ear.status"] == "warning"
+    plain = KbsClient(broker.url).attest("snp", keep.evidence_for, package=pkg.manifest.digest)
+    assert "enarx.isolation" not in json.loads(base64.urlsafe_b64decode(plain.split(".")[1] + "=="))["submods"]["snp"]
+    with pytest.raises(KbsError) as exc:
+        KbsClient(broker.url).attest("snp", keep.evidence_for, isolation="isolated, promise")
+    refused(exc, 400, "enarx-isolation must be one of")
+
+
 OLD_TCB = {"snp": ("[min_svn]\nsnp = 24\n", {"tcb": {"bootloader": 4, "tee": 0, "snp": 10, "microcode": 219}}),
            "tdx": ("[min_svn]\ntdx_module_svn = 3\n", {"tee_tcb_svn": bytes([1, 0, 0]) + bytes(13)})}
 

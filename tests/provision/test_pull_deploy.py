@@ -144,6 +144,7 @@ def test_publish_encrypted_and_deploy_pulls_decrypts_and_runs(world, tmp_path, t
     assert MARKER not in everything_under(world.work / "registry")
     assert MARKER not in everything_under(world.broker_store) and MARKER.decode() not in world.broker.log.getvalue()
     assert "released" in world.broker.log.getvalue()
+    assert '"isolation": "process, no isolation"' in world.broker.log.getvalue()  # the nil keep said so
     assert MARKER not in deployed.stdout + deployed.stderr + published.stdout + published.stderr
     if trace is not None:
         host = captured_bytes(trace)
@@ -161,6 +162,7 @@ def test_an_encrypted_package_deploys_into_a_kvm_keep(world, tmp_path, vm_env):
     assert deployed.returncode == 0, deployed.stderr
     assert b"env:TOKEN=" + MARKER + b"\n" in deployed.stdout
     assert MARKER not in deployed.stderr
+    assert '"isolation": "emulated, no isolation"' in world.broker.log.getvalue()
 
 
 def test_the_cpython_package_deploys_encrypted(world, tmp_path):

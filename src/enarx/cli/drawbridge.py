@@ -30,8 +30,11 @@ def drawbridge() -> None:
               "on loopback).")
 @click.option("--oidc-audience", metavar="AUD", help="Audience the tokens must name.")
 @click.option("--ca-bundle", metavar="PEM", help="Extra roots for reaching the OIDC issuer (or ENARX_CA_BUNDLE).")
+@click.option("--quota", metavar="SIZE", callback=lambda _ctx, _param, value: _size(value),
+              help="Bytes each user's tags may hold, e.g. 10GiB (every node counted; default: no limit).")
 def serve(addr: str, port: int, store_dir: str | None, database: str | None, tls_crt: str, tls_key: str,
-          keep_ca: str | None, oidc_issuer: str | None, oidc_audience: str | None, ca_bundle: str | None) -> None:
+          keep_ca: str | None, oidc_issuer: str | None, oidc_audience: str | None, ca_bundle: str | None,
+          quota: int | None) -> None:
     """Serve the Drawbridge API over TLS (``/api/v<semver>/…``, ``/health``, ``/metrics``)."""
     import ssl
 
@@ -72,11 +75,25 @@ def serve(addr: str, port: int, store_dir: str | None, database: str | None, tls
         click.echo("warning: no --oidc-issuer: the registry is read-only (anonymous reads of public "
                    "repositories)", err=True)
     try:
-        run(create_app(store, oidc), context, addr, port)
+        run(create_app(store, oidc, quota), context, addr, port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {addr} port {port}: {exc.strerror or exc}") from None
     finally:
         store.close()
+
+
+def _size(value: str | None) -> int | None:
+    from enarx.config.parse import parse_size
+
+    if value is None:
+        return None
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--quota") from None
+    if size <= 0:
+        raise click.BadParameter("must be more than 0", param_hint="--quota")
+    return size
 
 
 def _check_store_options(store_dir: str | None, database: str | None) -> None:

@@ -54,8 +54,8 @@ from enarx.drawbridge.content import (
     same_digests,
 )
 from enarx.drawbridge.repoconfig import RepoConfig, keep_checks, public_checks
-from enarx.drawbridge.store import Conflict, Store, StoreError
-from enarx.drawbridge.store.base import Facts, Node
+from enarx.drawbridge.store import Conflict, QuotaExceeded, Store, StoreError
+from enarx.drawbridge.store.base import Facts, Node, check_quota
 from enarx.web.problem import HttpProblem, read_body
 from enarx.web.problem import problem as web_problem
 
@@ -141,9 +141,10 @@ class _Metrics:
 class Registry:
     """The request handlers over one store and one token verifier (both thread-safe)."""
 
-    def __init__(self, store: Store, oidc: OidcVerifier | None):
+    def __init__(self, store: Store, oidc: OidcVerifier | None, quota: int | None = None):
         self.store = store
         self.oidc = oidc
+        self.quota = quota  # bytes each user's tags may hold (None: no limit)
 
     # -- who ----------------------------------------------------------------------------------------
     def principal(self, request: Request) -> Principal:
@@ -353,6 +354,12 @@ class Registry:
             raise HttpProblem(413, "too-large", f"objects are limited to {MAX_OBJECT} bytes")
         if "sha-256" not in declared:
             raise HttpProblem(400, "no-digest", "a tree node's Content-Digest must name sha-256 (its content address)")
+        if self.quota is not None:  # before the body is read; the store checks again as it counts the node
+            used = await run_in_threadpool(self.store.usage, target.user)
+            try:
+                check_quota(target.user, used, expected.length, self.quota)
+            except QuotaExceeded as exc:
+                raise HttpProblem(413, "quota-exceeded", str(exc)) from None
         if expected.length <= SMALL_OBJECT:  # read whole and stored with one trip to a worker thread
             body = await _read_exactly(request, expected.length)
             entry = Entry.of(body, ctype)
@@ -371,7 +378,7 @@ class Registry:
                 children = await run_in_threadpool(_read_directory, spool.path)
                 check_children(target.path, children)
             await run_in_threadpool(self.store.put_node, target.user, target.repo, target.tag, target.path,
-                                    expected, spool, children)
+                                    expected, spool, children, self.quota)
         finally:
             await run_in_threadpool(spool.discard)
         request.app.state.metrics.bytes.labels("in").inc(expected.length)
@@ -387,7 +394,8 @@ class Registry:
         try:
             spool.write(body)
             spool.finish()
-            self.store.put_node(target.user, target.repo, target.tag, target.path, expected, spool, children)
+            self.store.put_node(target.user, target.repo, target.tag, target.path, expected, spool, children,
+                                self.quota)
         finally:
             spool.discard()
 
@@ -518,8 +526,8 @@ ROUTE_METHODS = {"user": ("HEAD", "GET", "PUT"), "repo": ("HEAD", "GET", "PUT"),
                  "tag": ("HEAD", "GET", "PUT", "DELETE"), "node": ("HEAD", "GET", "PUT")}
 
 
-def create_app(store: Store, oidc: OidcVerifier | None = None) -> Starlette:
-    registry = Registry(store, oidc)
+def create_app(store: Store, oidc: OidcVerifier | None = None, quota: int | None = None) -> Starlette:
+    registry = Registry(store, oidc, quota)
     metrics = _Metrics()
 
     async def api(request: Request) -> Response:
@@ -540,6 +548,8 @@ def create_app(store: Store, oidc: OidcVerifier | None = None) -> Starlette:
             response = problem(413 if exc.reason == "too-large" else 400, exc.reason, str(exc))
         except Conflict as exc:
             response = problem(409, "exists", str(exc) or "already exists")
+        except QuotaExceeded as exc:
+            response = problem(413, "quota-exceeded", str(exc))
         except ClientDisconnect:
             response = problem(400, "disconnected", "the client went away before its request was complete")
         except StoreError as exc:

@@ -89,7 +89,7 @@ def create_app(broker: Broker) -> Starlette:
                     failed_checks=[c.name for c in refusal.checks], detail=refusal.detail)
             return _refused(refusal)
         _record("attest", "attested", tee=session.tee, session=_session_tag(session_id),
-                tcb_status=session.claims.tcb_status.value, package=session.package)
+                tcb_status=session.claims.tcb_status.value, package=session.package, isolation=session.isolation)
         return JSONResponse({"token": token})
 
     def _path(request: Request) -> str:

@@ -77,8 +77,10 @@ class KbsClient:
         except ValueError:
             raise KbsError(f"key broker answered {method} {path} with something that is not JSON") from None
 
-    def attest(self, tee: str, evidence_for: Callable[[bytes], dict[str, Any]], *, package: str | None = None) -> str:
-        """Run auth + attest; returns the attestation token. The report_data binds nonce, key and package."""
+    def attest(self, tee: str, evidence_for: Callable[[bytes], dict[str, Any]], *, package: str | None = None,
+               isolation: str | None = None) -> str:
+        """Run auth + attest; returns the attestation token. The report_data binds nonce, key and package (and
+        ``isolation``, the label of a keep that isolates nothing: :mod:`enarx.isolation`)."""
         challenge = self._call("POST", "/kbs/v0/auth", {"version": PROTOCOL_VERSION, "tee": tee, "extra-params": ""})
         if not isinstance(challenge, dict) or not isinstance(challenge.get("nonce"), str):
             raise KbsError("key broker answered auth without a nonce")
@@ -86,6 +88,8 @@ class KbsClient:
         runtime_data: dict[str, Any] = {"nonce": challenge["nonce"], "tee-pubkey": public}
         if package is not None:
             runtime_data[evidence.PACKAGE_MEMBER] = package
+        if isolation is not None:
+            runtime_data[evidence.ISOLATION_MEMBER] = isolation
         tee_evidence = evidence_for(evidence.report_data_for(runtime_data))
         result = self._call("POST", "/kbs/v0/attest", {"runtime-data": runtime_data, "tee-evidence": tee_evidence})
         if not isinstance(result, dict) or not isinstance(result.get("token"), str):

@@ -52,16 +52,19 @@ class TokenIssuer:
         return {"keys": [{**public, "kid": self.kid, "alg": "ES256", "use": "sig"}]}
 
     def issue(self, *, tee: str, claims: dict[str, Any], tee_pubkey: dict[str, Any], nonce: str,
-              policy: str, package: str | None = None, test_anchor: bool = False) -> str:
+              policy: str, package: str | None = None, test_anchor: bool = False,
+              isolation: str | None = None) -> str:
         now = int(self._clock())
-        status, vector = ("warning", TEST_ANCHOR_VECTOR) if test_anchor else ("affirming", AFFIRMING_VECTOR)
+        lowered = test_anchor or isolation is not None  # simulated evidence, or a keep that isolates nothing
+        status, vector = ("warning", TEST_ANCHOR_VECTOR) if lowered else ("affirming", AFFIRMING_VECTOR)
         payload: dict[str, Any] = {
             "eat_profile": PROFILE, "iat": now, "exp": now + self.lifetime, "iss": self.issuer,
             "ear.verifier-id": {"developer": "https://enarx.dev", "build": f"enarx-kbs {__version__}"},
             "eat_nonce": nonce,
             "submods": {tee: {"ear.status": status, "ear.trustworthiness-vector": dict(vector),
                               "ear.appraisal-policy-id": policy, "ear.veraison.annotated-evidence": claims,
-                              "enarx.test-anchor": test_anchor}},
+                              "enarx.test-anchor": test_anchor,
+                              **({"enarx.isolation": isolation} if isolation is not None else {})}},
             "tee-pubkey": tee_pubkey,
             "jwk": self.jwks()["keys"][0],
         }

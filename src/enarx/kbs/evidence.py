@@ -43,6 +43,7 @@ MAX_ITEM = 1 << 20
 MAX_COLLATERAL_ITEMS = 16
 _VERSION = re.compile(r"0\.\d{1,3}\.\d{1,3}")
 PACKAGE_MEMBER = "enarx-package"  # runtime-data member (Enarx's extension): the manifest digest the keep verified
+ISOLATION_MEMBER = "enarx-isolation"  # runtime-data member: a keep without isolation says so (enarx.isolation)
 
 
 class EvidenceError(Exception):

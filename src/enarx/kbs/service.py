@@ -101,6 +101,7 @@ class Broker:
             tee = evidence.tee_of(challenge.tee)
             parsed = evidence.parse_tee_evidence(tee, body.get("tee-evidence"))
             package = _package_member(runtime_data)
+            isolation = _isolation_member(runtime_data)
             expected = evidence.report_data_for(parsed.bound_object(runtime_data))
         except (teekey.TeeKeyError, evidence.EvidenceError) as exc:
             raise KbsRefusal(400, "malformed", str(exc), tee=challenge.tee) from None
@@ -121,14 +122,14 @@ class Broker:
             raise KbsRefusal(403, "binding", f"{challenge.tee} evidence does not bind this request: "
                              f"{trust.describe_failures(failed)}", failed, tee=challenge.tee)
         package = package or trust.host_bound_digest(claims)
-        session = AttestedSession(challenge.tee, claims, tee_key, alg, package, challenge.expires)
+        session = AttestedSession(challenge.tee, claims, tee_key, alg, package, challenge.expires, isolation)
         try:
             self.sessions.attested(challenge, session)  # the nonce is spent only by genuine, bound evidence
         except SessionError as exc:
             raise KbsRefusal(503 if exc.reason == "busy" else 401, exc.reason, str(exc), tee=challenge.tee) from None
         token = self.tokens.issue(tee=challenge.tee, claims=trust.claims_to_json(claims),
                                   tee_pubkey=runtime_data["tee-pubkey"], nonce=nonce, policy=self.config.policy_name,
-                                  package=package, test_anchor=trust.is_test_anchored(claims))
+                                  package=package, test_anchor=trust.is_test_anchored(claims), isolation=isolation)
         return session, token
 
     @staticmethod
@@ -230,6 +231,18 @@ def _package_member(runtime_data: dict[str, Any]) -> str | None:
         return None
     if not isinstance(value, str) or not _DIGEST.fullmatch(value):
         raise evidence.EvidenceError(f"runtime-data {evidence.PACKAGE_MEMBER} must be a manifest digest (64 lowercase hex)")
+    return value
+
+
+def _isolation_member(runtime_data: dict[str, Any]) -> str | None:
+    """A keep's own statement that it is not isolated: only ever a downgrade (the token's status is then
+    never "affirming"), so it is taken as given — but only in the words :mod:`enarx.isolation` defines."""
+    from enarx.isolation import ISOLATION_LABELS
+
+    value = runtime_data.get(evidence.ISOLATION_MEMBER)
+    if value is not None and value not in ISOLATION_LABELS:
+        raise evidence.EvidenceError(f"runtime-data {evidence.ISOLATION_MEMBER} must be one of: "
+                                     f"{'; '.join(ISOLATION_LABELS)}")
     return value
 
 

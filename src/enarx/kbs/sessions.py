@@ -57,6 +57,7 @@ class AttestedSession:
     tee_alg: str
     package: str | None  # the manifest digest the keep is bound to (runtime-data or HOST_DATA), if any
     expires: float
+    isolation: str | None = None  # the keep's own word that it is not isolated (runtime-data enarx-isolation)
 
 
 class Sessions:

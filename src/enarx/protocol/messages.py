@@ -34,6 +34,7 @@ class LaunchRequest(NamedTuple):
     attachments: list[tuple[str, int]] | tuple[()] = ()  # (kind, size) sent in ATTACH frames after LAUNCH
     forwards: dict[str, list[list[Any]]] | None = None  # a VM keep's network: see docs/protocol.md
     volumes: list[tuple[str, str]] | tuple[()] = ()  # (disk serial, host directory): read-only copies (kvm)
+    shares: list[tuple[str, str, bool]] | tuple[()] = ()  # (virtiofs tag, host directory, writable): live (kvm)
     # `enarx deploy`: the keep fetches its package itself (the module bytes of the frame are then empty)
     package_url: str | None = None  # https URL of a registry tag (or of a .wasm)
     package_root: str | None = None  # the tag entry the host resolved (canonical JSON): bound into the evidence
@@ -84,6 +85,7 @@ class LaunchRequest(NamedTuple):
                 attachments=_attachments(doc.get("attachments", [])),
                 forwards=_forwards(doc.get("forwards")),
                 volumes=[tuple(_str_list(v, 2)) for v in _list(doc.get("volumes", []))],  # type: ignore[misc]
+                shares=[_dir(s, "shares") for s in _list(doc.get("shares", []))],
                 package_url=_typed(doc, "package_url", str, optional=True),
                 package_root=_typed(doc, "package_root", str, optional=True),
                 steward_url=_typed(doc, "steward_url", str, optional=True),
@@ -255,12 +257,12 @@ def _is_port(value: Any) -> bool:
     return _is_int(value) and 0 <= value <= 65535
 
 
-def _dir(value: Any) -> tuple[str, str, bool]:
+def _dir(value: Any, what: str = "dirs") -> tuple[str, str, bool]:
     items = _list(value)
     if len(items) != 3 or not isinstance(items[0], str) or not isinstance(items[1], str):
-        raise TypeError("dirs entries are [host, guest, writable]")
+        raise TypeError(f"{what} entries are [string, string, writable]")
     if not isinstance(items[2], bool):
-        raise TypeError("dirs writable must be a boolean")
+        raise TypeError(f"{what} writable must be a boolean")
     return items[0], items[1], items[2]
 
 

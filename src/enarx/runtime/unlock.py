@@ -48,7 +48,7 @@ def _release(launch: Launch, token: bytes, kbs_url: str | None, publisher_pem: s
             raise StageFailure(f"{origin} names no key broker resource (it was made for `enarx push`)")
         tee, evidence_for = tee_evidence_for(evidence_source(launch))
         client = KbsClient(kbs_url, ca_bundle_pem=launch.request.ca_bundle_pem)
-        client.attest(tee, evidence_for, package=doc.digest)
+        client.attest(tee, evidence_for, package=doc.digest, isolation=launch.request.isolation)
         return doc, client.resource(doc.resource)
     except EnarxError as exc:  # the package, the broker's refusal (with its rules), the keep's evidence, TLS
         raise StageFailure(f"{origin}: {exc}") from None

@@ -23,7 +23,7 @@ APT_INSTALL = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600"
 #: What the guest needs: the virtio transports (MMIO on a microVM, PCI on q35), the keep's channel
 #: (virtio-serial) and the network for listen/connect. Dependencies are added from .modinfo.
 #: sev_guest/tdx_guest (and configfs TSM) give a confidential guest its evidence; elsewhere they find no device.
-GUEST_MODULES = ("virtio_mmio", "virtio_pci", "virtio_console", "virtio_net", "virtio_blk", "sev_guest",
+GUEST_MODULES = ("virtio_mmio", "virtio_pci", "virtio_console", "virtio_net", "virtio_blk", "virtiofs", "sev_guest",
                  "tdx_guest", "tsm")
 
 _COMPRESSION_MAGIC = {b"\x02\x21\x4c\x18": "lz4", b"\x28\xb5\x2f\xfd": "zstd", b"\x1f\x8b": "gzip",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from enarx.backends.base import KeepProcess
 from enarx.backends.vm import qemu
@@ -34,13 +35,17 @@ def boot_timeout() -> float:
 
 def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
     from enarx.backends.vm import image as images
+    from enarx.backends.vm import shares as virtiofs
     from enarx.backends.vm.backends import EMULATED, kvm_accel
     from enarx.backends.vm.launcher import VmKeep
+    from enarx.backends.vm.listen6 import Ipv6Listeners
     from enarx.backends.vm.network import plan_forwards, relay_command, url_target
     from enarx.backends.vm.package import (
         compiled_for_guest,
         host_files,
+        kvm_host_files,
         module_as_compiled,
+        shared_dirs,
         tree_archive,
         volume_image,
     )
@@ -65,23 +70,21 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
         simulator = _simulator_dir(request, cache)
         request = request._replace(simulator_dir=simulator)
         extra.append(simulator)
-    paths = host_files(config, request.dirs)
     volumes: list[tuple[str, Path]] = []
-    if kind == "kvm":  # directories as read-only disks: unpacking thousands of files under TCG takes minutes
-        volumes = [(f"enarx-vol-{i}", volume_image(p, vm_cache))
-                   for i, p in enumerate(p for p in paths if os.path.isdir(p))]
+    volume_dirs: list[str] = []
+    to_share: list[tuple[str, bool]] = []
+    if kind == "kvm":  # directories as read-only disks (unpacking thousands of files under TCG takes minutes);
+        paths = kvm_host_files(config)  # writable ones and --dir shared live (the host is trusted in kvm's model)
+        volume_dirs = [p for p in paths if os.path.isdir(p)]
+        volumes = [(f"enarx-vol-{i}", volume_image(p, vm_cache)) for i, p in enumerate(volume_dirs)]
         paths = [p for p in paths if not os.path.isdir(p)]
+        to_share = shared_dirs(config, request.dirs)
+    else:
+        paths = host_files(config, request.dirs)
     tree = tree_archive(paths + extra)
     attachments: list[tuple[str, bytes]] = [("tree", tree)] if tree else []
     if kind == "kvm" and request.cache_dir:  # the host is trusted in kvm's model: it may compile for the guest
         attachments.append(("native", compiled_for_guest(module_as_compiled(module, config), cache)))
-    sent = request._replace(
-        cache_dir=None, dirs=[],
-        config_source=os.path.abspath(request.config_source) if request.config_source else None,
-        attachments=[(kind_, len(data)) for kind_, data in attachments],
-        forwards=forwards.message() if forwards.needed else None,
-        volumes=[(serial, directory) for (serial, _), directory in zip(volumes, [
-            p for p in host_files(config, request.dirs) if os.path.isdir(p)], strict=False)])
     memory = BASE_MEMORY_MIB + _workload_mib(request, config) + 2 * sum(len(d) for _, d in attachments) // (1 << 20)
     netdev = forwards.netdev(relay_command()) if forwards.needed else None
     accel = kvm_accel() if kind == "kvm" else "kvm"
@@ -90,11 +93,27 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
         sys.stderr.flush()
 
     firmware = _firmware(kind)
+    timeout = boot_timeout()
+    listeners6 = Ipv6Listeners((item.ipv6_addr, item.host_port, item.host_addr) for item in forwards.listens
+                               if item.ipv6_addr is not None)
+    try:
+        shares, runtime = virtiofs.start(to_share) if to_share else ([], None)  # last: nothing may fail after it
+    except BaseException:
+        listeners6.close()
+        raise
+    sent = request._replace(
+        cache_dir=None, dirs=[(os.path.abspath(h), g, w) for h, g, w in request.dirs] if kind == "kvm" else [],
+        config_source=os.path.abspath(request.config_source) if request.config_source else None,
+        attachments=[(kind_, len(data)) for kind_, data in attachments],
+        forwards=forwards.message() if forwards.needed else None,
+        volumes=[(serial, directory) for (serial, _), directory in zip(volumes, volume_dirs, strict=True)],
+        shares=[(share.tag, share.directory, share.writable) for share in shares])
 
     def argv_for(fd: int, name: str) -> list[str]:
         binary = qemu.qemu_binary(os.environ.get("ENARX_QEMU"))
         if kind == "kvm":
-            machine = qemu.Machine(image.kernel, image.initrd, cmdline_for(accel), memory, fd, name, netdev, volumes)
+            machine = qemu.Machine(image.kernel, image.initrd, cmdline_for(accel), memory, fd, name, netdev, volumes,
+                                   [(share.tag, share.socket) for share in shares])
             return qemu.microvm_argv(binary, machine, accel=accel)
         machine = qemu.Machine(image.bzimage, image.initrd, confidential_cmdline(), memory, fd, name, netdev)
         if kind == "sev":
@@ -103,8 +122,18 @@ def launch_vm(kind: str, request: LaunchRequest, module: bytes) -> KeepProcess:
         return qemu.tdx_argv(binary, machine, firmware, quote_socket=os.environ.get("ENARX_TDX_QGS"),
                              mrconfigid=launch_binding(request, module, tree, "tdx"))
 
-    return VmKeep(argv_for, request=sent, module=module, attachments=attachments, boot_timeout=boot_timeout(),
-                  started_view=forwards.host_view, label=f"{kind} ({EMULATED})" if accel == "tcg" else kind)
+    return VmKeep(argv_for, request=sent, module=module, attachments=attachments, boot_timeout=timeout,
+                  started_view=forwards.host_view, label=f"{kind} ({EMULATED})" if accel == "tcg" else kind,
+                  on_exit=lambda: _stop_helpers(listeners6, shares, runtime))
+
+
+def _stop_helpers(listeners6: Any, shares: list, runtime: Path | None) -> None:
+    """What a keep's QEMU needed beside it ends with the keep: IPv6 listeners, shared-directory daemons."""
+    listeners6.close()
+    if runtime is not None:
+        from enarx.backends.vm import shares as virtiofs
+
+        virtiofs.stop(shares, runtime)
 
 
 def image_variant(kind: str, request: LaunchRequest, config: Config | None) -> str:

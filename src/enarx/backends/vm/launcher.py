@@ -40,7 +40,7 @@ class VmKeep(KeepProcess):
     number the channel gets in QEMU; ``frames`` is what the host sends after starting it."""
 
     def __init__(self, argv_for, *, request: LaunchRequest, module: bytes, attachments: Attachments,
-                 boot_timeout: float, started_view=None, label: str = "kvm"):
+                 boot_timeout: float, started_view=None, label: str = "kvm", on_exit=None):
         host_end, guest_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.channel = host_end
         self.name = f"enarx-keep-{uuid.uuid4().hex[:12]}"
@@ -50,12 +50,16 @@ class VmKeep(KeepProcess):
         self._console: collections.deque[str] = collections.deque(maxlen=CONSOLE_LINES)
         self._boot_timed_out = False
         self._started = threading.Event()
-        argv = argv_for(guest_end.fileno(), self.name)
+        self._on_exit = on_exit  # ends what the keep's QEMU needed beside it (shared-directory daemons)
         try:
+            argv = argv_for(guest_end.fileno(), self.name)
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, pass_fds=[guest_end.fileno()],
                                          start_new_session=True,
                                          preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl, no locks
+        except BaseException:
+            self._helpers_done()
+            raise
         finally:
             guest_end.close()
         self._reader = threading.Thread(target=self._read_console, name="vm-console", daemon=True)
@@ -107,7 +111,13 @@ class VmKeep(KeepProcess):
             code = self.proc.wait()
         self._timer.cancel()
         self._reader.join(timeout=2)
+        self._helpers_done()
         return (-code) & 0x7F if code < 0 else (code & 0xFF) << 8
+
+    def _helpers_done(self) -> None:
+        on_exit, self._on_exit = self._on_exit, None
+        if on_exit is not None:
+            on_exit()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -134,4 +144,6 @@ class VmKeep(KeepProcess):
         proc = getattr(self, "proc", None)
         if proc is not None and proc.poll() is None:
             proc.kill()
+        if getattr(self, "_on_exit", None) is not None:
+            self._helpers_done()
 

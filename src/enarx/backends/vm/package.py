@@ -1,8 +1,9 @@
 """What a VM keep is sent besides its LAUNCH: the host files its package names, and (kvm only) native code.
 
-A VM keep shares no filesystem with the host. The files an Enarx.toml names — read-only ``dir`` entries
-and CA bundles — travel as a tar attachment, unpacked inside the guest; a writable directory cannot be
-shared that way and is refused. A ``kvm`` keep trusts its host, so the host may also send the module
+A confidential VM keep shares no filesystem with the host. The files an Enarx.toml names — read-only ``dir``
+entries and CA bundles — travel as a tar attachment, unpacked inside the guest (a ``kvm`` keep gets its
+read-only directories as disks instead); a writable directory cannot be copied and is refused, except by a
+``kvm`` keep, whose host shares it live (:mod:`enarx.backends.vm.shares`). A ``kvm`` keep trusts its host, so the host may also send the module
 compiled for the guest's CPU from its own cache (compiling a large module under TCG takes a minute);
 confidential keeps are never sent native code.
 """
@@ -25,17 +26,39 @@ GUEST_CPU_FLAGS = ("has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcn
 
 
 def host_files(config: Config | None, dirs: list[tuple[str, str, bool]] | tuple[()] = ()) -> list[str]:
-    """Absolute paths of the host files and directories the package names; refuses writable directories.
-    (A kvm keep gets directories as disks, see :func:`volume_image`; the rest travels in the tree.)"""
+    """Absolute paths of the host files and directories the package names, to be copied into the keep;
+    refuses writable directories and ``--dir`` (only a kvm keep may share those: :func:`shared_dirs`).
+    (A kvm keep gets read-only directories as disks, see :func:`volume_image`; the rest travels in the tree.)"""
     if dirs:
-        raise ConfigError("a VM keep cannot share a host directory read-write (--dir): add a read-only `dir` "
+        raise ConfigError("a confidential VM keep cannot share a host directory (--dir): add a read-only `dir` "
                           "entry to the Enarx.toml instead; the keep gets a copy")
+    return _copied(config, allow_writable=False)
+
+
+def shared_dirs(config: Config | None, dirs: list[tuple[str, str, bool]] | tuple[()] = ()) -> list[tuple[str, bool]]:
+    """A kvm keep's directories shared live with the host: the Enarx.toml's writable ``dir`` entries and every
+    ``--dir``, as (absolute path, writable)."""
+    shared = {os.path.abspath(host): writable for host, _guest, writable in dirs}
+    for entry in config.files if config is not None else ():
+        if isinstance(entry, DirFile) and entry.writable:
+            shared[os.path.abspath(entry.path)] = True
+    return sorted(shared.items())
+
+
+def kvm_host_files(config: Config | None) -> list[str]:
+    """What a kvm keep gets as copies: :func:`host_files` without its writable (shared) directories."""
+    return _copied(config, allow_writable=True)
+
+
+def _copied(config: Config | None, *, allow_writable: bool) -> list[str]:
     paths: list[str] = []
     for entry in config.files if config is not None else ():
         if isinstance(entry, DirFile):
             if entry.writable:
-                raise ConfigError(f"`dir` entry {entry.name!r} is writable, but a VM keep only gets a copy of "
-                                  f"{entry.path!r}: make it read-only")
+                if allow_writable:
+                    continue
+                raise ConfigError(f"`dir` entry {entry.name!r} is writable, but a confidential VM keep only gets a "
+                                  f"copy of {entry.path!r}: make it read-only (a kvm keep shares it)")
             paths.append(os.path.abspath(entry.path))
         elif isinstance(entry, ListenFile) and entry.client_ca:
             paths.append(os.path.abspath(entry.client_ca))

@@ -40,6 +40,7 @@ class Machine(NamedTuple):
     name: str
     netdev: str | None = None  # the full ``-netdev user,…`` value, when the keep has a network
     volumes: list[tuple[str, Path]] = []  # noqa: RUF012 - (serial, ext4 image): read-only disks (kvm only)
+    shares: list[tuple[str, Path]] = []  # noqa: RUF012 - (virtiofs tag, vhost-user socket): shared dirs (kvm only)
 
 
 def qemu_binary(explicit: str | None = None) -> str:
@@ -69,7 +70,13 @@ def _common(machine: Machine) -> list[str]:
 
 def microvm_argv(qemu: str, machine: Machine, *, accel: str) -> list[str]:
     """A ``kvm`` keep: ``-M microvm`` with virtio-mmio devices; ``accel`` is ``kvm`` or ``tcg``."""
-    argv = [qemu, *_common(machine), "-M", "microvm"]
+    argv = [qemu, *_common(machine)]
+    if machine.shares:  # vhost-user devices need the guest's memory in a shared mapping the daemons can map,
+        argv += ["-M", "microvm,memory-backend=ram0",  # and modern virtio-mmio (libvhost-user refuses legacy)
+                 "-object", f"memory-backend-memfd,id=ram0,size={machine.memory_mib}M,share=on",
+                 "-global", "virtio-mmio.force-legacy=false"]
+    else:
+        argv += ["-M", "microvm"]
     if accel == "tcg":
         argv += ["-accel", "tcg,tb-size=64", "-cpu", TCG_CPU]
     else:
@@ -80,6 +87,9 @@ def microvm_argv(qemu: str, machine: Machine, *, accel: str) -> list[str]:
     for i, (serial, path) in enumerate(machine.volumes):
         argv += ["-drive", f"file={path},format=raw,if=none,id=vol{i},readonly=on",
                  "-device", f"virtio-blk-device,drive=vol{i},serial={serial}"]
+    for i, (tag, socket_path) in enumerate(machine.shares):
+        argv += ["-chardev", f"socket,id=fs{i},path={socket_path}",
+                 "-device", f"vhost-user-fs-device,chardev=fs{i},tag={tag}"]
     return argv
 
 

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from enarx.drawbridge.store.base import Conflict, Store, StoreError, TagState
+from enarx.drawbridge.store.base import Conflict, QuotaExceeded, Store, StoreError, TagState
 
 
 def open_store(directory: str | None, database: str | None) -> Store:
@@ -25,4 +25,4 @@ def open_store(directory: str | None, database: str | None) -> Store:
     return LocalStore(directory)
 
 
-__all__ = ["Conflict", "Store", "StoreError", "TagState", "open_store"]
+__all__ = ["Conflict", "QuotaExceeded", "Store", "StoreError", "TagState", "open_store"]

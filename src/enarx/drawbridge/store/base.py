@@ -30,6 +30,10 @@ class Conflict(Exception):
     """A write-once object already exists (or is being published with other content)."""
 
 
+class QuotaExceeded(Exception):
+    """Storing a node would take its owner past the registry's per-user quota."""
+
+
 PENDING_CONFLICT = ("tag already exists, still being published with another tree (if that publish broke off, delete "
                     "the pending tag with `enarx package delete` and publish again)")
 
@@ -94,6 +98,7 @@ CREATE TABLE IF NOT EXISTS nodes (owner TEXT NOT NULL, repo TEXT NOT NULL, tag T
 CREATE INDEX IF NOT EXISTS nodes_blob ON nodes (blob);
 CREATE TABLE IF NOT EXISTS missing (owner TEXT NOT NULL, repo TEXT NOT NULL, tag TEXT NOT NULL, path TEXT NOT NULL,
     entry {blob} NOT NULL, PRIMARY KEY (owner, repo, tag, path));
+CREATE TABLE IF NOT EXISTS usage (owner TEXT PRIMARY KEY, bytes BIGINT NOT NULL);
 """
 
 
@@ -178,6 +183,38 @@ class Store(abc.ABC):
         with self.transaction() as cur:
             if self._insert(cur, "INSERT INTO users (name, record) VALUES (?, ?)", (user, record)) == 0:
                 raise Conflict(f"user {user} already exists")
+            self._insert(cur, "INSERT INTO usage (owner, bytes) VALUES (?, 0)", (user,))
+
+    def usage(self, user: str) -> int:
+        """The bytes ``user``'s tags hold (every node counted, complete tags and pending ones; an object two
+        nodes share is counted twice: what a user stores does not depend on what others store)."""
+        with self.transaction() as cur:
+            cur.execute("SELECT bytes FROM usage WHERE owner = ?", (user,))
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _count(cur: Any, user: str, length: int, quota: int | None) -> None:
+        """Add ``length`` to ``user``'s usage in the node's own transaction; the condition holds the quota
+        against concurrent writers as well (PostgreSQL runs their transactions side by side)."""
+        cur.execute("INSERT INTO usage (owner, bytes) VALUES (?, 0) ON CONFLICT DO NOTHING", (user,))
+        if quota is None:
+            cur.execute("UPDATE usage SET bytes = bytes + ? WHERE owner = ?", (length, user))
+            return
+        cur.execute("UPDATE usage SET bytes = bytes + ? WHERE owner = ? AND bytes + ? <= ?",
+                    (length, user, length, quota))
+        if cur.rowcount != 1:
+            cur.execute("SELECT bytes FROM usage WHERE owner = ?", (user,))
+            check_quota(user, int(cur.fetchone()[0]), length, quota)
+
+    def _count_usage(self, cur: Any) -> None:
+        """Give every user a usage row, counted from their nodes: once, for a store an older release made
+        (called where each backend creates its schema, under its start-up lock)."""
+        cur.execute("SELECT name FROM users WHERE name NOT IN (SELECT owner FROM usage)")
+        for (owner,) in cur.fetchall():
+            cur.execute("SELECT entry FROM nodes WHERE owner = ?", (owner,))
+            total = sum(Entry.from_json(_json(bytes(row[0]))).length for row in cur.fetchall())
+            cur.execute("INSERT INTO usage (owner, bytes) VALUES (?, ?)", (owner, total))
 
     def put_repo(self, user: str, repo: str, config: bytes) -> None:
         with self.transaction() as cur:
@@ -224,8 +261,11 @@ class Store(abc.ABC):
                 return False
             if row[0]:
                 raise Conflict(f"tag {tag} is published completely: it is immutable and cannot be deleted")
-            cur.execute("SELECT DISTINCT blob FROM nodes WHERE owner = ? AND repo = ? AND tag = ?", key)
-            blobs = [row[0] for row in cur.fetchall()]
+            cur.execute("SELECT blob, entry FROM nodes WHERE owner = ? AND repo = ? AND tag = ?", key)
+            rows = cur.fetchall()
+            blobs = sorted({row[0] for row in rows})
+            freed = sum(Entry.from_json(_json(bytes(row[1]))).length for row in rows)
+            cur.execute("UPDATE usage SET bytes = bytes - ? WHERE owner = ?", (freed, user))
             cur.execute("DELETE FROM nodes WHERE owner = ? AND repo = ? AND tag = ?", key)
             cur.execute("DELETE FROM missing WHERE owner = ? AND repo = ? AND tag = ?", key)
             cur.execute("DELETE FROM tags WHERE owner = ? AND repo = ? AND name = ?", key)
@@ -255,11 +295,16 @@ class Store(abc.ABC):
 
     # -- tree nodes ---------------------------------------------------------------------------------
     def put_node(self, user: str, repo: str, tag: str, path: str, entry: Entry, spool: Spool,
-                 children: dict[str, Entry] | None) -> bool:
+                 children: dict[str, Entry] | None, quota: int | None = None) -> bool:
         """Store a node whose bytes (in ``spool``) were checked against ``entry``; True when this completed
-        the tag. ``children``: a directory's entries, which become the nodes still to come."""
+        the tag. ``children``: a directory's entries, which become the nodes still to come. With ``quota``,
+        :class:`QuotaExceeded` when the owner's usage would pass it (nothing is stored then)."""
         key = entry.digests["sha-256"].hex()
         with self.transaction() as cur:
+            if quota is not None:  # before the object is stored (exact where writes are serial: SQLite)
+                cur.execute("SELECT bytes FROM usage WHERE owner = ?", (user,))
+                row = cur.fetchone()
+                check_quota(user, int(row[0]) if row else 0, entry.length, quota)
             self._store_blob(cur, key, spool, entry.length)  # idempotent; before the lock, so uploads overlap
             self._lock_tag(cur, user, repo, tag)
             cur.execute("DELETE FROM missing WHERE owner = ? AND repo = ? AND tag = ? AND path = ?",
@@ -268,6 +313,7 @@ class Store(abc.ABC):
                 raise Conflict("already exists")
             cur.execute("INSERT INTO nodes (owner, repo, tag, path, entry, blob) VALUES (?, ?, ?, ?, ?, ?)",
                         (user, repo, tag, path, entry.encode(), key))
+            self._count(cur, user, entry.length, quota)
             for name, child in (children or {}).items():
                 cur.execute("INSERT INTO missing (owner, repo, tag, path, entry) VALUES (?, ?, ?, ?, ?)",
                             (user, repo, tag, child_path(path, name), child.encode()))
@@ -304,6 +350,13 @@ class Store(abc.ABC):
         """Insert unless the primary key exists; the number of rows inserted (0 or 1)."""
         cur.execute(sql + " ON CONFLICT DO NOTHING", params)
         return cur.rowcount
+
+
+def check_quota(user: str, used: int, length: int, quota: int) -> None:
+    """:class:`QuotaExceeded` when ``length`` more bytes would take ``user`` past ``quota``."""
+    if used + length > quota:
+        raise QuotaExceeded(f"{user} stores {used} bytes; this object of {length} bytes would pass the registry's "
+                            f"quota of {quota} bytes per user (delete a pending tag, or ask the operator)")
 
 
 def _json(data: bytes) -> Any:

@@ -46,6 +46,7 @@ class LocalStore(Store):
             for statement in SCHEMA.format(blob="BLOB").split(";"):
                 if statement.strip():
                     cur.execute(statement)
+            self._count_usage(cur)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

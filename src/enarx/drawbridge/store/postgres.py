@@ -57,6 +57,7 @@ class PostgresStore(Store):
             for statement in (SCHEMA.format(blob="BYTEA") + BLOB_SCHEMA).split(";"):
                 if statement.strip():
                     cur.execute(statement)
+            self._count_usage(cur)
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)

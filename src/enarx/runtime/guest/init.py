@@ -17,9 +17,11 @@ LINUX_REBOOT_CMD_POWER_OFF = 0x4321FEDC
 SYS_FINIT_MODULE = 313  # x86_64
 IMAGE_LAYOUT = "/etc/enarx/image.json"
 MODULES_DIR = "/lib/modules"
-#: Loaded only when needed: the network (listen/connect sockets, a Steward) and disks (a kvm keep's dirs).
+#: Loaded only when needed: the network (listen/connect sockets, a Steward), disks (a kvm keep's read-only
+#: dirs) and shared directories (its writable ones, over virtiofs).
 NET_MODULES = frozenset({"virtio_net.ko", "net_failover.ko", "failover.ko"})
 DISK_MODULES = frozenset({"virtio_blk.ko"})
+SHARE_MODULES = frozenset({"fuse.ko", "virtiofs.ko"})
 MS_RDONLY = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -68,7 +70,7 @@ def main() -> None:
             mount("configfs", "/sys/kernel/config", "configfs")  # configfs TSM (SEV-SNP/TDX evidence)
         except OSError:
             pass  # a kernel without configfs
-        load_modules([m for m in image_modules() if m not in NET_MODULES | DISK_MODULES])
+        load_modules([m for m in image_modules() if m not in NET_MODULES | DISK_MODULES | SHARE_MODULES])
         from enarx.runtime.guest.port import open_port
         from enarx.runtime.guest.stages import guest_stages
         from enarx.runtime.keep import Keep
@@ -87,3 +89,7 @@ def load_network_modules() -> None:
 
 def load_disk_modules() -> None:
     load_modules([m for m in image_modules() if m in DISK_MODULES])
+
+
+def load_share_modules() -> None:
+    load_modules([m for m in image_modules() if m in SHARE_MODULES])

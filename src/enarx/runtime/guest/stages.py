@@ -3,6 +3,8 @@
 * :func:`bind_workload` — a confidential guest checks that its launch (HOST_DATA / MRCONFIGID) names the
   package it received.
 * :func:`mount_volumes` — a kvm keep's read-only ``dir`` entries arrive as disks, mounted in place.
+* :func:`mount_shares` — a kvm keep's writable ``dir`` entries and ``--dir`` are the host's own directories,
+  shared over virtiofs.
 * :func:`unpack_tree` — before planning: the host files the package names (read-only ``dir`` entries, CA
   bundles) arrive as a tar attachment; they are unpacked under :data:`HOST_ROOT`, never over the guest's
   own files.
@@ -113,6 +115,29 @@ def mount_volumes(launch: Launch) -> None:
             time.sleep(0.01)
 
 
+def mount_shares(launch: Launch) -> None:
+    """A kvm keep's writable ``dir`` entries (and ``--dir``) are the host's directories themselves, shared
+    over virtiofs (the host is trusted in kvm's model); each is mounted where its host directory belongs."""
+    shares = launch.request.shares
+    if not shares:
+        return
+    if confidential_guest():
+        raise StageFailure("a confidential keep shares no directory with its host: its files come with the package")
+    from enarx.runtime.guest.init import MS_RDONLY, load_share_modules, mount
+
+    try:
+        load_share_modules()
+    except OSError as exc:
+        raise StageFailure(f"cannot load the shared-directory drivers: {exc}") from None
+    for tag, directory, writable in shares:
+        target = host_path(directory)
+        os.makedirs(target, exist_ok=True)
+        try:
+            mount(tag, target, "virtiofs", 0 if writable else MS_RDONLY)
+        except OSError as exc:
+            raise StageFailure(f"cannot mount the host's {directory!r}: {exc}") from None
+
+
 def host_path(path: str) -> str:
     """Where a host path of the package lives in the guest."""
     return os.path.join(HOST_ROOT, os.path.abspath(path).lstrip("/"))
@@ -128,8 +153,9 @@ def relocate(launch: Launch) -> None:
     if req.simulator_dir:
         launch.request = req._replace(simulator_dir=host_path(req.simulator_dir))
     plan = launch.need_plan()
+    shared = {os.path.abspath(directory) for _tag, directory, writable in req.shares if writable}
     for pre in plan.preopens:
-        if pre.writable:
+        if pre.writable and os.path.abspath(pre.host) not in shared:
             raise StageFailure(f"directory {pre.host!r} is writable, but a VM keep only gets a copy of it: "
                                "make the `dir` entry read-only")
     plan.preopens = [Preopen(host_path(p.host), p.guest, p.writable) for p in plan.preopens]
@@ -179,4 +205,4 @@ def guest_stages() -> tuple[stages.Stage, ...]:
     order = stages.with_stage(stages.SETUP, relocate, after=stages.plan)
     order = stages.with_stage(order, connect_network, after=relocate)
     order = stages.with_stage(order, accept_native, after=stages.open_sockets)
-    return (bind_workload, mount_volumes, unpack_tree, *order)
+    return (bind_workload, mount_volumes, mount_shares, unpack_tree, *order)
