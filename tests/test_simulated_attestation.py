@@ -86,3 +86,14 @@ def test_the_simulator_is_refused_in_a_confidential_guest(tmp_path):
         simulated_source("tdx", tmp_path, b"\0asm", interfaces=(str(device),))
     refuse_on_hardware((str(tmp_path / "absent"),))  # no guest interface: allowed
     assert simulated_source("sgx", tmp_path, b"\0asm", interfaces=()).simulated is True
+
+
+@pytest.mark.parametrize(("tee", "width"), [("sev-snp", 32), ("tdx", 48)])
+def test_simulated_launch_data_of_the_wrong_width_is_refused_not_padded(tmp_path, tee, width):
+    """The deploy gap of a TDX keep came from a 32-byte digest padded into a 48-byte MRCONFIGID: the registry
+    compares all 48 bytes with a SHA-384, so such a keep could never be served. A wrong width is an error."""
+    other = 48 if width == 32 else 32
+    with pytest.raises(KeepError, match=f"launch data is {width} bytes, not {other}"):
+        simulated_source(tee, tmp_path, b"\0asm", host_data=bytes(range(other)), interfaces=())
+    assert simulated_source(tee, tmp_path, b"\0asm", host_data=bytes(range(width)), interfaces=()).host_data == \
+        bytes(range(width))

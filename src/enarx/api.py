@@ -24,6 +24,8 @@ from enarx.workload import load_workload
 
 #: The TEEs whose evidence the simulator issues (``KeepOptions.simulate_tee``, ``--simulate-tee``).
 SIMULATED_TEES = ("sev-snp", "tdx", "sgx")
+PUSHED_DIRS_REFUSED = ("--dir cannot be used with --await-push: the host may not add directories to a sealed package "
+                       "(its publisher puts the files in the package)")
 
 
 class KeepResult(NamedTuple):
@@ -271,17 +273,20 @@ def await_push(
     options = options or KeepOptions()
     if options.config_path is not None:
         raise ConfigError("--wasmcfgfile cannot be used with --await-push: a pushed package brings its own Enarx.toml")
+    if options.dirs:
+        raise ConfigError(PUSHED_DIRS_REFUSED)
     env = _env_pairs(options.env)
     args = _strings(options.args, "args")
-    dirs = _dir_triples(options.dirs)
-    for host, _guest, _writable in dirs:
-        _check_dir(host)
     publisher_pem = _publisher_pem(publisher_key) if publisher_key is not None else None
     if options.simulate_tee:
         if options.simulate_tee not in SIMULATED_TEES:
             raise ConfigError(f"simulate_tee: {options.simulate_tee!r} is not one of {', '.join(SIMULATED_TEES)}")
         _warn(on_warning, f"the keep will offer SIMULATED {options.simulate_tee} evidence to its owner: no hardware "
                           "protects it")
+        if options.simulate_tee == "sgx" and publisher_pem is not None:
+            _warn(on_warning, "an SGX keep's evidence cannot show the publisher pin (SGX has no launch-time host "
+                              "data): the keep runs only that publisher's packages, but `enarx push` will find it "
+                              "unpinned")
     backend = pick_backend(options.backend)
     try:
         listener = listen(address)
@@ -293,7 +298,6 @@ def await_push(
         module_name="main.wasm",
         args=args,
         env=env,
-        dirs=[(os.path.abspath(h), g, w) for h, g, w in dirs],
         memory_limit=options.memory_limit,
         timeout=options.timeout,
         cache_dir=None,  # a pushed package is confidential: never the host's module cache

@@ -257,3 +257,20 @@ def test_keep_whose_claims_do_not_satisfy_the_policy_is_refused(world: World, tm
     assert "the keep does not satisfy the repository's keep policy" in err and failed in err, err
     assert "(403)" in err
     assert MARKER not in result.stdout + result.stderr
+
+
+def test_an_sgx_keep_is_refused_a_private_tag_because_it_cannot_be_bound(world: World, tmp_path: Path) -> None:
+    """SGX has no launch-time host data: its evidence cannot name the tag, so the registry refuses it, and the
+    user is told that in one line (not a silent success, not a traceback)."""
+    world.private_repo("sgxonly", 'tees = ["sgx"]\nallow_insecure = true  # simulated evidence\n')
+    slug = f"{world.host}/alice/sgxonly:1.0.0"
+    assert world.cli("package", "publish", slug, _private_package(tmp_path / "pkg")).returncode == 0
+    result = world.cli("deploy", "--steward", world.steward_url, "--simulate-tee", "sgx", "--simulator-pki",
+                       world.simulator, slug)
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert [line for line in err.splitlines() if not line.startswith("warning: ")] == [err.splitlines()[-1]]
+    assert err.splitlines()[-1].startswith("Error: ") and err.splitlines()[-1].endswith("the keep does not satisfy the repository's keep policy: an SGX keep's "
+                                         "evidence cannot name a package (SGX has no launch-time host data): a "
+                                         "private tag is served to SEV-SNP and TDX keeps only (403)"), err
+    assert MARKER not in result.stdout + result.stderr

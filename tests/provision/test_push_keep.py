@@ -175,3 +175,27 @@ def test_a_keep_without_a_tee_says_it_cannot_receive(tmp_path):
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert b"needs an SEV-SNP or TDX keep" in err
+
+
+def test_an_sgx_keep_pinned_to_a_publisher_says_its_evidence_cannot_show_the_pin(tmp_path, sim):
+    """SGX has no launch-time host data: the pin is enforced by the keep but absent from its evidence, so its
+    owner's `enarx push` reports it unpinned. The host is told so up front rather than finding out later."""
+    import subprocess
+
+    from conftest import ENARX
+
+    publisher = Publisher(tmp_path)
+    proc = subprocess.Popen([*ENARX, "run", "--await-push", "127.0.0.1:0", "--simulate-tee", "sgx",
+                             "--simulator-pki", str(sim[0]), "--publisher-key", str(publisher.pub_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    lines = []
+    try:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            lines.append(raw.decode())
+            if "waiting for a push" in lines[-1]:
+                break
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert any(line.startswith("warning: an SGX keep's evidence cannot show the publisher pin") for line in lines), lines

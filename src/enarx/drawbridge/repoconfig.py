@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from enarx.attestation.claims import Claims, claims_from_json
-from enarx.attestation.model import AttestationError, Check
+from enarx.attestation.model import AttestationError, Check, Tee
 from enarx.attestation.policy import Policy
 from enarx.drawbridge.content import ContentError, Entry, canonical
 
@@ -109,6 +109,9 @@ def binding_checks(claims: Claims, tag_root: Entry | None) -> list[Check]:
             return []
         return [Check(f"drawbridge.{name}", False, f"the keep's {name} does not name this tag (or there is no "
                       "such tag)", expected=expected or None, actual=value.lower())]
+    if claims.tee == Tee.SGX:
+        return [Check("drawbridge.binding", False, "an SGX keep's evidence cannot name a package (SGX has no "
+                      "launch-time host data): a private tag is served to SEV-SNP and TDX keeps only")]
     return [Check("drawbridge.binding", False, "the keep's evidence names no package (no host_data or "
                   "mrconfigid claim)")]
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from enarx.errors import KeepError
 from enarx.protocol import (
     MAX_HOST_TO_KEEP,
     PROTOCOL_VERSION,
@@ -27,6 +28,7 @@ from enarx.protocol import (
     ProtocolError,
 )
 from enarx.protocol.messages import Started, StopRequest
+from enarx.runtime.hostdata import check_one_package
 from enarx.runtime.launch import STATUS_ERROR, STATUS_SIGNAL, STATUS_TIMEOUT, Launch, StageFailure
 
 
@@ -132,7 +134,8 @@ class Keep:
             if frame is None or frame.type != FrameType.LAUNCH:
                 raise ProtocolError("expected a LAUNCH frame first")
             req, module_bytes = LaunchRequest.decode(frame.payload)
-        except (ProtocolError, OSError) as exc:
+            check_one_package(req, module_bytes)  # the host is not trusted to send a consistent request
+        except (ProtocolError, OSError, KeepError) as exc:
             self.finish(ExitReport(STATUS_ERROR, "error", f"keep launch failed: {exc}"), abrupt=True)
             return
         if req.log_level and self._capture_logs:

@@ -32,6 +32,9 @@ def install(launch: Launch, files: dict[str, bytearray], origin: str) -> None:
     req = launch.request
     if req.config_toml is not None:
         raise StageFailure(f"{origin} brings its own Enarx.toml: a host-side --wasmcfgfile cannot replace it")
+    if req.dirs:  # checked by the host already; the keep does not rely on that
+        raise StageFailure(f"{origin}: the host may not add directories to a sealed package (--dir), which could "
+                           "shadow its own")
     module = files.get(MODULE)
     if module is None:
         raise StageFailure(f"{origin} has no {MODULE}")

@@ -41,10 +41,15 @@ def simulated_source(tee: str, directory: Path, module_bytes: bytes | memoryview
                      interfaces: tuple[str, ...] = GUEST_INTERFACES) -> EvidenceSource:
     """The simulated evidence source for ``tee`` (``sev-snp``/``snp``, ``tdx``, ``sgx``); ``host_data`` is what
     the host bound at launch (:func:`enarx.runtime.hostdata.host_data`): SEV-SNP HOST_DATA, TDX MRCONFIGID;
-    SGX has no launch-time host data."""
+    SGX has no launch-time host data. A value of the wrong width is refused, never padded: a relying party
+    compares the whole field (the registry a TDX keep's MRCONFIGID with a tree's SHA-384)."""
     import hashlib
 
     refuse_on_hardware(interfaces)
+    width = {"sev-snp": 32, "snp": 32, "tdx": 48}.get(tee)
+    if host_data and width is not None and len(host_data) != width:
+        raise KeepError(f"the {tee} launch data is {width} bytes, not {len(host_data)}: the host bound something "
+                        "else than this keep's evidence can carry")
     if tee in ("sev-snp", "snp"):
         return SimulatedSnpEvidence(directory, hashlib.sha384(module_bytes).digest(), host_data)
     if tee in ("tdx", "sgx"):
@@ -95,7 +100,7 @@ class SimulatedIntelEvidence(EvidenceSource):
         self.pki_dir = pki_dir
         self.mrtd = module_digest_384
         self.mrenclave = module_digest_256
-        self.host_data = host_data  # TDX: MRCONFIGID (48 bytes; shorter is padded); SGX has no launch-time host data
+        self.host_data = host_data  # TDX: MRCONFIGID (48 bytes, or none); SGX has no launch-time host data
 
     def extension(self, report_data: bytes) -> tuple[str, bytes]:
         from enarx.attestation.simulate.intel import simulate_sgx, simulate_tdx
@@ -107,7 +112,7 @@ class SimulatedIntelEvidence(EvidenceSource):
         if self.technology == "tdx":
             sim = simulate_tdx(report_data=report_data, mrtd=self.mrtd, pki=pki, include_tcb_info=False,
                                include_qe_identity=False, include_crls=False,
-                               mrconfigid=self.host_data.ljust(48, b"\0"))
+                               mrconfigid=self.host_data or bytes(48))
             return OID_TDX, intel_extension(sim.quote, [], [], b"")
         sim = simulate_sgx(report_data=report_data, mrenclave=self.mrenclave, pki=pki, include_qe_identity=False)
         crls = [(INTEL_ROOT_CRL_URL, sim.files["root_ca.crl.der"]), (INTEL_PCK_CRL_URL, sim.files["pck_platform.crl.der"])]
