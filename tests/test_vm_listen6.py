@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from enarx.backends.vm import listen6
 from enarx.backends.vm.listen6 import Ipv6Listeners
 from enarx.backends.vm.network import free_port, ipv6_available
 from enarx.errors import BackendError
@@ -92,33 +91,6 @@ def test_a_connection_before_the_keep_listens_is_reset_not_answered_empty():
         sock.close()
     finally:
         listeners.close()
-
-
-def test_connections_are_bounded(monkeypatch):
-    """A flood of connections (each two threads and two sockets in the host) stops at a limit; the ones beyond it
-    are reset, and the relay serves again once connections end."""
-    monkeypatch.setattr(listen6, "MAX_CONNECTIONS", 3)
-    forward = Forward()
-    listeners = Ipv6Listeners([("::1", forward.port, "127.0.0.1")])
-    try:
-        held = [client6(forward.port) for _ in range(3)]
-        for sock in held:
-            sock.sendall(b"x")
-            assert sock.recv(1) == b"x"
-        extra = client6(forward.port)
-        with pytest.raises(ConnectionResetError):
-            extra.recv(1) or extra.recv(1)
-        extra.close()
-        held.pop().close()
-        assert wait_until(lambda: len(relay_threads()) == 4)  # two threads for each of the two left
-        again = client6(forward.port)
-        again.sendall(b"y")
-        assert again.recv(1) == b"y"
-        for sock in [*held, again]:
-            sock.close()
-    finally:
-        listeners.close()
-        forward.close()
 
 
 def test_a_taken_ipv6_port_is_one_line():
