@@ -251,26 +251,25 @@ def _decode_snp(value: bytes) -> Evidence:
     return Evidence(OID_SNP, Tee.SNP, report, collateral)
 
 
-def _decode_nonce(value: bytes, critical: bool) -> bytes:
+def _plain_extension(value: bytes, critical: bool, spec: type[core.Asn1Value], kind: str, what: str, oid: str) -> Any:
+    """The value of a non-critical extension holding one ASN.1 ``spec`` (the nonce, the isolation label)."""
     if critical:
-        raise CsrError(f"challenge nonce extension {OID_NONCE} must not be critical", reason="malformed-csr")
+        raise CsrError(f"{what} extension {oid} must not be critical", reason="malformed-csr")
     try:
-        nonce = core.OctetString.load(value, strict=True).native
+        return spec.load(value, strict=True).native
     except Exception as exc:  # noqa: BLE001 - asn1crypto raises several types
-        raise CsrError(f"challenge nonce extension is not an OCTET STRING: {_short(exc)}",
-                       reason="malformed-csr") from None
+        raise CsrError(f"{what} extension is not {kind}: {_short(exc)}", reason="malformed-csr") from None
+
+
+def _decode_nonce(value: bytes, critical: bool) -> bytes:
+    nonce = _plain_extension(value, critical, core.OctetString, "an OCTET STRING", "challenge nonce", OID_NONCE)
     if not 1 <= len(nonce) <= NONCE_SIZE:
         raise CsrError(f"challenge nonce of {len(nonce)} bytes is not one a Steward issues", reason="malformed-csr")
     return nonce
 
 
 def _decode_isolation(value: bytes, critical: bool) -> str:
-    if critical:
-        raise CsrError(f"isolation label extension {OID_ISOLATION} must not be critical", reason="malformed-csr")
-    try:
-        label = core.UTF8String.load(value, strict=True).native
-    except Exception as exc:  # noqa: BLE001 - asn1crypto raises several types
-        raise CsrError(f"isolation label extension is not a UTF8String: {_short(exc)}", reason="malformed-csr") from None
+    label = _plain_extension(value, critical, core.UTF8String, "a UTF8String", "isolation label", OID_ISOLATION)
     if label not in ISOLATION_LABELS:
         raise CsrError(f"isolation label {label[:80]!r} is not one of: {'; '.join(ISOLATION_LABELS)}",
                        reason="malformed-csr")

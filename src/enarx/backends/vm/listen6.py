@@ -15,9 +15,9 @@ import struct
 import threading
 from collections.abc import Iterable
 
+from enarx.backends.vm.relay import pump  # the guestfwd relay's copy loop: half-closes as TCP allows
 from enarx.errors import BackendError
 
-CHUNK = 64 << 10
 MAX_CONNECTIONS = 512  # per keep, as QEMU's forwarder has no limit of its own
 
 
@@ -94,9 +94,9 @@ class Ipv6Listeners:
                 _reset(client)
                 return
             upstream.settimeout(None)
-            back = threading.Thread(target=_pump, args=(upstream, client), name="vm-listen6-back", daemon=True)
+            back = threading.Thread(target=pump, args=(upstream, client), name="vm-listen6-back", daemon=True)
             back.start()
-            _pump(client, upstream)
+            pump(client, upstream)
             back.join()
             client.close()
             upstream.close()
@@ -129,16 +129,3 @@ def _reset(client: socket.socket) -> None:
     except OSError:
         pass
     client.close()
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    """Copy until ``source`` ends, then end ``sink``'s sending side (half-close, as TCP allows)."""
-    try:
-        while data := source.recv(CHUNK):
-            sink.sendall(data)
-    except OSError:
-        pass
-    try:
-        sink.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass

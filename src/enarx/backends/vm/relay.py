@@ -12,6 +12,7 @@ import threading
 
 
 def pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy until ``source`` ends, then end ``sink``'s sending side (half-close, as TCP allows)."""
     try:
         while data := source.recv(1 << 16):
             sink.sendall(data)
