@@ -57,9 +57,17 @@ class PostgresServer:
         self._run(str(bin_dir / "initdb"), "-D", str(data), "-U", self.user, "--auth=trust", "-E", "UTF8",
                   "--no-sync")
         self.log = self.dir / "postgres.log"
-        self._run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(self.log), "-w", "-t", "60", "-o",
-                  f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
-                  "-c fsync=off -c max_connections=300", "start")
+        for attempt in range(3):  # the free port picked may be taken before the server binds it (parallel tests)
+            try:
+                self._run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(self.log), "-w", "-t", "60", "-o",
+                          f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
+                          "-c fsync=off -c max_connections=300", "start")
+                break
+            except RuntimeError as exc:
+                said = self.log.read_text(errors="replace")[-1000:] if self.log.exists() else ""
+                if attempt == 2:
+                    raise RuntimeError(f"{exc}\n{said}") from None
+                self.port = _free_port()
         self._pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data)]
 
     def _run(self, *args: str) -> None:

@@ -138,10 +138,12 @@ def test_two_workers_accept_each_others_nonces(anchor) -> None:
             statuses = list(pool.map(attest, range(24)))
         assert statuses == [200] * 24
         issued = set()
-        for _ in range(40):  # each worker counts its own decisions: two different totals = both served
+        for _ in range(400):  # each worker counts its own decisions: two different totals = both served
             text = httpx.get(url + "metrics").text
             found = re.search(r'steward_decisions_total\{outcome="issued",reason="ok",tee="sev-snp"\} ([\d.]+)', text)
             issued.add(float(found.group(1)) if found else 0.0)
+            if len(issued) == 2:  # under load the kernel may hand many connections in a row to one worker
+                break
         assert len(issued) == 2 and sum(issued) == 24, issued
     finally:
         proc.terminate()
