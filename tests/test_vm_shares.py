@@ -41,7 +41,9 @@ def sandboxed_daemon(share: shares.Share) -> int:
         children = Path(f"/proc/{share.proc.pid}/task/{share.proc.pid}/children").read_text().split()
         for child in children:
             try:
-                if os.readlink(f"/proc/{child}/ns/pid") != os.readlink("/proc/self/ns/pid"):  # its sandbox
+                root, shared = os.stat(f"/proc/{child}/root"), os.stat(share.directory)
+                if (os.readlink(f"/proc/{child}/ns/pid") != os.readlink("/proc/self/ns/pid")  # its sandbox …
+                        and (root.st_dev, root.st_ino) == (shared.st_dev, shared.st_ino)):  # … entered
                     return int(child)
             except OSError:
                 continue
